@@ -1,0 +1,73 @@
+//! `sched_process_exec`: a successful exec, seen from the new image. The
+//! filename is the kernel's own copy (the old user memory is gone), `exe`
+//! is the file really running (the interpreter of a `#!` script), argv is
+//! read from the new stack.
+use aya_ebpf::{
+    EbpfContext,
+    cty::c_void,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_kernel_str},
+    programs::TracePointContext,
+};
+use tracer_common::{AT_FDCWD, PATH_MAX, Syscall, flags, stats};
+
+use crate::{
+    event, finish, kernel,
+    maps::{CONFIG, INFLIGHT, count_stat},
+    scope::in_scope,
+};
+
+#[inline(always)]
+pub fn on_exec(ctx: &TracePointContext) {
+    if !in_scope() {
+        return;
+    }
+    count_stat(stats::SEEN);
+    let cfg = CONFIG.load();
+    let o = cfg.offsets;
+    let id = bpf_get_current_pid_tgid();
+    let (syscall, dirfd, arg_flags) = match unsafe { INFLIGHT.get(&id) } {
+        Some(i) => (i.syscall, i.dirfd, i.flags),
+        None => (Syscall::Execve as u8, AT_FDCWD, 0),
+    };
+    let Some(buf) = event::start(syscall, dirfd, 0, arg_flags) else {
+        return;
+    };
+    let Some(pending) = finish::pending() else {
+        return;
+    };
+    let data = unsafe { (*buf).data.as_mut_ptr() };
+
+    let loc = unsafe { ctx.read_at::<u32>(cfg.exec_filename_off as usize) }.unwrap_or(0);
+    let name = (ctx.as_ptr() as u64) + (loc & 0xffff) as u64;
+    let n = unsafe {
+        bpf_probe_read_kernel_str(data as *mut c_void, PATH_MAX as u32, name as *const c_void)
+    };
+    let mut raw_len: usize = 0;
+    if n > 0 {
+        raw_len = (n as usize - 1) & (PATH_MAX - 1);
+    } else {
+        unsafe { (*buf).header.flags = flags::RAW_UNREADABLE };
+    }
+    let first = unsafe { *data };
+
+    let task = kernel::current_task();
+    let (root, pwd) = kernel::root_and_pwd(&o, task);
+    let (argv_start, argv_end) = kernel::arg_range(&o, task);
+    unsafe {
+        (*buf).header.raw_len = raw_len as u16;
+        (*pending).pos = raw_len as u64;
+        (*pending).root_mnt = root.mnt;
+        (*pending).root_dentry = root.dentry;
+        if n > 0 && first != b'/' {
+            (*pending).base_mnt = pwd.mnt;
+            (*pending).base_dentry = pwd.dentry;
+        }
+        if let Some(exe) = kernel::exe_path(&o, task) {
+            (*pending).exe_mnt = exe.mnt;
+            (*pending).exe_dentry = exe.dentry;
+        }
+        (*pending).argv_start = argv_start;
+        (*pending).argv_end = argv_end;
+    }
+    finish::tail_call(ctx);
+}

@@ -1,0 +1,198 @@
+//! A cgroup v2 made for one run: the in-kernel scope of the trace.
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CgroupError {
+    #[error("cannot read /proc/self/mountinfo: {0}")]
+    Mountinfo(std::io::Error),
+    #[error("cannot create cgroup {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot stat cgroup {path}: {source}")]
+    Stat {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A cgroup v2 mount: where it is and how deep its root sits in the
+/// hierarchy (non-zero inside a cgroup namespace or a bind mount).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup2Mount {
+    pub path: PathBuf,
+    pub root_depth: u32,
+}
+
+/// Finds the cgroup v2 mount, preferring `/sys/fs/cgroup`, then the hybrid
+/// layout's `/sys/fs/cgroup/unified`, then any other.
+pub fn find_mount() -> Result<Option<Cgroup2Mount>, CgroupError> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::Mountinfo)?;
+    Ok(find_in_mountinfo(&text))
+}
+
+pub fn find_in_mountinfo(text: &str) -> Option<Cgroup2Mount> {
+    let mut found: Vec<Cgroup2Mount> = text
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            if post.split_whitespace().next()? != "cgroup2" {
+                return None;
+            }
+            let f: Vec<&str> = pre.split_whitespace().collect();
+            let root = *f.get(3)?;
+            let mount_point = *f.get(4)?;
+            Some(Cgroup2Mount {
+                path: PathBuf::from(mount_point),
+                root_depth: root.split('/').filter(|c| !c.is_empty()).count() as u32,
+            })
+        })
+        .collect();
+    let rank = |m: &Cgroup2Mount| match m.path.to_str() {
+        Some("/sys/fs/cgroup") => 0,
+        Some("/sys/fs/cgroup/unified") => 1,
+        _ => 2,
+    };
+    found.sort_by_key(rank);
+    found.into_iter().next()
+}
+
+/// A cgroup directory owned by this run; removed on drop once empty.
+#[derive(Debug)]
+pub struct RunCgroup {
+    pub path: PathBuf,
+    /// The kernel's cgroup id (the directory's inode on cgroup2).
+    pub id: u64,
+    /// Depth in the v2 hierarchy, for `bpf_get_current_ancestor_cgroup_id`.
+    pub level: u32,
+}
+
+impl RunCgroup {
+    pub fn create(mount: &Cgroup2Mount) -> Result<RunCgroup, CgroupError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = mount
+            .path
+            .join(format!("trace-{}-{nanos:09}", std::process::id()));
+        fs::create_dir(&path).map_err(|source| CgroupError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        let id = match fs::metadata(&path) {
+            Ok(m) => m.ino(),
+            Err(source) => {
+                let _ = fs::remove_dir(&path);
+                return Err(CgroupError::Stat { path, source });
+            }
+        };
+        Ok(RunCgroup {
+            path,
+            id,
+            level: mount.root_depth + 1,
+        })
+    }
+
+    /// `cgroup.procs`, which the child writes itself into before exec.
+    pub fn procs_file(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.procs_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    pub fn populated(&self) -> bool {
+        match fs::read_to_string(self.path.join("cgroup.events")) {
+            Ok(events) => events.lines().any(|l| l.trim() == "populated 1"),
+            Err(_) => !self.pids().is_empty(),
+        }
+    }
+
+    /// Kills everything left in the cgroup; returns how many were found.
+    pub fn kill_all(&self) -> u32 {
+        let mut killed = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() || Instant::now() > deadline {
+                return killed;
+            }
+            if killed == 0 {
+                killed = pids.len() as u32;
+            }
+            if fs::write(self.path.join("cgroup.kill"), "1").is_err() {
+                for pid in pids {
+                    // SAFETY: plain syscall; a pid that is gone fails harmlessly.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        // rmdir fails with EBUSY until the last task is fully reaped.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
+            if !Path::new(&self.path).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
+    const UNIFIED: &str = "\
+40 25 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw
+41 25 0:31 /user.slice/x /mnt/cg rw - cgroup2 cgroup2 rw";
+
+    #[test]
+    fn finds_hybrid_and_unified_layouts() {
+        let h = find_in_mountinfo(HYBRID).unwrap();
+        assert_eq!(h.path, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(h.root_depth, 0);
+        let u = find_in_mountinfo(UNIFIED).unwrap();
+        assert_eq!(u.path, PathBuf::from("/sys/fs/cgroup"));
+        let only_nested = find_in_mountinfo(&UNIFIED.lines().nth(1).unwrap().to_string()).unwrap();
+        assert_eq!(only_nested.root_depth, 2);
+        assert_eq!(find_in_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw"), None);
+    }
+
+    #[test]
+    fn real_cgroup_is_created_and_removed() {
+        let mount = find_mount()
+            .unwrap()
+            .expect("cgroup v2 mounted on the test machine");
+        let cg = RunCgroup::create(&mount).unwrap();
+        let path = cg.path.clone();
+        assert!(path.join("cgroup.procs").exists());
+        assert!(!cg.populated());
+        assert!(cg.id > 1);
+        drop(cg);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,51 @@
+//! Kernel struct offsets for the eBPF programs, read from BTF.
+use std::path::Path;
+
+use tracer_common::KernelOffsets;
+
+use super::btf::{Btf, BtfError};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+    let o = |ty: &str, m: &str| btf.member_offset(ty, m);
+    Ok(KernelOffsets {
+        task_fs: o("task_struct", "fs")?,
+        task_files: o("task_struct", "files")?,
+        task_mm: o("task_struct", "mm")?,
+        mm_exe_file: o("mm_struct", "exe_file")?,
+        mm_arg_start: o("mm_struct", "arg_start")?,
+        mm_arg_end: o("mm_struct", "arg_end")?,
+        fs_root: o("fs_struct", "root")?,
+        fs_pwd: o("fs_struct", "pwd")?,
+        path_mnt: o("path", "mnt")?,
+        path_dentry: o("path", "dentry")?,
+        dentry_parent: o("dentry", "d_parent")?,
+        dentry_name: o("dentry", "d_name")?,
+        qstr_name: o("qstr", "name")?,
+        vfsmount_root: o("vfsmount", "mnt_root")?,
+        mount_mnt: o("mount", "mnt")?,
+        mount_parent: o("mount", "mnt_parent")?,
+        mount_mountpoint: o("mount", "mnt_mountpoint")?,
+        file_path: o("file", "f_path")?,
+        files_fdt: o("files_struct", "fdt")?,
+        fdt_fd: o("fdtable", "fd")?,
+        fdt_max_fds: o("fdtable", "max_fds")?,
+        _pad: 0,
+    })
+}
+
+pub fn from_kernel() -> Result<KernelOffsets, BtfError> {
+    from_btf(&Btf::from_file(Path::new(VMLINUX_BTF))?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_offsets_are_found() {
+        let o = super::from_kernel().unwrap();
+        assert_eq!(o.path_dentry, 8);
+        assert!(o.mm_arg_end > o.mm_arg_start);
+        assert!(o.task_fs != 0 && o.task_mm != 0 && o.task_files != 0);
+    }
+}

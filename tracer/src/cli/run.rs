@@ -1,0 +1,258 @@
+//! `trace run`: run a command inside a fresh scope and write its trace.
+use std::{ffi::CString, io::IsTerminal, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    capture::{
+        Capture, Scope,
+        cgroup::{self, RunCgroup},
+    },
+    model::{
+        collect::{Collector, RunInfo},
+        text,
+        trace::{ExitInfo, ScopeInfo, Trace},
+        write,
+    },
+    runtime::{
+        child::{self, Join},
+        status,
+    },
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// A cgroup v2 made for the run when cgroup v2 is mounted, else pids.
+    Auto,
+    /// A cgroup v2 made for the run (follows everything, even re-parented
+    /// daemons).
+    Cgroup,
+    /// Follow forks from the command's pid (no cgroup v2 needed).
+    Pids,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Write the trace here (atomically). Without it, a summary goes to stderr.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// json (default with -o) or text (default without -o).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub scope: ScopeArg,
+    /// After the command exits, keep tracing its leftover descendants for up
+    /// to this many seconds, then kill them.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub wait_descendants: f64,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+/// What the scope is made of, kept alive for the whole run.
+enum ScopeHandle {
+    Cgroup(RunCgroup),
+    Pids,
+}
+
+pub async fn run(args: RunArgs) -> Result<i32> {
+    if !args.wait_descendants.is_finite() || args.wait_descendants < 0.0 {
+        bail!("--wait-descendants must be a number of seconds >= 0");
+    }
+    let format = args.format.unwrap_or(if args.output.is_some() {
+        Format::Json
+    } else {
+        Format::Text
+    });
+    crate::capture::preflight()?;
+
+    let mount = match args.scope {
+        ScopeArg::Pids => None,
+        ScopeArg::Auto => cgroup::find_mount()?,
+        ScopeArg::Cgroup => Some(
+            cgroup::find_mount()?.context("--scope cgroup: no cgroup v2 hierarchy is mounted")?,
+        ),
+    };
+    let handle = match mount {
+        Some(m) => ScopeHandle::Cgroup(RunCgroup::create(&m)?),
+        None => ScopeHandle::Pids,
+    };
+    let scope = match &handle {
+        ScopeHandle::Cgroup(cg) => Scope::Cgroup {
+            id: cg.id,
+            level: cg.level,
+        },
+        ScopeHandle::Pids => Scope::Pids,
+    };
+    let mut capture = Capture::start(scope)?;
+    let join = match &handle {
+        ScopeHandle::Cgroup(cg) => Join::Cgroup(
+            CString::new(cg.procs_file().into_os_string().into_encoded_bytes())
+                .context("cgroup path contains a NUL byte")?,
+        ),
+        ScopeHandle::Pids => Join::PidMap(capture.scope_pids_fd()?),
+    };
+
+    let mut collector = Collector::new();
+    let exit = match child::spawn(&args.command, join) {
+        Ok(child) => supervise(child, &mut capture, &mut collector).await?,
+        Err(e) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => status::NOT_FOUND,
+                std::io::ErrorKind::PermissionDenied => status::NOT_EXECUTABLE,
+                _ => bail!("cannot start {}: {e}", args.command[0]),
+            };
+            eprintln!("trace: {}: {}", args.command[0], e);
+            ExitInfo { code, signal: None }
+        }
+    };
+
+    let leftovers_killed =
+        drain_descendants(&handle, &mut capture, &mut collector, args.wait_descendants).await;
+    capture.drain(&mut collector);
+    let lost = capture.lost()?;
+    let (seen, dedup) = capture.stats()?;
+    let trace = collector.finish(RunInfo {
+        command: args.command.clone(),
+        exit: exit.clone(),
+        scope: ScopeInfo {
+            mode: match &handle {
+                ScopeHandle::Cgroup(_) => "cgroup".into(),
+                ScopeHandle::Pids => "pids".into(),
+            },
+            cgroup: match &handle {
+                ScopeHandle::Cgroup(cg) => Some(cg.path.display().to_string()),
+                ScopeHandle::Pids => None,
+            },
+            leftovers_killed,
+        },
+        lost,
+        syscalls_seen: seen,
+        deduplicated_in_kernel: dedup,
+    });
+    drop(capture);
+    drop(handle);
+
+    report(&trace, args.output.as_deref(), format)?;
+    Ok(exit.code)
+}
+
+/// Waits for the child while draining events and passing signals on.
+async fn supervise(
+    mut child: tokio::process::Child,
+    capture: &mut Capture,
+    collector: &mut Collector,
+) -> Result<ExitInfo> {
+    let pid = child.id().context("child has no pid")?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // Ctrl-C in a terminal already reaches the child (same process group).
+    let forward_int = !std::io::stdin().is_terminal();
+    loop {
+        tokio::select! {
+            r = capture.readable() => {
+                r?;
+                capture.drain(collector);
+            }
+            st = child.wait() => {
+                return Ok(status::from_status(st.context("waiting for the command")?));
+            }
+            _ = term.recv() => child::signal(pid, libc::SIGTERM),
+            _ = hup.recv() => child::signal(pid, libc::SIGHUP),
+            _ = quit.recv() => child::signal(pid, libc::SIGQUIT),
+            _ = int.recv() => if forward_int { child::signal(pid, libc::SIGINT) },
+        }
+    }
+}
+
+/// Keeps tracing while descendants (daemons) are still alive, up to
+/// `wait` seconds; then kills what is left. Returns how many were killed.
+async fn drain_descendants(
+    handle: &ScopeHandle,
+    capture: &mut Capture,
+    collector: &mut Collector,
+    wait: f64,
+) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    let alive = |capture: &Capture| match handle {
+        ScopeHandle::Cgroup(cg) => cg.populated(),
+        ScopeHandle::Pids => !capture.scope_pids().is_empty(),
+    };
+    while alive(capture) && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            r = capture.readable() => {
+                if r.is_ok() {
+                    capture.drain(collector);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    if !alive(capture) {
+        return 0;
+    }
+    let killed = match handle {
+        ScopeHandle::Cgroup(cg) => cg.kill_all(),
+        ScopeHandle::Pids => {
+            let pids = capture.scope_pids();
+            for p in &pids {
+                child::signal(*p, libc::SIGKILL);
+            }
+            pids.len() as u32
+        }
+    };
+    eprintln!(
+        "trace: warning: {killed} process(es) still running {wait}s after the command exited were killed (see --wait-descendants)"
+    );
+    killed
+}
+
+fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -> Result<()> {
+    let rendered = match format {
+        Format::Json => write::to_json(trace),
+        Format::Text => text::render(trace).into_bytes(),
+    };
+    match output {
+        Some(path) => write::write_atomic(path, &rendered)?,
+        None => {
+            use std::io::Write;
+            std::io::stderr().write_all(&rendered)?;
+        }
+    }
+    if !trace.complete {
+        let lost = &trace.lost_events;
+        let causes: Vec<String> = lost
+            .by_cause
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        eprintln!(
+            "trace: warning: the trace is incomplete: {} events lost ({}), {} paths truncated",
+            lost.total,
+            if causes.is_empty() {
+                "none".to_string()
+            } else {
+                causes.join(", ")
+            },
+            trace.counters.truncated_paths
+        );
+    }
+    Ok(())
+}

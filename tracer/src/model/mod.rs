@@ -1,0 +1,7 @@
+//! The trace model: what a run used, how it is folded from events, and how
+//! it is written and read.
+pub mod collect;
+pub mod path;
+pub mod text;
+pub mod trace;
+pub mod write;

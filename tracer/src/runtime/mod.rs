@@ -1,0 +1,5 @@
+//! Running the traced command: joining the scope before its first
+//! instruction, passing signals through, and turning its end into an exit
+//! status the way a shell does.
+pub mod child;
+pub mod status;
