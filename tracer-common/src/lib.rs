@@ -23,6 +23,55 @@ pub const WALK_MAX_DEPTH: u32 = 200;
 /// never deduplicated (always reported).
 pub const DEDUP_PATH: usize = 240;
 
+/// Native syscall numbers of the recorded syscalls on the architectures
+/// `trace` supports (`None`: the architecture has no such syscall).
+pub mod nr {
+    #[allow(unused_imports)]
+    use super::Syscall;
+
+    #[cfg(any(target_arch = "x86_64", bpf_target_arch = "x86_64"))]
+    pub const TABLE: [(i64, Syscall); 17] = [
+        (2, Syscall::Open),
+        (257, Syscall::Openat),
+        (437, Syscall::Openat2),
+        (85, Syscall::Creat),
+        (4, Syscall::Stat),
+        (6, Syscall::Lstat),
+        (262, Syscall::Newfstatat),
+        (332, Syscall::Statx),
+        (21, Syscall::Access),
+        (269, Syscall::Faccessat),
+        (439, Syscall::Faccessat2),
+        (89, Syscall::Readlink),
+        (267, Syscall::Readlinkat),
+        (80, Syscall::Chdir),
+        (81, Syscall::Fchdir),
+        (59, Syscall::Execve),
+        (322, Syscall::Execveat),
+    ];
+
+    /// The generic table (arm64, riscv64): no legacy open/stat/access.
+    #[cfg(any(
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        bpf_target_arch = "aarch64",
+        bpf_target_arch = "riscv64"
+    ))]
+    pub const TABLE: [(i64, Syscall); 11] = [
+        (56, Syscall::Openat),
+        (437, Syscall::Openat2),
+        (79, Syscall::Newfstatat),
+        (291, Syscall::Statx),
+        (48, Syscall::Faccessat),
+        (439, Syscall::Faccessat2),
+        (78, Syscall::Readlinkat),
+        (49, Syscall::Chdir),
+        (50, Syscall::Fchdir),
+        (221, Syscall::Execve),
+        (281, Syscall::Execveat),
+    ];
+}
+
 /// `AT_FDCWD` as passed by userspace in a dirfd argument.
 pub const AT_FDCWD: i32 = -100;
 
@@ -75,8 +124,8 @@ impl Syscall {
         Syscall::ALL.iter().copied().find(|s| *s as u8 == v)
     }
 
-    /// The kernel's name, as in `syscalls/sys_enter_<name>`.
-    pub fn tracepoint_name(self) -> &'static str {
+    /// The kernel's name for it (`newstat`, as in `sys_enter_newstat`).
+    pub fn kernel_name(self) -> &'static str {
         match self {
             Syscall::Open => "open",
             Syscall::Openat => "openat",
@@ -103,7 +152,7 @@ impl Syscall {
         match self {
             Syscall::Stat => "stat",
             Syscall::Lstat => "lstat",
-            other => other.tracepoint_name(),
+            other => other.kernel_name(),
         }
     }
 }
@@ -232,7 +281,10 @@ pub struct KernelOffsets {
     pub files_fdt: u32,
     pub fdt_fd: u32,
     pub fdt_max_fds: u32,
-    pub _pad: u32,
+    pub task_pid: u32,
+    pub bprm_filename: u32,
+    /// Where syscall arguments 0..6 sit in `struct pt_regs`.
+    pub regs_arg: [u32; 6],
 }
 
 /// Load-time configuration, a read-only global of the eBPF object.
@@ -242,10 +294,9 @@ pub struct Config {
     pub scope_mode: u32,
     pub cgroup_level: u32,
     pub cgroup_id: u64,
-    /// Offset of the `__data_loc` `filename` field of `sched_process_exec`.
-    pub exec_filename_off: u32,
-    /// Offset of `child_pid` in `sched_process_fork`.
-    pub fork_child_pid_off: u32,
+    /// Wake the reader when more than this many bytes are waiting; below
+    /// it the reader finds records on its own polling timer.
+    pub ringbuf_wakeup_bytes: u64,
     pub offsets: KernelOffsets,
 }
 

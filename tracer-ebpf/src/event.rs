@@ -1,8 +1,11 @@
 //! Building a record in per-CPU scratch memory and sending it to userspace.
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+};
 use tracer_common::{EventBuf, EventHeader, HEADER_SIZE, loss, stats};
 
-use crate::maps::{EVENTS, SCRATCH, count_loss, count_stat};
+use crate::maps::{CONFIG, EVENTS, SCRATCH, count_loss, count_stat};
 
 /// The per-CPU scratch record, with its header filled for the current task.
 #[inline(always)]
@@ -42,7 +45,16 @@ pub fn submit(buf: *mut EventBuf, data_len: usize) {
     }
     // SAFETY: `len` is bounded by the scratch slot's size.
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
-    match EVENTS.output::<[u8]>(bytes, 0) {
+    // Waking the reader for every record costs the traced task an
+    // irq_work each time; the reader polls on a short timer instead and is
+    // woken only when the buffer is filling up.
+    let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if pending > CONFIG.load().ringbuf_wakeup_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    match EVENTS.output::<[u8]>(bytes, flags as u64) {
         Ok(()) => count_stat(stats::EMITTED),
         Err(_) => count_loss(loss::RINGBUF_FULL),
     }

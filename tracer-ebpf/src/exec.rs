@@ -1,12 +1,14 @@
-//! `sched_process_exec`: a successful exec, seen from the new image. The
-//! filename is the kernel's own copy (the old user memory is gone), `exe`
-//! is the file really running (the interpreter of a `#!` script), argv is
-//! read from the new stack.
+//! `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
+//! linux_binprm *bprm)`: a successful exec, seen from the new image. The
+//! filename is the kernel's own copy in `bprm` (the old user memory is
+//! gone), `exe` is the file really running (the interpreter of a `#!`
+//! script), argv is read from the new stack.
 use aya_ebpf::{
-    EbpfContext,
     cty::c_void,
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_kernel_str},
-    programs::TracePointContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated::bpf_probe_read_kernel_str,
+    },
+    programs::RawTracePointContext,
 };
 use tracer_common::{AT_FDCWD, PATH_MAX, Syscall, flags, stats};
 
@@ -17,7 +19,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn on_exec(ctx: &TracePointContext) {
+pub fn on_exec(ctx: &RawTracePointContext) {
     if !in_scope() {
         return;
     }
@@ -37,8 +39,9 @@ pub fn on_exec(ctx: &TracePointContext) {
     };
     let data = unsafe { (*buf).data.as_mut_ptr() };
 
-    let loc = unsafe { ctx.read_at::<u32>(cfg.exec_filename_off as usize) }.unwrap_or(0);
-    let name = (ctx.as_ptr() as u64) + (loc & 0xffff) as u64;
+    let bprm: u64 = ctx.arg(2);
+    let name = unsafe { bpf_probe_read_kernel((bprm + o.bprm_filename as u64) as *const u64) }
+        .unwrap_or(0);
     let n = unsafe {
         bpf_probe_read_kernel_str(data as *mut c_void, PATH_MAX as u32, name as *const c_void)
     };

@@ -3,7 +3,9 @@
 //! the base directory and the exe file into path components, copies argv,
 //! and submits the record. Its inputs come from map memory, so the
 //! verifier checks it once instead of once per path through its callers.
-use aya_ebpf::{cty::c_void, helpers::generated::bpf_probe_read_user, programs::TracePointContext};
+use aya_ebpf::{
+    cty::c_void, helpers::generated::bpf_probe_read_user, programs::RawTracePointContext,
+};
 use tracer_common::{ARGV_MAX, DATA_WALK_MASK, flags, loss};
 
 use crate::{
@@ -14,7 +16,7 @@ use crate::{
 
 /// Hands the record over to `finish`; only returns if the tail call failed.
 #[inline(always)]
-pub fn tail_call(ctx: &TracePointContext) {
+pub fn tail_call(ctx: &RawTracePointContext) {
     unsafe { FINISH.tail_call(ctx, 0) };
     count_loss(loss::TAIL_CALL);
 }
@@ -40,7 +42,7 @@ pub fn pending() -> Option<*mut Pending> {
 }
 
 #[inline(always)]
-pub fn run(_ctx: &TracePointContext) {
+pub fn run(_ctx: &RawTracePointContext) {
     let (Some(p), Some(buf)) = (PENDING.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
         count_loss(loss::NO_SCRATCH);
         return;

@@ -11,8 +11,7 @@ pub static CONFIG: Global<Config> = Global::new(Config {
     scope_mode: 0,
     cgroup_level: 0,
     cgroup_id: 0,
-    exec_filename_off: 0,
-    fork_child_pid_off: 0,
+    ringbuf_wakeup_bytes: 0,
     offsets: tracer_common::KernelOffsets {
         task_fs: 0,
         task_files: 0,
@@ -35,7 +34,9 @@ pub static CONFIG: Global<Config> = Global::new(Config {
         files_fdt: 0,
         fdt_fd: 0,
         fdt_max_fds: 0,
-        _pad: 0,
+        task_pid: 0,
+        bprm_filename: 0,
+        regs_arg: [0; 6],
     },
 });
 

@@ -4,10 +4,15 @@
 //! then; at entry `bpf_probe_read_user_str` can fail on a cold page.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
-    programs::TracePointContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::bpf_probe_read_user_str,
+    },
+    programs::RawTracePointContext,
 };
-use tracer_common::{AT_FDCWD, DEDUP_PATH, PATH_MAX, Syscall, flags, loss, stats};
+use tracer_common::{
+    AT_FDCWD, DEDUP_PATH, KernelOffsets, PATH_MAX, Syscall, flags, loss, nr, stats,
+};
 
 use crate::{
     event, finish,
@@ -16,38 +21,86 @@ use crate::{
     scope::in_scope,
 };
 
-/// Where a syscall's arguments are, as indexes into the tracepoint's args
-/// (each 8 bytes from offset 16; checked against tracefs by the loader).
-pub struct Args {
-    pub dirfd: i8,
-    pub path: i8,
-    pub flags: i8,
-    /// Flags implied by the syscall itself (lstat means no-follow).
-    pub fixed_flags: u64,
+/// Which arguments of a syscall hold the dirfd, the path and the flags
+/// (-1: none), and flags implied by the syscall itself (lstat means
+/// no-follow).
+struct Args {
+    dirfd: i8,
+    path: i8,
+    flags: i8,
+    fixed_flags: u64,
 }
 
-const ARGS_OFFSET: usize = 16;
+const NONE: i8 = -1;
 const O_ACCMODE: u64 = 0o3;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const O_DIRECTORY: u64 = 0o200000;
+const O_WRONLY_CREAT_TRUNC: u64 = 0o1 | O_CREAT | O_TRUNC;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 
 #[inline(always)]
-fn arg(ctx: &TracePointContext, index: i8) -> u64 {
-    if index < 0 {
-        return 0;
+fn args_of(s: Syscall) -> Args {
+    let (dirfd, path, flags, fixed_flags) = match s {
+        Syscall::Open => (NONE, 0, 1, 0),
+        Syscall::Openat => (0, 1, 2, 0),
+        Syscall::Openat2 => (0, 1, NONE, 0),
+        Syscall::Creat => (NONE, 0, NONE, O_WRONLY_CREAT_TRUNC),
+        Syscall::Stat => (NONE, 0, NONE, 0),
+        Syscall::Lstat => (NONE, 0, NONE, AT_SYMLINK_NOFOLLOW),
+        Syscall::Newfstatat => (0, 1, 3, 0),
+        Syscall::Statx => (0, 1, 2, 0),
+        Syscall::Access => (NONE, 0, 1, 0),
+        Syscall::Faccessat | Syscall::Faccessat2 => (0, 1, 2, 0),
+        Syscall::Readlink => (NONE, 0, NONE, 0),
+        Syscall::Readlinkat => (0, 1, NONE, 0),
+        Syscall::Chdir => (NONE, 0, NONE, 0),
+        Syscall::Fchdir => (0, NONE, NONE, 0),
+        Syscall::Execve => (NONE, 0, NONE, 0),
+        Syscall::Execveat => (0, 1, 4, 0),
+    };
+    Args {
+        dirfd,
+        path,
+        flags,
+        fixed_flags,
     }
-    unsafe { ctx.read_at::<u64>(ARGS_OFFSET + 8 * index as usize) }.unwrap_or(0)
 }
 
+/// The recorded syscall with this native number, if any.
 #[inline(always)]
-pub fn on_enter(ctx: &TracePointContext, syscall: Syscall, args: Args) {
+fn classify(id: i64) -> Option<Syscall> {
+    // Iterators, not indexing: a bounds-check panic path would leave the
+    // program without a final exit, which the verifier rejects.
+    nr::TABLE.iter().find(|(n, _)| *n == id).map(|(_, s)| *s)
+}
+
+/// Syscall argument `index` from the saved user registers.
+#[inline(always)]
+fn arg(o: &KernelOffsets, regs: u64, index: i8) -> u64 {
+    let Some(off) = usize::try_from(index).ok().and_then(|i| o.regs_arg.get(i)) else {
+        return 0;
+    };
+    let off = *off as u64;
+    unsafe { bpf_probe_read_kernel((regs + off) as *const u64) }.unwrap_or(0)
+}
+
+/// `raw_syscalls:sys_enter(struct pt_regs *regs, long id)`: runs for every
+/// syscall on the machine, so the cheap id check comes first.
+#[inline(always)]
+pub fn on_enter(ctx: &RawTracePointContext) {
+    let id: i64 = ctx.arg(1);
+    let Some(syscall) = classify(id) else {
+        return;
+    };
     if !in_scope() {
         return;
     }
+    let regs: u64 = ctx.arg(0);
+    let o = kernel::offsets();
+    let args = args_of(syscall);
     let dirfd = if args.dirfd >= 0 {
-        arg(ctx, args.dirfd) as i32
+        arg(&o, regs, args.dirfd) as i32
     } else {
         AT_FDCWD
     };
@@ -55,13 +108,13 @@ pub fn on_enter(ctx: &TracePointContext, syscall: Syscall, args: Args) {
         syscall: syscall as u8,
         _pad: [0; 3],
         dirfd,
-        path: arg(ctx, args.path),
-        flags: arg(ctx, args.flags) | args.fixed_flags,
+        path: arg(&o, regs, args.path),
+        flags: arg(&o, regs, args.flags) | args.fixed_flags,
         aux: 0,
     };
     if syscall == Syscall::Openat2 {
         // `struct open_how *`; its `flags` are read at exit.
-        inflight.aux = arg(ctx, 2);
+        inflight.aux = arg(&o, regs, 2);
     }
     if INFLIGHT
         .insert(&bpf_get_current_pid_tgid(), &inflight, 0)
@@ -102,13 +155,18 @@ fn zero_key(key: *mut DedupKey) {
 }
 
 #[inline(always)]
-pub fn on_exit(ctx: &TracePointContext) {
+/// `raw_syscalls:sys_exit(struct pt_regs *regs, long ret)`: also runs for
+/// every syscall; tasks out of scope leave at the first check.
+pub fn on_exit(ctx: &RawTracePointContext) {
+    if !in_scope() {
+        return;
+    }
     let id = bpf_get_current_pid_tgid();
     let Some(inflight) = (unsafe { INFLIGHT.get(&id) }).copied() else {
         return;
     };
     let _ = INFLIGHT.remove(&id);
-    let ret = unsafe { ctx.read_at::<i64>(ARGS_OFFSET) }.unwrap_or(0);
+    let ret: i64 = ctx.arg(1);
     let syscall = inflight.syscall;
     let is_exec = syscall == Syscall::Execve as u8 || syscall == Syscall::Execveat as u8;
     if is_exec && ret == 0 {

@@ -1,1 +1,111 @@
-fn main() {}
+//! `cargo xtask <command>`: set-up, tests, demo and benchmark for `trace`.
+//! Every command does its own set-up first, so each works on a fresh
+//! machine.
+mod bench;
+mod cmd;
+mod setup;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::cmd::{cargo, root, run};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent).
+    Setup,
+    /// Set up, check formatting and lints, and run every test (as root).
+    Test {
+        /// Extra arguments for `cargo test` (a test name filter, ...).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and trace the demo test suite shipped in examples/.
+    Demo,
+    /// Set up, build (release) and time the reference workload.
+    Bench {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn trace_bin(profile: &str) -> PathBuf {
+    root().join("target").join(profile).join("trace")
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup::setup(&[]),
+        Task::Test { args } => {
+            setup::setup(&[])?;
+            run(cargo().args(["fmt", "--all", "--check"]))?;
+            run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+            run(cargo().args([
+                "+nightly",
+                "clippy",
+                "--package",
+                "tracer-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            run(cargo().args(["build", "--package", "tracer", "--bin", "trace"]))?;
+            run(cargo()
+                .env("TRACE_BIN", trace_bin("debug"))
+                .arg("test")
+                .args(&args))
+        }
+        Task::Demo => {
+            setup::setup(&[])?;
+            run(cargo().args([
+                "build",
+                "--release",
+                "--package",
+                "tracer",
+                "--bin",
+                "trace",
+            ]))?;
+            let demo = root().join("examples").join("demo-suite.sh");
+            // `cargo run` puts target/ on LD_LIBRARY_PATH; the demo should
+            // show what the suite itself looks up, not cargo's additions.
+            run(std::process::Command::new(trace_bin("release"))
+                .env_remove("LD_LIBRARY_PATH")
+                .current_dir(root())
+                .args(["run", "--format", "text", "--"])
+                .arg(demo))
+        }
+        Task::Bench { runs } => {
+            setup::setup(&[("strace", "/usr/bin/strace")])?;
+            run(cargo().args([
+                "build",
+                "--release",
+                "--package",
+                "tracer",
+                "--bin",
+                "trace",
+            ]))?;
+            bench::bench(&trace_bin("release"), runs)
+        }
+    }
+}

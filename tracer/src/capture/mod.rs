@@ -4,7 +4,6 @@ pub mod btf;
 pub mod cgroup;
 pub mod decode;
 pub mod offsets;
-pub mod tracefs;
 
 use std::{
     collections::BTreeMap,
@@ -15,11 +14,11 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, raw_trace_point::RawTracePointLink},
 };
 use thiserror::Error;
 use tokio::io::{Interest, unix::AsyncFd};
-use tracer_common::{Config, Syscall, loss, scope_mode, stats};
+use tracer_common::{Config, loss, scope_mode, stats};
 
 use crate::model::{collect::Collector, trace::LostEvents};
 
@@ -36,8 +35,6 @@ pub enum CaptureError {
     NoBtf(String),
     #[error("reading kernel BTF: {0}")]
     Btf(#[from] btf::BtfError),
-    #[error(transparent)]
-    Tracefs(#[from] tracefs::TracefsError),
     #[error("the kernel refused to load the eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("eBPF program {name}: {source}")]
@@ -67,7 +64,7 @@ pub enum Scope {
 
 /// Checks what loading needs, so a missing piece gets one clear line
 /// instead of a raw errno from deep inside the loader.
-pub fn preflight() -> Result<std::path::PathBuf, CaptureError> {
+pub fn preflight() -> Result<(), CaptureError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(CaptureError::NotRoot);
@@ -75,98 +72,89 @@ pub fn preflight() -> Result<std::path::PathBuf, CaptureError> {
     if !Path::new(offsets::VMLINUX_BTF).exists() {
         return Err(CaptureError::NoBtf(offsets::VMLINUX_BTF.to_string()));
     }
-    Ok(tracefs::ensure_mounted()?)
+    Ok(())
 }
+
+/// Where each program attaches. Raw tracepoints, not the per-syscall
+/// `syscalls:*` ones: those attach through perf events, and detaching each
+/// waits for an RCU grace period (35 of them took 1.4-2.5 s at exit).
+const ATTACH: [(&str, &str); 3] = [
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+    ("process_exec", "sched_process_exec"),
+];
+/// Only needed to follow forks in pid scope.
+const ATTACH_PIDS: [(&str, &str); 2] = [
+    ("process_fork", "sched_process_fork"),
+    ("process_exit", "sched_process_exit"),
+];
+
+/// How often the reader looks at the ring buffer between wake-ups.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub struct Capture {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     /// Holding this fd keeps the tail-call slot filled.
     _finish: ProgramArray<MapData>,
-    /// Tracepoints that do not exist on this kernel or architecture.
-    pub unavailable: Vec<String>,
+    links: Vec<RawTracePointLink>,
 }
 
 impl Capture {
     /// Loads and attaches everything. Nothing is traced until a task joins
     /// the scope.
-    pub fn start(scope: Scope) -> Result<Capture, CaptureError> {
-        let tracefs_root = preflight()?;
-        let offsets = offsets::from_kernel()?;
-        let exec_fields = tracefs::fields(&tracefs_root, "sched", "sched_process_exec")?;
-        let fork_fields = tracefs::fields(&tracefs_root, "sched", "sched_process_fork")?;
-        let exec_filename = tracefs::field(&exec_fields, "sched_process_exec", "filename")?;
-        let fork_child = tracefs::field(&fork_fields, "sched_process_fork", "child_pid")?;
-        let (mode, cgroup_id, cgroup_level) = match scope {
+    pub fn start(scope: Scope, ringbuf_bytes: u32) -> Result<Capture, CaptureError> {
+        preflight()?;
+        let (scope_mode, cgroup_id, cgroup_level) = match scope {
             Scope::Cgroup { id, level } => (scope_mode::CGROUP, id, level),
             Scope::Pids => (scope_mode::PIDS, 0, 0),
         };
         let config = Config {
-            scope_mode: mode,
+            scope_mode,
             cgroup_level,
             cgroup_id,
-            exec_filename_off: exec_filename.offset as u32,
-            fork_child_pid_off: fork_child.offset as u32,
-            offsets,
+            ringbuf_wakeup_bytes: u64::from(ringbuf_bytes / 4),
+            offsets: offsets::from_kernel()?,
         };
+        // No kernel BTF for aya: the programs use no CO-RE (offsets come in
+        // through CONFIG), and parsing vmlinux BTF twice cost ~20 ms.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", ringbuf_bytes)
             .load(EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
-
         // `finish` is reached by tail call only; it must be in place before
         // any program that jumps to it is attached.
         let finish_map = ebpf
             .take_map("FINISH")
             .ok_or(CaptureError::Missing("FINISH map"))?;
-        let mut finish_map =
-            ProgramArray::try_from(finish_map).map_err(|source| CaptureError::Map {
-                name: "FINISH",
-                source,
-            })?;
-        {
+        let map_err = |source| CaptureError::Map {
+            name: "FINISH",
+            source,
+        };
+        let mut finish_map = ProgramArray::try_from(finish_map).map_err(map_err)?;
+        let finish = load(&mut ebpf, "finish")?;
+        let fd = finish.fd().map_err(|source| CaptureError::Program {
+            name: "finish".into(),
+            source,
+        })?;
+        finish_map.set(0, fd, 0).map_err(map_err)?;
+
+        let mut links = Vec::new();
+        let extra: &[(&str, &str)] = match scope {
+            Scope::Pids => &ATTACH_PIDS,
+            Scope::Cgroup { .. } => &[],
+        };
+        for (prog, tracepoint) in ATTACH.iter().chain(extra) {
             let err = |source| CaptureError::Program {
-                name: "finish".into(),
+                name: format!("{prog} (raw tracepoint {tracepoint})"),
                 source,
             };
-            let p: &mut TracePoint = ebpf
-                .program_mut("finish")
-                .ok_or(CaptureError::Missing("finish program"))?
-                .try_into()
-                .map_err(err)?;
-            p.load().map_err(err)?;
-            let fd = p.fd().map_err(err)?;
-            finish_map
-                .set(0, fd, 0)
-                .map_err(|source| CaptureError::Map {
-                    name: "FINISH",
-                    source,
-                })?;
+            let p = load(&mut ebpf, prog)?;
+            let id = p.attach(tracepoint).map_err(err)?;
+            links.push(p.take_link(id).map_err(err)?);
         }
-
-        let mut unavailable = Vec::new();
-        for s in Syscall::ALL {
-            let tp = s.tracepoint_name();
-            let (enter, exit) = (format!("sys_enter_{tp}"), format!("sys_exit_{tp}"));
-            if !tracefs::exists(&tracefs_root, "syscalls", &enter)
-                || !tracefs::exists(&tracefs_root, "syscalls", &exit)
-            {
-                unavailable.push(tp.to_string());
-                continue;
-            }
-            let enter_fields = tracefs::fields(&tracefs_root, "syscalls", &enter)?;
-            tracefs::check_syscall_layout(&enter_fields, &enter, false)?;
-            let exit_fields = tracefs::fields(&tracefs_root, "syscalls", &exit)?;
-            tracefs::check_syscall_layout(&exit_fields, &exit, true)?;
-            attach(&mut ebpf, &format!("enter_{tp}"), "syscalls", &enter)?;
-            attach(&mut ebpf, "exit_syscall", "syscalls", &exit)?;
-        }
-        attach(&mut ebpf, "process_exec", "sched", "sched_process_exec")?;
-        if matches!(scope, Scope::Pids) {
-            attach(&mut ebpf, "process_fork", "sched", "sched_process_fork")?;
-            attach(&mut ebpf, "process_exit", "sched", "sched_process_exit")?;
-        }
-
         let events = ebpf
             .take_map("EVENTS")
             .ok_or(CaptureError::Missing("EVENTS map"))?;
@@ -182,11 +170,10 @@ impl Capture {
             ebpf,
             ring,
             _finish: finish_map,
-            unavailable,
+            links,
         })
     }
 
-    /// The fd of the pid-scope map, for a child to add itself before exec.
     pub fn scope_pids_fd(&self) -> Result<RawFd, CaptureError> {
         match self.ebpf.map("SCOPE_PIDS") {
             Some(aya::maps::Map::HashMap(data)) => Ok(data.fd().as_fd().as_raw_fd()),
@@ -205,10 +192,16 @@ impl Capture {
         }
     }
 
-    /// Waits until the ring buffer has data.
+    /// Waits until the ring buffer may have data: the kernel woke us (it
+    /// does so only when the buffer is a quarter full) or the poll interval
+    /// passed.
     pub async fn readable(&mut self) -> Result<(), CaptureError> {
-        let mut guard = self.ring.readable_mut().await.map_err(CaptureError::Poll)?;
-        guard.clear_ready();
+        tokio::select! {
+            guard = self.ring.readable_mut() => {
+                guard.map_err(CaptureError::Poll)?.clear_ready();
+            }
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
         Ok(())
     }
 
@@ -265,19 +258,25 @@ impl Capture {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> Result<(), CaptureError> {
+impl Drop for Capture {
+    /// Detach first, explicitly, so nothing is traced while the rest of the
+    /// object (maps, programs) is torn down.
+    fn drop(&mut self) {
+        self.links.clear();
+    }
+}
+
+/// Loads the raw tracepoint program `name`.
+fn load<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint, CaptureError> {
     let err = |source| CaptureError::Program {
-        name: format!("{prog} ({category}:{name})"),
+        name: name.to_string(),
         source,
     };
-    let p: &mut TracePoint = ebpf
-        .program_mut(prog)
+    let p: &mut RawTracePoint = ebpf
+        .program_mut(name)
         .ok_or(CaptureError::Missing("a program"))?
         .try_into()
         .map_err(err)?;
-    if p.fd().is_err() {
-        p.load().map_err(err)?;
-    }
-    p.attach(category, name).map_err(err)?;
-    Ok(())
+    p.load().map_err(err)?;
+    Ok(p)
 }

@@ -31,8 +31,27 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         files_fdt: o("files_struct", "fdt")?,
         fdt_fd: o("fdtable", "fd")?,
         fdt_max_fds: o("fdtable", "max_fds")?,
-        _pad: 0,
+        task_pid: o("task_struct", "pid")?,
+        bprm_filename: o("linux_binprm", "filename")?,
+        regs_arg: syscall_arg_offsets(btf)?,
     })
+}
+
+/// Where the syscall ABI keeps arguments 0..6 in `struct pt_regs`.
+#[cfg(target_arch = "x86_64")]
+fn syscall_arg_offsets(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    let r = |m: &str| btf.member_offset("pt_regs", m);
+    Ok([r("di")?, r("si")?, r("dx")?, r("r10")?, r("r8")?, r("r9")?])
+}
+
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+fn syscall_arg_offsets(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    // arm64: `regs[0..6]`; riscv64: a0..a5, laid out consecutively.
+    #[cfg(target_arch = "aarch64")]
+    let first = btf.member_offset("pt_regs", "regs")?;
+    #[cfg(target_arch = "riscv64")]
+    let first = btf.member_offset("pt_regs", "a0")?;
+    Ok(std::array::from_fn(|i| first + 8 * i as u32))
 }
 
 pub fn from_kernel() -> Result<KernelOffsets, BtfError> {
@@ -47,5 +66,10 @@ mod tests {
         assert_eq!(o.path_dentry, 8);
         assert!(o.mm_arg_end > o.mm_arg_start);
         assert!(o.task_fs != 0 && o.task_mm != 0 && o.task_files != 0);
+        // The six argument registers are distinct.
+        let mut regs = o.regs_arg.to_vec();
+        regs.sort();
+        regs.dedup();
+        assert_eq!(regs.len(), 6);
     }
 }

@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// to this many seconds, then kill them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub wait_descendants: f64,
+    /// Size of the kernel-to-userspace ring buffer in bytes (a power of two,
+    /// at least 4096). Raise it if a run reports lost events.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF, value_parser = parse_ringbuf_size)]
+    pub ringbuf_size: u32,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -62,6 +66,22 @@ pub struct RunArgs {
     )]
     pub command: Vec<String>,
 }
+
+const DEFAULT_RINGBUF: u32 = 16 * 1024 * 1024;
+
+fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two >= 4096"));
+    }
+    Ok(n)
+}
+
+/// Test hook: do not read the ring buffer until the command has exited,
+/// so tests can fill it and check that losses are reported.
+const STALL_READER_ENV: &str = "TRACE_DEBUG_STALL_READER";
 
 /// What the scope is made of, kept alive for the whole run.
 enum ScopeHandle {
@@ -98,7 +118,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         },
         ScopeHandle::Pids => Scope::Pids,
     };
-    let mut capture = Capture::start(scope)?;
+    let mut capture = Capture::start(scope, args.ringbuf_size)?;
     let join = match &handle {
         ScopeHandle::Cgroup(cg) => Join::Cgroup(
             CString::new(cg.procs_file().into_os_string().into_encoded_bytes())
@@ -164,9 +184,10 @@ async fn supervise(
     let mut int = signal(SignalKind::interrupt())?;
     // Ctrl-C in a terminal already reaches the child (same process group).
     let forward_int = !std::io::stdin().is_terminal();
+    let read = std::env::var_os(STALL_READER_ENV).is_none();
     loop {
         tokio::select! {
-            r = capture.readable() => {
+            r = capture.readable(), if read => {
                 r?;
                 capture.drain(collector);
             }
@@ -201,7 +222,7 @@ async fn drain_descendants(
                     capture.drain(collector);
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
     }
     if !alive(capture) {

@@ -1,0 +1,136 @@
+//! Everything a fresh machine needs before building and testing: the
+//! nightly pieces for the eBPF crate, bpf-linker built against nightly's
+//! own LLVM, and the Debian packages the tests use. Each step checks first,
+//! so a second run takes well under a second.
+use std::{fs, path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{output, run, succeeds};
+
+/// The bpf-linker that works with this toolchain (see README, "Building").
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the tests and the demo run: (package, file it provides).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("python3", "/usr/bin/python3"),
+    ("util-linux", "/usr/bin/setpriv"),
+    ("coreutils", "/usr/bin/cat"),
+];
+
+pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {
+    require_root()?;
+    rust_src()?;
+    bpf_linker()?;
+    let mut packages: Vec<(&str, &str)> = DEBIAN_PACKAGES.to_vec();
+    packages.extend_from_slice(extra_packages);
+    debian_packages(&packages)?;
+    Ok(())
+}
+
+fn require_root() -> Result<()> {
+    let uid = output(Command::new("id").arg("-u"))?;
+    if uid.trim() != "0" {
+        bail!("tracing needs root (eBPF); run this as root");
+    }
+    Ok(())
+}
+
+fn rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .context(
+        "the nightly toolchain is needed for the eBPF crate (rustup toolchain install nightly)",
+    )?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+fn bpf_linker() -> Result<()> {
+    let bin = cargo_home().join("bin").join("bpf-linker");
+    if let Ok(v) = output(Command::new(&bin).arg("--version")) {
+        if v.contains(BPF_LINKER_VERSION) {
+            return Ok(());
+        }
+    }
+    // bpf-linker links against an LLVM; nightly ships one as libLLVM.so.N.
+    // It wants `lib/libLLVM.so` under a prefix, and the binary needs the
+    // versioned name to run outside rustup's LD_LIBRARY_PATH.
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = PathBuf::from(sysroot.trim()).join("lib");
+    let versioned = fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+    let major = versioned
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let prefix = cargo_home().join("trace-llvm-nightly");
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)?;
+    for name in ["libLLVM.so", versioned.as_str()] {
+        let link = prefix_lib.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib.join(&versioned), &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    run(Command::new("cargo")
+        .env("LLVM_PREFIX", &prefix)
+        .args([
+            "install",
+            "bpf-linker",
+            "--force",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+        ])
+        .arg(format!("llvm-{major}")))?;
+    Ok(())
+}
+
+fn debian_packages(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, file)| !std::path::Path::new(file).exists())
+        .map(|(p, _)| *p)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    if !succeeds(Command::new("apt-get").args(["update", "-qq"]).envs(env)) {
+        bail!(
+            "apt-get update failed: cannot install {}",
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .envs(env))
+}
