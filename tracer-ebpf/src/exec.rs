@@ -27,7 +27,7 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     let cfg = CONFIG.load();
     let o = cfg.offsets;
     let id = bpf_get_current_pid_tgid();
-    let (syscall, dirfd, arg_flags) = match unsafe { INFLIGHT.get(&id) } {
+    let (syscall, dirfd, arg_flags) = match unsafe { INFLIGHT.get(id) } {
         Some(i) => (i.syscall, i.dirfd, i.flags),
         None => (Syscall::Execve as u8, AT_FDCWD, 0),
     };

@@ -58,13 +58,13 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { SCOPE_PIDS.get(&tgid) }.is_none() {
+    if unsafe { SCOPE_PIDS.get(tgid) }.is_none() {
         return 0;
     }
     let child: u64 = ctx.arg(1);
     let pid_addr = child + cfg.offsets.task_pid as u64;
     if let Ok(pid) = unsafe { bpf_probe_read_kernel(pid_addr as *const u32) } {
-        let _ = SCOPE_PIDS.insert(&pid, &1, 0);
+        let _ = SCOPE_PIDS.insert(pid, 1, 0);
     }
     0
 }
@@ -76,7 +76,7 @@ pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = SCOPE_PIDS.remove(&tid);
+    let _ = SCOPE_PIDS.remove(tid);
     0
 }
 

@@ -14,7 +14,7 @@ pub fn in_scope() -> bool {
         id == cfg.cgroup_id
     } else if cfg.scope_mode == scope_mode::PIDS {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        unsafe { SCOPE_PIDS.get(&tgid).is_some() }
+        unsafe { SCOPE_PIDS.get(tgid).is_some() }
     } else {
         false
     }

@@ -117,7 +117,7 @@ pub fn on_enter(ctx: &RawTracePointContext) {
         inflight.aux = arg(&o, regs, 2);
     }
     if INFLIGHT
-        .insert(&bpf_get_current_pid_tgid(), &inflight, 0)
+        .insert(bpf_get_current_pid_tgid(), inflight, 0)
         .is_err()
     {
         count_loss(loss::INFLIGHT_FULL);
@@ -162,10 +162,10 @@ pub fn on_exit(ctx: &RawTracePointContext) {
         return;
     }
     let id = bpf_get_current_pid_tgid();
-    let Some(inflight) = (unsafe { INFLIGHT.get(&id) }).copied() else {
+    let Some(inflight) = (unsafe { INFLIGHT.get(id) }).copied() else {
         return;
     };
-    let _ = INFLIGHT.remove(&id);
+    let _ = INFLIGHT.remove(id);
     let ret: i64 = ctx.arg(1);
     let syscall = inflight.syscall;
     let is_exec = syscall == Syscall::Execve as u8 || syscall == Syscall::Execveat as u8;
@@ -239,7 +239,7 @@ pub fn on_exit(ctx: &RawTracePointContext) {
             count_stat(stats::DEDUPLICATED);
             return;
         }
-        let _ = DEDUP.insert(key_ref, &1, 0);
+        let _ = DEDUP.insert(key_ref, 1, 0);
     }
 
     let Some(buf) = event::start(syscall, inflight.dirfd, ret, arg_flags) else {

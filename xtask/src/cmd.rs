@@ -18,6 +18,14 @@ pub fn cargo() -> Command {
     c
 }
 
+/// cargo of the nightly toolchain (the eBPF crate needs it). Through
+/// rustup: `$CARGO` names the stable toolchain's binary, not the proxy.
+pub fn nightly_cargo() -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", "nightly", "cargo"]).current_dir(root());
+    c
+}
+
 /// Runs `cmd`, echoing it first; fails on a non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", show(cmd));
@@ -49,6 +57,46 @@ pub fn output(cmd: &mut Command) -> Result<String> {
         bail!("{} failed: {}", show(cmd), out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cargo test`, passing its output through, and ends with one
+/// `tests: N passed, N failed` line summing every test binary's result
+/// (cargo's own last line is often an empty doc-test run).
+pub fn run_tests(cmd: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: $ {}", show(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count_before(rest, " passed");
+                failed += count_before(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("{} failed: {status}", show(cmd));
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+/// The number just before `label` in `ok. 21 passed; 0 failed; ...`.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.find(label)
+        .and_then(|i| text[..i].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn show(cmd: &Command) -> String {

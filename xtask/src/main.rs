@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{cargo, root, run};
+use crate::cmd::{cargo, nightly_cargo, root, run};
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -56,25 +56,35 @@ fn real_main() -> Result<()> {
             setup::setup(&[])?;
             run(cargo().args(["fmt", "--all", "--check"]))?;
             run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-            run(cargo().args([
-                "+nightly",
-                "clippy",
-                "--package",
-                "tracer-ebpf",
-                "--release",
-                "--target",
-                "bpfel-unknown-none",
-                "-Z",
-                "build-std=core",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
+            // The eBPF crate lints for the bpf target, with the cfg that
+            // aya-build passes, in its own target dir (other flags).
+            run(nightly_cargo()
+                .env(
+                    "RUSTFLAGS",
+                    format!("--cfg bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+                )
+                .args([
+                    "clippy",
+                    "--package",
+                    "tracer-ebpf",
+                    "--release",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--target-dir",
+                    "target/ebpf-clippy",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
             run(cargo().args(["build", "--package", "tracer", "--bin", "trace"]))?;
-            run(cargo()
-                .env("TRACE_BIN", trace_bin("debug"))
-                .arg("test")
-                .args(&args))
+            cmd::run_tests(
+                cargo()
+                    .env("TRACE_BIN", trace_bin("debug"))
+                    .arg("test")
+                    .args(&args),
+            )
         }
         Task::Demo => {
             setup::setup(&[])?;

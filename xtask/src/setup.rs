@@ -67,10 +67,10 @@ fn cargo_home() -> PathBuf {
 
 fn bpf_linker() -> Result<()> {
     let bin = cargo_home().join("bin").join("bpf-linker");
-    if let Ok(v) = output(Command::new(&bin).arg("--version")) {
-        if v.contains(BPF_LINKER_VERSION) {
-            return Ok(());
-        }
+    if let Ok(v) = output(Command::new(&bin).arg("--version"))
+        && v.contains(BPF_LINKER_VERSION)
+    {
+        return Ok(());
     }
     // bpf-linker links against an LLVM; nightly ships one as libLLVM.so.N.
     // It wants `lib/libLLVM.so` under a prefix, and the binary needs the

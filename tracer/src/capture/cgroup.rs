@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(h.root_depth, 0);
         let u = find_in_mountinfo(UNIFIED).unwrap();
         assert_eq!(u.path, PathBuf::from("/sys/fs/cgroup"));
-        let only_nested = find_in_mountinfo(&UNIFIED.lines().nth(1).unwrap().to_string()).unwrap();
+        let only_nested = find_in_mountinfo(UNIFIED.lines().nth(1).unwrap()).unwrap();
         assert_eq!(only_nested.root_depth, 2);
         assert_eq!(find_in_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw"), None);
     }

@@ -92,7 +92,7 @@ impl Collector {
             ("ok".to_string(), None)
         };
         let f = e.arg_flags;
-        let mode = (op == Op::Open).then(|| match f & O_ACCMODE {
+        let mode = (op == Op::Open).then_some(match f & O_ACCMODE {
             O_WRONLY => OpenMode::Write,
             O_RDWR => OpenMode::ReadWrite,
             _ => OpenMode::Read,
@@ -132,15 +132,15 @@ impl Collector {
             pid: e.pid,
             comm: text(&e.comm),
         });
-        if let Some(exe) = &e.exe {
-            if exe.as_slice() != path {
-                let mut a = access.clone();
-                a.exe = true;
-                a.raw = None;
-                let entry = self.files.entry(exe.clone()).or_default();
-                entry.truncated |= e.has(flags::EXE_TRUNCATED);
-                entry.accesses.insert(a);
-            }
+        if let Some(exe) = &e.exe
+            && exe.as_slice() != path
+        {
+            let mut a = access.clone();
+            a.exe = true;
+            a.raw = None;
+            let entry = self.files.entry(exe.clone()).or_default();
+            entry.truncated |= e.has(flags::EXE_TRUNCATED);
+            entry.accesses.insert(a);
         }
     }
 

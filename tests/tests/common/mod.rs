@@ -1,0 +1,125 @@
+//! Running the `trace` binary and reading its trace in tests.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+/// The binary under test: `TRACE_BIN` (set by `cargo xtask test`), else the
+/// debug build in the workspace's target directory.
+pub fn trace_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TRACE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join("target").join("debug").join("trace")
+}
+
+pub struct Run {
+    pub out: Output,
+    pub trace: Option<Value>,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.out.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn trace(&self) -> &Value {
+        match &self.trace {
+            Some(t) => t,
+            None => panic!("no trace written; stderr:\n{}", self.stderr()),
+        }
+    }
+}
+
+/// A `trace` invocation that writes its JSON into `dir`.
+pub fn trace_cmd(dir: &Path, extra: &[&str], cmd: &[&str]) -> Command {
+    let mut c = Command::new(trace_bin());
+    c.arg("run")
+        .arg("-o")
+        .arg(dir.join("trace.json"))
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        // cargo test puts target/ on the library path; keep the traced
+        // programs' lookups to their own.
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn run_in(dir: &Path, extra: &[&str], cmd: &[&str]) -> Run {
+    let out = trace_cmd(dir, extra, cmd)
+        .output()
+        .expect("trace binary runs");
+    let path = dir.join("trace.json");
+    let trace = std::fs::read(&path)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("trace file is JSON"));
+    Run { out, trace }
+}
+
+pub fn files(t: &Value) -> &Vec<Value> {
+    t["files"].as_array().expect("files array")
+}
+
+pub fn file<'a>(t: &'a Value, path: &str) -> Option<&'a Value> {
+    files(t).iter().find(|f| f["path"] == path)
+}
+
+/// The accesses recorded for `path` (empty when the path is absent).
+pub fn accesses<'a>(t: &'a Value, path: &str) -> Vec<&'a Value> {
+    file(t, path)
+        .and_then(|f| f["accesses"].as_array())
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+pub fn has(t: &Value, path: &str, op: &str, result: &str) -> bool {
+    accesses(t, path)
+        .iter()
+        .any(|a| a["op"] == op && a["result"] == result)
+}
+
+pub fn paths(t: &Value) -> Vec<String> {
+    files(t)
+        .iter()
+        .filter_map(|f| f["path"].as_str().map(String::from))
+        .collect()
+}
+
+pub fn execs(t: &Value) -> &Vec<Value> {
+    t["execs"].as_array().expect("execs array")
+}
+
+/// Asserts the trace is complete and shows what is missing if not.
+pub fn assert_complete(t: &Value) {
+    assert_eq!(
+        t["complete"], true,
+        "trace incomplete: lost {} / counters {}",
+        t["lost_events"], t["counters"]
+    );
+}
+
+pub fn canonical(p: &str) -> String {
+    std::fs::canonicalize(p)
+        .expect("path exists")
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("trace-it-")
+        .tempdir()
+        .expect("tempdir")
+}

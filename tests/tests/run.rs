@@ -1,0 +1,499 @@
+//! End-to-end tests of `trace run`: real programs under the real eBPF
+//! programs (run as root), exact assertions on the trace they produce.
+mod common;
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+
+#[test]
+fn cat_etc_hostname() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &[], &["cat", "/etc/hostname"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    // stdout passes through untouched.
+    assert_eq!(r.stdout(), fs::read_to_string("/etc/hostname").unwrap());
+    let t = r.trace();
+    assert_complete(t);
+    assert_eq!(t["format"], "trace");
+    assert_eq!(t["version"], 1);
+    assert_eq!(t["scope"]["mode"], "cgroup");
+    let host = accesses(t, "/etc/hostname");
+    assert_eq!(host.len(), 1, "{host:?}");
+    assert_eq!(host[0]["op"], "open");
+    assert_eq!(host[0]["mode"], "read");
+    assert_eq!(host[0]["result"], "ok");
+    assert_eq!(host[0]["raw"], "/etc/hostname");
+    // The dynamic loader's work is seen too.
+    assert!(has(t, "/etc/ld.so.cache", "open", "ok"));
+    let cat = canonical("/usr/bin/cat");
+    let exec = execs(t)
+        .iter()
+        .find(|e| e["exe"] == cat.as_str())
+        .expect("exec of cat recorded");
+    assert_eq!(exec["argv"], serde_json::json!(["cat", "/etc/hostname"]));
+}
+
+#[test]
+fn relative_open_after_cd() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    fs::create_dir(base.join("sub")).unwrap();
+    fs::write(base.join("data.txt"), "x").unwrap();
+    let script = format!("cd {}/sub && cat ../data.txt", base.display());
+    let r = run_in(dir.path(), &[], &["sh", "-c", &script]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    let data = format!("{}/data.txt", base.display());
+    let acc = accesses(t, &data);
+    assert!(
+        acc.iter()
+            .any(|a| a["op"] == "open" && a["raw"] == "../data.txt" && a["result"] == "ok"),
+        "{acc:?}"
+    );
+    assert!(has(t, &format!("{}/sub", base.display()), "chdir", "ok"));
+    // No path in the trace is relative.
+    assert!(paths(t).iter().all(|p| p.starts_with('/')));
+}
+
+#[test]
+fn dirfd_relative_open() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    fs::create_dir(base.join("d")).unwrap();
+    fs::write(base.join("d").join("inside.txt"), "x").unwrap();
+    let code = format!(
+        "import os\nd = os.open({:?}, os.O_RDONLY)\nos.close(os.open('inside.txt', os.O_RDONLY, dir_fd=d))",
+        base.join("d").display().to_string()
+    );
+    let r = run_in(dir.path(), &[], &["/usr/bin/python3", "-c", &code]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    let acc = accesses(t, &format!("{}/d/inside.txt", base.display()));
+    assert!(
+        acc.iter()
+            .any(|a| a["op"] == "open" && a["raw"] == "inside.txt" && a["result"] == "ok"),
+        "{acc:?}"
+    );
+}
+
+#[test]
+fn exec_through_path_search_and_symlinked_dir() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let empty = base.join("empty");
+    fs::create_dir(&empty).unwrap();
+    // The shell searches PATH: first a directory without `cat`, then /bin,
+    // which is a symlink to usr/bin on merged-/usr systems.
+    let script = format!("PATH={}:/bin; cat /etc/hostname", empty.display());
+    let r = run_in(dir.path(), &[], &["sh", "-c", &script]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    let missing = format!("{}/cat", empty.display());
+    assert!(
+        accesses(t, &missing)
+            .iter()
+            .any(|a| a["result"] == "ENOENT"),
+        "PATH lookup in the empty dir not recorded as failed: {:?}",
+        accesses(t, &missing)
+    );
+    let cat = canonical("/bin/cat");
+    let exec = execs(t)
+        .iter()
+        .find(|e| e["raw"] == "/bin/cat")
+        .expect("exec of /bin/cat recorded");
+    assert_eq!(exec["path"], "/bin/cat");
+    assert_eq!(exec["exe"], cat.as_str());
+    assert!(has(t, "/bin/cat", "exec", "ok"));
+    // The file the kernel ran is listed too, when it differs from the name.
+    if cat != "/bin/cat" {
+        assert!(accesses(t, &cat).iter().any(|a| a["exe"] == true));
+    }
+}
+
+#[test]
+fn shebang_script_records_interpreter() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let script = base.join("hello.sh");
+    fs::write(&script, "#!/bin/sh\ncat /etc/hostname >/dev/null\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let s = script.display().to_string();
+    let r = run_in(dir.path(), &[], &[&s]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    let exec = execs(t)
+        .iter()
+        .find(|e| e["path"] == s.as_str())
+        .expect("exec of the script");
+    let sh = canonical("/bin/sh");
+    assert_eq!(exec["exe"], sh.as_str(), "interpreter is the running image");
+    assert!(has(t, &s, "exec", "ok"));
+    assert!(accesses(t, &sh).iter().any(|a| a["exe"] == true));
+    assert!(has(t, "/etc/hostname", "open", "ok"));
+}
+
+fn double_forked_daemon(scope: &str) {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let late = base.join("late.txt");
+    fs::write(&late, "x").unwrap();
+    // The inner subshell is orphaned when the outer one exits at once; it
+    // opens the file well after the command itself has returned.
+    let script = format!(
+        "( ( sleep 0.4; cat {} >/dev/null ) & ); exit 0",
+        late.display()
+    );
+    let r = run_in(dir.path(), &["--scope", scope], &["sh", "-c", &script]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    assert_eq!(t["scope"]["mode"], scope);
+    assert!(
+        has(t, &late.display().to_string(), "open", "ok"),
+        "daemon's open missing in {scope} scope"
+    );
+    assert_eq!(t["scope"]["leftovers_killed"], 0);
+}
+
+#[test]
+fn double_forked_daemon_cgroup_scope() {
+    double_forked_daemon("cgroup");
+}
+
+#[test]
+fn double_forked_daemon_pid_scope() {
+    double_forked_daemon("pids");
+}
+
+#[test]
+fn thread_opening_a_file() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let f = base.join("from-thread.txt");
+    fs::write(&f, "x").unwrap();
+    let code = format!(
+        "import threading\nt = threading.Thread(target=lambda: open({:?}).read())\nt.start(); t.join()",
+        f.display().to_string()
+    );
+    let r = run_in(dir.path(), &[], &["/usr/bin/python3", "-c", &code]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(has(r.trace(), &f.display().to_string(), "open", "ok"));
+}
+
+#[test]
+fn failed_lookup_is_recorded_as_failed() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let nope = base.join("does-not-exist");
+    let n = nope.display().to_string();
+    let r = run_in(dir.path(), &[], &["cat", &n]);
+    assert_eq!(r.code(), 1, "cat's own exit status");
+    let t = r.trace();
+    let acc = accesses(t, &n);
+    assert!(!acc.is_empty());
+    assert!(
+        acc.iter()
+            .all(|a| a["result"] == "ENOENT" && a["errno"] == 2)
+    );
+}
+
+#[test]
+fn probes_are_recorded() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let target = base.join("target.txt");
+    fs::write(&target, "x").unwrap();
+    let link = base.join("link");
+    std::os::unix::fs::symlink("target.txt", &link).unwrap();
+    let code = format!(
+        "import os\nos.stat({t:?}); os.lstat({l:?}); os.access({t:?}, os.R_OK); os.readlink({l:?})",
+        t = target.display().to_string(),
+        l = link.display().to_string()
+    );
+    let r = run_in(dir.path(), &[], &["/usr/bin/python3", "-c", &code]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    let (ts, ls) = (target.display().to_string(), link.display().to_string());
+    assert!(has(t, &ts, "stat", "ok"));
+    assert!(has(t, &ts, "access", "ok"));
+    assert!(has(t, &ls, "readlink", "ok"));
+    assert!(
+        accesses(t, &ls)
+            .iter()
+            .any(|a| a["op"] == "stat" && a["nofollow"] == true),
+        "lstat is a no-follow stat: {:?}",
+        accesses(t, &ls)
+    );
+}
+
+#[test]
+fn writes_and_creates_are_marked() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let out = base.join("out.txt");
+    let script = format!("echo hi > {}", out.display());
+    let r = run_in(dir.path(), &[], &["sh", "-c", &script]);
+    assert_eq!(r.code(), 0);
+    let acc = accesses(r.trace(), &out.display().to_string());
+    assert!(
+        acc.iter()
+            .any(|a| a["op"] == "open" && a["mode"] == "write" && a["create"] == true),
+        "{acc:?}"
+    );
+}
+
+#[test]
+fn path_longer_than_3000_bytes() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let mut deep = base.clone();
+    for i in 0..16 {
+        deep.push(format!("{i:02}{}", "d".repeat(198)));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let file = deep.join("leaf.txt");
+    fs::write(&file, "x").unwrap();
+    let f = file.display().to_string();
+    assert!(f.len() > 3000, "{}", f.len());
+    // Absolute (raw argument) and relative (kernel directory walk) forms.
+    let script = format!(
+        "cat {f} >/dev/null && cd {} && cat leaf.txt >/dev/null",
+        deep.display()
+    );
+    let r = run_in(dir.path(), &[], &["sh", "-c", &script]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    assert_complete(t);
+    let entry = file_entry(t, &f);
+    assert!(entry.get("truncated").is_none(), "{entry}");
+    let acc = accesses(t, &f);
+    assert!(
+        acc.iter()
+            .any(|a| a["raw"] == f.as_str() && a["result"] == "ok")
+    );
+    assert!(
+        acc.iter()
+            .any(|a| a["raw"] == "leaf.txt" && a["result"] == "ok")
+    );
+}
+
+fn file_entry<'a>(t: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    match file(t, path) {
+        Some(f) => f,
+        None => panic!("{path} not in trace"),
+    }
+}
+
+#[test]
+fn process_outside_the_scope_is_not_recorded() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let outside = base.join("outside.txt");
+    fs::write(&outside, "x").unwrap();
+    let log = base.join("outside.log");
+    // A busy neighbour, started before and running during the trace.
+    let mut neighbour = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while :; do cat {} >/dev/null; echo . >> {}; sleep 0.01; done",
+            outside.display(),
+            log.display()
+        ))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = run_in(
+        dir.path(),
+        &[],
+        &["sh", "-c", "sleep 0.5; cat /etc/hostname >/dev/null"],
+    );
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+    assert_eq!(r.code(), 0);
+    let t = r.trace();
+    // The neighbour really worked while we traced...
+    let lines = fs::read_to_string(&log).unwrap().lines().count();
+    assert!(lines >= 10, "neighbour ran only {lines} times");
+    // ...and none of it is in the trace.
+    assert!(file(t, &outside.display().to_string()).is_none());
+    assert!(file(t, &log.display().to_string()).is_none());
+    assert!(has(t, "/etc/hostname", "open", "ok"));
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let dir = tempdir();
+    assert_eq!(run_in(dir.path(), &[], &["sh", "-c", "exit 7"]).code(), 7);
+    let killed = run_in(dir.path(), &[], &["sh", "-c", "kill -TERM $$"]);
+    assert_eq!(killed.code(), 143);
+    assert_eq!(killed.trace()["exit"]["signal"], 15);
+    let missing = run_in(dir.path(), &[], &["no-such-command-for-trace"]);
+    assert_eq!(missing.code(), 127);
+    assert!(missing.stderr().contains("no-such-command-for-trace"));
+    // The failed PATH search is itself in the trace.
+    let failed: Vec<_> = common::files(missing.trace())
+        .iter()
+        .filter(|f| {
+            f["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/no-such-command-for-trace"))
+        })
+        .collect();
+    assert!(!failed.is_empty());
+}
+
+#[test]
+fn sigterm_is_forwarded_and_trace_still_written() {
+    let dir = tempdir();
+    let mut child = trace_cmd(dir.path(), &[], &["sleep", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let t: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("trace.json")).unwrap()).unwrap();
+    assert_eq!(t["exit"]["signal"], 15);
+    assert!(
+        execs(&t).iter().any(|e| e["argv"][0] == "sleep"),
+        "{}",
+        t["execs"]
+    );
+}
+
+#[test]
+fn killed_trace_leaves_no_partial_output() {
+    let dir = tempdir();
+    let mut child = trace_cmd(dir.path(), &[], &["sleep", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn text_format_summary() {
+    let dir = tempdir();
+    let out = Command::new(trace_bin())
+        .args(["run", "--format", "text", "--", "cat", "/etc/hostname"])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    for section in [
+        "Executables (",
+        "Files read or probed (",
+        "Files written (",
+        "Failed lookups (",
+    ] {
+        assert!(text.contains(section), "missing {section}: {text}");
+    }
+    assert!(text.contains("\n  /etc/hostname\n"), "{text}");
+    assert!(text.contains("complete, 0 events lost"), "{text}");
+    // Nothing but the command's own output on stdout.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        fs::read_to_string("/etc/hostname").unwrap()
+    );
+    drop(dir);
+}
+
+#[test]
+fn lost_events_are_reported_never_silent() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    // Many distinct files into a one-page ring buffer that is not read
+    // until the command ends: records must be dropped, and counted.
+    let script = format!(
+        "i=0; while [ $i -lt 400 ]; do cat {}/f$i 2>/dev/null; i=$((i+1)); done; true",
+        base.display()
+    );
+    let out = trace_cmd(
+        dir.path(),
+        &["--ringbuf-size", "4096"],
+        &["sh", "-c", &script],
+    )
+    .env("TRACE_DEBUG_STALL_READER", "1")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let t: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("trace.json")).unwrap()).unwrap();
+    assert_eq!(t["complete"], false);
+    let lost = &t["lost_events"];
+    assert!(lost["total"].as_u64().unwrap() > 0, "{lost}");
+    assert_eq!(lost["total"], lost["by_cause"]["ringbuf_full"]);
+    let per_cpu: u64 = lost["per_cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_cpu, lost["total"].as_u64().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("incomplete"), "{stderr}");
+}
+
+#[test]
+fn not_root_is_one_clear_error() {
+    // Copy the binary where an unprivileged user can run it.
+    let bin_dir = tempdir();
+    fs::set_permissions(bin_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("trace");
+    fs::copy(trace_bin(), &bin).unwrap();
+    let out_dir = tempdir();
+    fs::set_permissions(out_dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["run", "-o"])
+        .arg(out_dir.path().join("t.json"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("trace: error:") && stderr.contains("root"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_dir(out_dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_arguments_are_rejected() {
+    let out = Command::new(trace_bin())
+        .args(["run", "--ringbuf-size", "1000", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
+    let out = Command::new(trace_bin()).args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn no_cgroup_or_bpf_state_is_left_behind() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &[], &["true"]);
+    assert_eq!(r.code(), 0);
+    let cg = r.trace()["scope"]["cgroup"].as_str().unwrap().to_string();
+    assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
+}
