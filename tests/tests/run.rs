@@ -62,6 +62,32 @@ fn relative_open_after_cd() {
 }
 
 #[test]
+fn relative_chdir_resolves_against_the_old_cwd() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    fs::create_dir_all(base.join("a").join("b")).unwrap();
+    fs::write(base.join("a").join("b").join("f.txt"), "x").unwrap();
+    let code = format!(
+        "import os\nos.chdir({:?})\nos.chdir('a')\nos.chdir('b')\nopen('f.txt').read()",
+        base.display().to_string()
+    );
+    let r = run_in(dir.path(), &[], &["/usr/bin/python3", "-c", &code]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    let b = base.display();
+    let a_dir = accesses(t, &format!("{b}/a"));
+    assert!(
+        a_dir.iter().any(|a| a["op"] == "chdir" && a["raw"] == "a"),
+        "{a_dir:?}"
+    );
+    assert!(has(t, &format!("{b}/a/b"), "chdir", "ok"));
+    assert!(has(t, &format!("{b}/a/b/f.txt"), "open", "ok"));
+    // Resolving against the cwd after the call would give these instead.
+    assert!(file(t, &format!("{b}/a/a")).is_none());
+    assert!(file(t, &format!("{b}/a/b/b")).is_none());
+}
+
+#[test]
 fn dirfd_relative_open() {
     let dir = tempdir();
     let base = dir.path().canonicalize().unwrap();
@@ -475,6 +501,39 @@ fn not_root_is_one_clear_error() {
         "{stderr}"
     );
     assert_eq!(fs::read_dir(out_dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn missing_or_malformed_btf_is_one_clear_error() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["--btf", "/nonexistent/vmlinux"], &["true"]);
+    assert_eq!(r.code(), 125);
+    assert_eq!(r.stderr().lines().count(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("BTF not found at /nonexistent/vmlinux"));
+    assert!(r.trace.is_none());
+    let junk = dir.path().join("junk.btf");
+    fs::write(&junk, b"not btf at all").unwrap();
+    let r = run_in(dir.path(), &["--btf", junk.to_str().unwrap()], &["true"]);
+    assert_eq!(r.code(), 125);
+    assert_eq!(r.stderr().lines().count(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("BTF"), "{}", r.stderr());
+    assert!(r.trace.is_none());
+    // The cgroup made for the failed run is gone again.
+    let child = trace_cmd(dir.path(), &["--btf", junk.to_str().unwrap()], &["true"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = format!("trace-{}-", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        if let Ok(entries) = fs::read_dir(root) {
+            for e in entries.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(!name.starts_with(&prefix), "{root}/{name} left behind");
+            }
+        }
+    }
 }
 
 #[test]

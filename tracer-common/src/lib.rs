@@ -18,7 +18,7 @@ pub const DATA_WALK_LIMIT: usize = 8192 - NAME_BUF;
 /// Bytes of argv recorded for an exec.
 pub const ARGV_MAX: usize = 4096;
 /// Deepest directory walk, in components plus mount crossings.
-pub const WALK_MAX_DEPTH: u32 = 200;
+pub const WALK_MAX_DEPTH: u32 = 1024;
 /// Bytes of a path used as the in-kernel deduplication key; longer paths are
 /// never deduplicated (always reported).
 pub const DEDUP_PATH: usize = 240;

@@ -52,6 +52,10 @@ pub struct Inflight {
     pub flags: u64,
     /// Syscall-specific: `struct open_how *` for openat2.
     pub aux: u64,
+    /// chdir only: the working directory before the call, which a
+    /// relative argument is resolved against (at exit it has changed).
+    pub cwd_mnt: u64,
+    pub cwd_dentry: u64,
 }
 
 /// Identity of one access for deduplication: the same path string,

@@ -111,7 +111,14 @@ pub fn on_enter(ctx: &RawTracePointContext) {
         path: arg(&o, regs, args.path),
         flags: arg(&o, regs, args.flags) | args.fixed_flags,
         aux: 0,
+        cwd_mnt: 0,
+        cwd_dentry: 0,
     };
+    if syscall == Syscall::Chdir {
+        let (_, pwd) = kernel::root_and_pwd(&o, kernel::current_task());
+        inflight.cwd_mnt = pwd.mnt;
+        inflight.cwd_dentry = pwd.dentry;
+    }
     if syscall == Syscall::Openat2 {
         // `struct open_how *`; its `flags` are read at exit.
         inflight.aux = arg(&o, regs, 2);
@@ -182,7 +189,13 @@ pub fn on_exit(ctx: &RawTracePointContext) {
 
     let o = kernel::offsets();
     let task = kernel::current_task();
-    let (root, pwd) = kernel::root_and_pwd(&o, task);
+    let (root, mut pwd) = kernel::root_and_pwd(&o, task);
+    if syscall == Syscall::Chdir as u8 {
+        pwd = KPath {
+            mnt: inflight.cwd_mnt,
+            dentry: inflight.cwd_dentry,
+        };
+    }
     let Some(key) = KEY_SCRATCH.get_ptr_mut(0) else {
         count_loss(loss::NO_SCRATCH);
         return;

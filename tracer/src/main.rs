@@ -26,8 +26,20 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("trace: error: {e:#}");
+            eprintln!("trace: error: {}", one_line(&format!("{e:#}")));
             std::process::exit(TRACE_FAILED);
         }
     }
+}
+
+/// Errors are one line. The kernel verifier's log, which can run to
+/// thousands of lines, is shown only with TRACE_VERBOSE=1.
+fn one_line(msg: &str) -> String {
+    let mut lines = msg.lines();
+    let first = lines.next().unwrap_or_default().to_string();
+    let rest = lines.count();
+    if rest == 0 || std::env::var_os("TRACE_VERBOSE").is_some() {
+        return msg.to_string();
+    }
+    format!("{first} [{rest} more lines: set TRACE_VERBOSE=1 to see them]")
 }

@@ -58,6 +58,12 @@ pub fn bench(trace_bin: &Path, runs: usize) -> Result<()> {
     time_once(&untraced)?;
     let base = median(&untraced, runs)?;
     let with_trace = median(&traced, runs)?;
+    // What any run costs, however small the command: loading and
+    // verifying the eBPF programs, the cgroup, writing the trace.
+    let fixed = median(
+        &[trace.as_str(), "run", "-o", out_s.as_str(), "--", "true"],
+        runs,
+    )?;
     let t: serde_like::Summary = serde_like::summary(&out)?;
     let _ = std::fs::remove_file(&out);
     println!("workload: {WORKLOAD}");
@@ -70,6 +76,16 @@ pub fn bench(trace_bin: &Path, runs: usize) -> Result<()> {
         t.seen,
         t.records,
         t.lost
+    );
+    let marginal = with_trace.as_secs_f64() - fixed.as_secs_f64();
+    println!(
+        "fixed cost:  {:>8.3} s   (trace run -- true: start-up and teardown)",
+        fixed.as_secs_f64()
+    );
+    println!(
+        "marginal:    {:>8.3} s   ({:.2}x: traced minus the fixed cost, over untraced)",
+        marginal,
+        marginal / base.as_secs_f64()
     );
     if Path::new("/usr/bin/strace").exists() {
         let strace = [

@@ -31,7 +31,9 @@ pub enum CaptureError {
         "trace needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN); run it as root or with sudo"
     )]
     NotRoot,
-    #[error("kernel BTF not found at {0} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
+    #[error(
+        "kernel BTF not found at {0} (the kernel needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf FILE)"
+    )]
     NoBtf(String),
     #[error("reading kernel BTF: {0}")]
     Btf(#[from] btf::BtfError),
@@ -64,13 +66,13 @@ pub enum Scope {
 
 /// Checks what loading needs, so a missing piece gets one clear line
 /// instead of a raw errno from deep inside the loader.
-pub fn preflight() -> Result<(), CaptureError> {
+pub fn preflight(btf: &Path) -> Result<(), CaptureError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(CaptureError::NotRoot);
     }
-    if !Path::new(offsets::VMLINUX_BTF).exists() {
-        return Err(CaptureError::NoBtf(offsets::VMLINUX_BTF.to_string()));
+    if !btf.exists() {
+        return Err(CaptureError::NoBtf(btf.display().to_string()));
     }
     Ok(())
 }
@@ -103,22 +105,30 @@ pub struct Capture {
 impl Capture {
     /// Loads and attaches everything. Nothing is traced until a task joins
     /// the scope.
-    pub fn start(scope: Scope, ringbuf_bytes: u32) -> Result<Capture, CaptureError> {
-        preflight()?;
+    pub fn start(scope: Scope, ringbuf_bytes: u32, btf: &Path) -> Result<Capture, CaptureError> {
+        preflight(btf)?;
         let (scope_mode, cgroup_id, cgroup_level) = match scope {
             Scope::Cgroup { id, level } => (scope_mode::CGROUP, id, level),
             Scope::Pids => (scope_mode::PIDS, 0, 0),
         };
+        // aya's EbpfLoader::new() parses the kernel's BTF itself (~15 ms)
+        // and cannot be told not to; read our offsets on a thread meanwhile.
+        let btf_path = btf.to_path_buf();
+        let offsets = std::thread::spawn(move || offsets::from_file(&btf_path));
+        let mut loader = EbpfLoader::new();
+        let offsets = offsets
+            .join()
+            .map_err(|_| CaptureError::Missing("kernel offsets (BTF reader panicked)"))??;
         let config = Config {
             scope_mode,
             cgroup_level,
             cgroup_id,
             ringbuf_wakeup_bytes: u64::from(ringbuf_bytes / 4),
-            offsets: offsets::from_kernel()?,
+            offsets,
         };
-        // No kernel BTF for aya: the programs use no CO-RE (offsets come in
-        // through CONFIG), and parsing vmlinux BTF twice cost ~20 ms.
-        let mut ebpf = EbpfLoader::new()
+        // No BTF relocation: the programs use no CO-RE (offsets come in
+        // through CONFIG).
+        let mut ebpf = loader
             .btf(None)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", ringbuf_bytes)

@@ -54,15 +54,17 @@ fn syscall_arg_offsets(btf: &Btf) -> Result<[u32; 6], BtfError> {
     Ok(std::array::from_fn(|i| first + 8 * i as u32))
 }
 
-pub fn from_kernel() -> Result<KernelOffsets, BtfError> {
-    from_btf(&Btf::from_file(Path::new(VMLINUX_BTF))?)
+/// Offsets from a BTF file: the running kernel's own, or one supplied for a
+/// kernel built without BTF (for example from BTFHub).
+pub fn from_file(path: &Path) -> Result<KernelOffsets, BtfError> {
+    from_btf(&Btf::from_file(path)?)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn kernel_offsets_are_found() {
-        let o = super::from_kernel().unwrap();
+        let o = super::from_file(std::path::Path::new(super::VMLINUX_BTF)).unwrap();
         assert_eq!(o.path_dentry, 8);
         assert!(o.mm_arg_end > o.mm_arg_start);
         assert!(o.task_fs != 0 && o.task_mm != 0 && o.task_files != 0);

@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// at least 4096). Raise it if a run reports lost events.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF, value_parser = parse_ringbuf_size)]
     pub ringbuf_size: u32,
+    /// Kernel BTF to read struct offsets from, for kernels built without
+    /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub).
+    #[arg(long, value_name = "FILE", default_value = crate::capture::offsets::VMLINUX_BTF)]
+    pub btf: PathBuf,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -67,7 +71,7 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-const DEFAULT_RINGBUF: u32 = 16 * 1024 * 1024;
+const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let n: u32 = s
@@ -98,7 +102,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     } else {
         Format::Text
     });
-    crate::capture::preflight()?;
+    crate::capture::preflight(&args.btf)?;
 
     let mount = match args.scope {
         ScopeArg::Pids => None,
@@ -118,7 +122,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         },
         ScopeHandle::Pids => Scope::Pids,
     };
-    let mut capture = Capture::start(scope, args.ringbuf_size)?;
+    let mut capture = Capture::start(scope, args.ringbuf_size, &args.btf)?;
     let join = match &handle {
         ScopeHandle::Cgroup(cg) => Join::Cgroup(
             CString::new(cg.procs_file().into_os_string().into_encoded_bytes())
