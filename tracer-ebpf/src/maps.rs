@@ -1,8 +1,9 @@
 //! Maps and load-time globals shared by all programs.
 use aya_ebpf::{
     Global,
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{HashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use tracer_common::{Config, DEDUP_PATH, EventBuf, loss, stats};
 
@@ -118,7 +119,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 pub static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
 
 #[map]
-pub static DEDUP: LruHashMap<DedupKey, u8> = LruHashMap::with_max_entries(32768, 0);
+/// Not preallocated: creating a preallocated map of this size cost ~9 ms
+/// of every run's start-up. When it is full, new accesses are simply not
+/// deduplicated (reported every time), never lost.
+pub static DEDUP: HashMap<DedupKey, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static SCOPE_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);

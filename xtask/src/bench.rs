@@ -58,13 +58,13 @@ pub fn bench(trace_bin: &Path, runs: usize) -> Result<()> {
     time_once(&untraced)?;
     let base = median(&untraced, runs)?;
     let with_trace = median(&traced, runs)?;
+    let t: serde_like::Summary = serde_like::summary(&out)?;
     // What any run costs, however small the command: loading and
     // verifying the eBPF programs, the cgroup, writing the trace.
     let fixed = median(
         &[trace.as_str(), "run", "-o", out_s.as_str(), "--", "true"],
         runs,
     )?;
-    let t: serde_like::Summary = serde_like::summary(&out)?;
     let _ = std::fs::remove_file(&out);
     println!("workload: {WORKLOAD}");
     println!("runs: {runs} each, median wall time");
