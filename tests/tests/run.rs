@@ -187,6 +187,24 @@ fn double_forked_daemon(scope: &str) {
 }
 
 #[test]
+fn cgroup_join_without_clone3() {
+    // Kernels before 5.7 have no CLONE_INTO_CGROUP: the child then writes
+    // itself into cgroup.procs before exec. Same result expected.
+    let dir = tempdir();
+    let out = trace_cmd(dir.path(), &[], &["cat", "/etc/hostname"])
+        .env("TRACE_DEBUG_NO_CLONE3", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let t: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("trace.json")).unwrap()).unwrap();
+    assert_complete(&t);
+    assert_eq!(t["scope"]["mode"], "cgroup");
+    assert!(has(&t, "/etc/hostname", "open", "ok"));
+    assert!(execs(&t).iter().any(|e| e["argv"][0] == "cat"));
+}
+
+#[test]
 fn double_forked_daemon_cgroup_scope() {
     double_forked_daemon("cgroup");
 }
@@ -360,7 +378,20 @@ fn exit_status_passes_through() {
     assert_eq!(killed.trace()["exit"]["signal"], 15);
     let missing = run_in(dir.path(), &[], &["no-such-command-for-trace"]);
     assert_eq!(missing.code(), 127);
-    assert!(missing.stderr().contains("no-such-command-for-trace"));
+    assert!(
+        missing
+            .stderr()
+            .contains("no-such-command-for-trace: command not found")
+    );
+    // Found but not runnable: 126, as in a shell.
+    let data = dir.path().join("data.txt");
+    fs::write(&data, "not a program").unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o644)).unwrap();
+    let not_exec = run_in(dir.path(), &[], &[data.to_str().unwrap()]);
+    assert_eq!(not_exec.code(), 126, "{}", not_exec.stderr());
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    let bad_format = run_in(dir.path(), &[], &[data.to_str().unwrap()]);
+    assert_eq!(bad_format.code(), 126, "{}", bad_format.stderr());
     // The failed PATH search is itself in the trace.
     let failed: Vec<_> = common::files(missing.trace())
         .iter()

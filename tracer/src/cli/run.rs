@@ -1,5 +1,5 @@
 //! `trace run`: run a command inside a fresh scope and write its trace.
-use std::{ffi::CString, io::IsTerminal, path::PathBuf, time::Duration};
+use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -124,10 +124,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     };
     let mut capture = Capture::start(scope, args.ringbuf_size, &args.btf)?;
     let join = match &handle {
-        ScopeHandle::Cgroup(cg) => Join::Cgroup(
-            CString::new(cg.procs_file().into_os_string().into_encoded_bytes())
-                .context("cgroup path contains a NUL byte")?,
-        ),
+        ScopeHandle::Cgroup(cg) => Join::Cgroup(cg.path.clone()),
         ScopeHandle::Pids => Join::PidMap(capture.scope_pids_fd()?),
     };
 
@@ -135,12 +132,19 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let exit = match child::spawn(&args.command, join) {
         Ok(child) => supervise(child, &mut capture, &mut collector).await?,
         Err(e) => {
-            let code = match e.kind() {
-                std::io::ErrorKind::NotFound => status::NOT_FOUND,
-                std::io::ErrorKind::PermissionDenied => status::NOT_EXECUTABLE,
+            // As a shell reports it: 127 not found, 126 found but not
+            // runnable.
+            let (code, why) = match (e.kind(), e.raw_os_error()) {
+                (std::io::ErrorKind::NotFound, _) => (status::NOT_FOUND, "command not found"),
+                (std::io::ErrorKind::PermissionDenied, _) => {
+                    (status::NOT_EXECUTABLE, "permission denied")
+                }
+                (_, Some(libc::ENOEXEC)) => {
+                    (status::NOT_EXECUTABLE, "cannot execute: exec format error")
+                }
                 _ => bail!("cannot start {}: {e}", args.command[0]),
             };
-            eprintln!("trace: {}: {}", args.command[0], e);
+            eprintln!("trace: {}: {why}", args.command[0]);
             ExitInfo { code, signal: None }
         }
     };
@@ -177,11 +181,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 
 /// Waits for the child while draining events and passing signals on.
 async fn supervise(
-    mut child: tokio::process::Child,
+    mut child: child::Child,
     capture: &mut Capture,
     collector: &mut Collector,
 ) -> Result<ExitInfo> {
-    let pid = child.id().context("child has no pid")?;
+    let pid = child.id();
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut quit = signal(SignalKind::quit())?;

@@ -1,16 +1,68 @@
 //! Spawning the command inside the trace scope.
-use std::{ffi::CString, io, os::fd::RawFd, process::Stdio};
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{OwnedFd, RawFd},
+        unix::{ffi::OsStrExt, process::ExitStatusExt},
+    },
+    path::PathBuf,
+    process::{ExitStatus, Stdio},
+};
 
-use tokio::process::{Child, Command};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    process::Command,
+};
 
-/// How the child puts itself into the scope between fork and exec, so
-/// that nothing it does escapes the trace (not even its exec).
+use super::clone3;
+
+/// How the child enters the scope before its first instruction, so that
+/// nothing it does escapes the trace (not even its exec).
 #[derive(Clone, Debug)]
 pub enum Join {
-    /// Write "0" into this `cgroup.procs` file.
-    Cgroup(CString),
-    /// Add its own pid to this BPF hash map (pid scope).
+    /// Be born in this cgroup directory (`clone3`), or where the kernel
+    /// cannot do that, write "0" into its `cgroup.procs` before exec.
+    Cgroup(PathBuf),
+    /// Add its own pid to this BPF hash map before exec (pid scope).
     PidMap(RawFd),
+}
+
+/// The running command.
+pub struct Child {
+    pid: u32,
+    kind: Kind,
+}
+
+enum Kind {
+    Tokio(tokio::process::Child),
+    Pidfd(AsyncFd<OwnedFd>),
+}
+
+impl Child {
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match &mut self.kind {
+            Kind::Tokio(c) => c.wait().await,
+            Kind::Pidfd(fd) => loop {
+                // A pidfd turns readable when the process exits.
+                let mut guard = fd.readable().await?;
+                let mut status = 0;
+                // SAFETY: our own child; the pidfd keeps its pid from reuse.
+                let r = unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) };
+                if r == self.pid as i32 {
+                    return Ok(ExitStatus::from_raw(status));
+                }
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                guard.clear_ready();
+            },
+        }
+    }
 }
 
 #[repr(C)]
@@ -24,10 +76,16 @@ struct BpfMapElemAttr {
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 
-/// Runs in the forked child: only async-signal-safe syscalls, no allocation.
-fn join_scope(join: &Join) -> io::Result<()> {
+/// What the forked child does before exec: only async-signal-safe
+/// syscalls, no allocation.
+enum PreExec {
+    WriteProcs(CString),
+    PidMap(RawFd),
+}
+
+fn join_scope(join: &PreExec) -> io::Result<()> {
     match join {
-        Join::Cgroup(procs) => {
+        PreExec::WriteProcs(procs) => {
             // SAFETY: raw syscalls on a NUL-terminated path we own.
             unsafe {
                 let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -43,7 +101,7 @@ fn join_scope(join: &Join) -> io::Result<()> {
             }
             Ok(())
         }
-        Join::PidMap(fd) => {
+        PreExec::PidMap(fd) => {
             // SAFETY: getpid cannot fail; the attr points at live locals.
             let pid: u32 = unsafe { libc::getpid() } as u32;
             let one: u8 = 1;
@@ -72,6 +130,52 @@ fn join_scope(join: &Join) -> io::Result<()> {
 
 /// Starts `argv` with inherited stdio, already inside the scope.
 pub fn spawn(argv: &[String], join: Join) -> io::Result<Child> {
+    let pre_exec = match join {
+        Join::Cgroup(dir) => match clone3_or_enosys(argv, &dir) {
+            Ok(s) => {
+                // SAFETY: the AsyncFd owns the pidfd for as long as it is
+                // registered.
+                let fd = unsafe { AsyncFd::register_with_interest(s.pidfd, Interest::READABLE) }
+                    .map_err(|e| e.into_parts().1)?;
+                return Ok(Child {
+                    pid: s.pid,
+                    kind: Kind::Pidfd(fd),
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)
+                ) =>
+            {
+                let procs = dir.join("cgroup.procs");
+                PreExec::WriteProcs(CString::new(procs.as_os_str().as_bytes()).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "cgroup path contains a NUL byte",
+                    )
+                })?)
+            }
+            Err(e) => return Err(e),
+        },
+        Join::PidMap(fd) => PreExec::PidMap(fd),
+    };
+    spawn_pre_exec(argv, pre_exec)
+}
+
+/// Test hook: pretend the kernel lacks clone3, to exercise the fallback
+/// that older kernels (< 5.7) take.
+const NO_CLONE3_ENV: &str = "TRACE_DEBUG_NO_CLONE3";
+
+fn clone3_or_enosys(argv: &[String], dir: &std::path::Path) -> io::Result<clone3::Spawned> {
+    if std::env::var_os(NO_CLONE3_ENV).is_some() {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    clone3::spawn(argv, dir)
+}
+
+/// The portable path: fork with std, join the scope in a pre-exec hook.
+fn spawn_pre_exec(argv: &[String], join: PreExec) -> io::Result<Child> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?;
@@ -84,7 +188,14 @@ pub fn spawn(argv: &[String], join: Join) -> io::Result<Child> {
     unsafe {
         cmd.pre_exec(move || join_scope(&join));
     }
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    Ok(Child {
+        pid,
+        kind: Kind::Tokio(child),
+    })
 }
 
 /// Sends `sig` to `pid`; a process that is already gone is not an error.

@@ -2,4 +2,5 @@
 //! instruction, passing signals through, and turning its end into an exit
 //! status the way a shell does.
 pub mod child;
+pub mod clone3;
 pub mod status;
