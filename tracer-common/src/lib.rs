@@ -226,12 +226,17 @@ pub mod loss {
     pub const NO_SCRATCH: u32 = 2;
     /// The tail call into the `finish` program failed.
     pub const TAIL_CALL: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Another task on the same CPU reused the scratch record while this
+    /// one was being built (possible on preemptible kernels): dropped
+    /// rather than sent mixed up.
+    pub const CLOBBERED: u32 = 4;
+    pub const COUNT: u32 = 5;
     pub const NAMES: [&str; COUNT as usize] = [
         "ringbuf_full",
         "inflight_full",
         "no_scratch",
         "tail_call_failed",
+        "scratch_clobbered",
     ];
 }
 

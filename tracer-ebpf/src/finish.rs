@@ -4,7 +4,9 @@
 //! and submits the record. Its inputs come from map memory, so the
 //! verifier checks it once instead of once per path through its callers.
 use aya_ebpf::{
-    cty::c_void, helpers::generated::bpf_probe_read_user, programs::RawTracePointContext,
+    cty::c_void,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user},
+    programs::RawTracePointContext,
 };
 use tracer_common::{ARGV_MAX, DATA_WALK_MASK, flags, loss};
 
@@ -106,6 +108,12 @@ pub fn run(_ctx: &RawTracePointContext) {
                 pos += len;
             }
         }
+    }
+    // The record was started by this thread; if another task's record
+    // replaced it meanwhile, drop it and say so.
+    if h.tid != bpf_get_current_pid_tgid() as u32 {
+        count_loss(loss::CLOBBERED);
+        return;
     }
     event::submit(buf, pos);
 }
