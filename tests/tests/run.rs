@@ -196,8 +196,7 @@ fn cgroup_join_without_clone3() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let t: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("trace.json")).unwrap()).unwrap();
+    let t = read_trace(dir.path()).expect("trace written");
     assert_complete(&t);
     assert_eq!(t["scope"]["mode"], "cgroup");
     assert!(has(&t, "/etc/hostname", "open", "ok"));
@@ -416,8 +415,7 @@ fn sigterm_is_forwarded_and_trace_still_written() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
-    let t: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("trace.json")).unwrap()).unwrap();
+    let t = read_trace(dir.path()).expect("trace written");
     assert_eq!(t["exit"]["signal"], 15);
     assert!(
         execs(&t).iter().any(|e| e["argv"][0] == "sleep"),
@@ -490,8 +488,7 @@ fn lost_events_are_reported_never_silent() {
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let t: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("trace.json")).unwrap()).unwrap();
+    let t = read_trace(dir.path()).expect("trace written");
     assert_eq!(t["complete"], false);
     let lost = &t["lost_events"];
     assert!(lost["total"].as_u64().unwrap() > 0, "{lost}");

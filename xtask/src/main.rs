@@ -42,6 +42,17 @@ fn trace_bin(profile: &str) -> PathBuf {
     root().join("target").join(profile).join("trace")
 }
 
+fn build_release() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "tracer",
+        "--bin",
+        "trace",
+    ]))
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("xtask: error: {e:#}");
@@ -88,14 +99,7 @@ fn real_main() -> Result<()> {
         }
         Task::Demo => {
             setup::setup(&[])?;
-            run(cargo().args([
-                "build",
-                "--release",
-                "--package",
-                "tracer",
-                "--bin",
-                "trace",
-            ]))?;
+            build_release()?;
             let demo = root().join("examples").join("demo-suite.sh");
             // `cargo run` puts target/ on LD_LIBRARY_PATH; the demo should
             // show what the suite itself looks up, not cargo's additions.
@@ -107,14 +111,7 @@ fn real_main() -> Result<()> {
         }
         Task::Bench { runs } => {
             setup::setup(&[("strace", "/usr/bin/strace")])?;
-            run(cargo().args([
-                "build",
-                "--release",
-                "--package",
-                "tracer",
-                "--bin",
-                "trace",
-            ]))?;
+            build_release()?;
             bench::bench(&trace_bin("release"), runs)
         }
     }

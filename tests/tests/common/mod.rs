@@ -61,11 +61,17 @@ pub fn run_in(dir: &Path, extra: &[&str], cmd: &[&str]) -> Run {
     let out = trace_cmd(dir, extra, cmd)
         .output()
         .expect("trace binary runs");
-    let path = dir.join("trace.json");
-    let trace = std::fs::read(&path)
+    Run {
+        out,
+        trace: read_trace(dir),
+    }
+}
+
+/// The trace `trace_cmd` wrote into `dir`, if any.
+pub fn read_trace(dir: &Path) -> Option<Value> {
+    std::fs::read(dir.join("trace.json"))
         .ok()
-        .map(|b| serde_json::from_slice(&b).expect("trace file is JSON"));
-    Run { out, trace }
+        .map(|b| serde_json::from_slice(&b).expect("trace file is JSON"))
 }
 
 pub fn files(t: &Value) -> &Vec<Value> {
