@@ -3,9 +3,15 @@
 //!
 //! - [`capture`]: the eBPF side seen from userspace: loading, scope, events.
 //! - [`model`]: the trace itself: folding events, the file format.
+//! - [`source`]: image input: the source image's root filesystem.
+//! - [`closure`]: from observed paths to everything the image must keep.
+//! - [`output`]: image output: the minimal image, written out.
 //! - [`runtime`]: running the traced command.
 //! - [`cli`]: the subcommands.
 pub mod capture;
 pub mod cli;
+pub mod closure;
 pub mod model;
+pub mod output;
 pub mod runtime;
+pub mod source;
