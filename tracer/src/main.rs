@@ -21,6 +21,7 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => tracer::cli::run::run(args).await,
+            Command::Build(args) => tracer::cli::build::build(args),
         }
     });
     match result {

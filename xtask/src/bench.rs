@@ -109,6 +109,78 @@ pub fn bench(trace_bin: &Path, runs: usize) -> Result<()> {
     Ok(())
 }
 
+/// Traces a python script chrooted into `rootfs`, then times `trace
+/// build` of a minimal OCI image from it.
+pub fn bench_build(trace_bin: &Path, rootfs: &Path, runs: usize) -> Result<()> {
+    let runs = runs.max(1);
+    let work = std::env::temp_dir().join(format!("trace-bench-build-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let trace = work.join("trace.json");
+    let script = "import json, email.parser, http.client, decimal, sqlite3;                   open('/usr/share/common-licenses/Apache-2.0').read()";
+    let status = Command::new(trace_bin)
+        .arg("run")
+        .arg("--root")
+        .arg(rootfs)
+        .arg("-o")
+        .arg(&trace)
+        .args(["--", "/usr/bin/python3", "-c", script])
+        .env_remove("LD_LIBRARY_PATH")
+        .status()?;
+    if !status.success() {
+        bail!("tracing the python script failed: {status}");
+    }
+    let mut times = Vec::new();
+    let report = work.join("report.json");
+    for i in 0..runs {
+        let out = work.join(format!("min-{i}.oci"));
+        let start = Instant::now();
+        let status = Command::new(trace_bin)
+            .arg("build")
+            .arg("--from")
+            .arg(rootfs)
+            .arg("--trace")
+            .arg(&trace)
+            .arg("-o")
+            .arg(&out)
+            .arg("--report")
+            .arg(&report)
+            .stderr(Stdio::null())
+            .status()?;
+        times.push(start.elapsed());
+        if !status.success() {
+            bail!("trace build failed: {status}");
+        }
+        std::fs::remove_dir_all(&out)?;
+    }
+    times.sort();
+    let text = std::fs::read_to_string(&report)?;
+    let bytes: Vec<u64> = text
+        .match_indices("\"bytes\":")
+        .filter_map(|(i, _)| {
+            text[i + 8..]
+                .trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&work);
+    println!("source: {} (python3 rootfs)", rootfs.display());
+    println!(
+        "trace build, median of {runs}: {:.3} s",
+        times[runs / 2].as_secs_f64()
+    );
+    if let [before, after, ..] = bytes[..] {
+        println!(
+            "size: {:.1} MiB -> {:.1} MiB ({:.1}x smaller)",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            before as f64 / after.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
 /// Just enough of the trace file to print its counters, without making
 /// xtask depend on the tracer crate (which would build the eBPF object).
 mod serde_like {

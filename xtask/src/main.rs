@@ -3,6 +3,7 @@
 //! machine.
 mod bench;
 mod cmd;
+mod fixtures;
 mod setup;
 
 use std::path::PathBuf;
@@ -29,10 +30,17 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Make (or reuse) the cached image fixtures the tests use.
+    Fixtures,
     /// Set up, build, and trace the demo test suite shipped in examples/.
     Demo,
     /// Set up, build (release) and time the reference workload.
     Bench {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Time `trace build` from the Debian python3 rootfs fixture.
+    BenchBuild {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
@@ -63,8 +71,15 @@ fn main() {
 fn real_main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::setup(&[]),
+        Task::Fixtures => {
+            setup::setup(&[])?;
+            fixtures::ensure_all()?;
+            println!("{}", fixtures::cache_dir().display());
+            Ok(())
+        }
         Task::Test { args } => {
             setup::setup(&[])?;
+            fixtures::ensure_all()?;
             run(cargo().args(["fmt", "--all", "--check"]))?;
             run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
             // The eBPF crate lints for the bpf target, with the cfg that
@@ -93,6 +108,7 @@ fn real_main() -> Result<()> {
             cmd::run_tests(
                 cargo()
                     .env("TRACE_BIN", trace_bin("debug"))
+                    .env("TRACE_FIXTURES", fixtures::cache_dir())
                     .arg("test")
                     .args(&args),
             )
@@ -108,6 +124,12 @@ fn real_main() -> Result<()> {
                 .current_dir(root())
                 .args(["run", "--format", "text", "--"])
                 .arg(demo))
+        }
+        Task::BenchBuild { runs } => {
+            setup::setup(&[])?;
+            fixtures::ensure_all()?;
+            build_release()?;
+            bench::bench_build(&trace_bin("release"), &fixtures::debian_rootfs()?, runs)
         }
         Task::Bench { runs } => {
             setup::setup(&[("strace", "/usr/bin/strace")])?;

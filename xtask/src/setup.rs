@@ -15,6 +15,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("python3", "/usr/bin/python3"),
     ("util-linux", "/usr/bin/setpriv"),
     ("coreutils", "/usr/bin/cat"),
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("umoci", "/usr/bin/umoci"),
+    ("runc", "/usr/bin/runc"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {

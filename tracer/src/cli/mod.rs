@@ -1,4 +1,5 @@
 //! Command-line interface: one module per subcommand.
+pub mod build;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -18,4 +19,6 @@ pub struct Cli {
 pub enum Command {
     /// Run a command and record the files it and all its descendants use.
     Run(run::RunArgs),
+    /// Build a minimal image from a full one and the traces of a run.
+    Build(build::BuildArgs),
 }

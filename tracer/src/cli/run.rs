@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// to this many seconds, then kill them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub wait_descendants: f64,
+    /// Run CMD chrooted into this directory (an unpacked image's root
+    /// filesystem); paths in the trace are then as seen inside it.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Size of the kernel-to-userspace ring buffer in bytes (a power of two,
     /// at least 4096). Raise it if a run reports lost events.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF, value_parser = parse_ringbuf_size)]
@@ -103,6 +107,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         Format::Text
     });
     crate::capture::preflight(&args.btf)?;
+    if let Some(root) = &args.root
+        && !root.is_dir()
+    {
+        bail!("--root {}: not a directory", root.display());
+    }
 
     let mount = match args.scope {
         ScopeArg::Pids => None,
@@ -129,7 +138,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     };
 
     let mut collector = Collector::new();
-    let exit = match child::spawn(&args.command, join) {
+    let exit = match child::spawn(&args.command, join, args.root.as_deref()) {
         Ok(child) => supervise(child, &mut capture, &mut collector).await?,
         Err(e) => {
             // As a shell reports it: 127 not found, 126 found but not

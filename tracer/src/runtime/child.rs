@@ -128,10 +128,12 @@ fn join_scope(join: &PreExec) -> io::Result<()> {
     }
 }
 
-/// Starts `argv` with inherited stdio, already inside the scope.
-pub fn spawn(argv: &[String], join: Join) -> io::Result<Child> {
+/// Starts `argv` with inherited stdio, already inside the scope, and
+/// chrooted into `root` when given (the program and PATH are then looked
+/// up inside it).
+pub fn spawn(argv: &[String], join: Join, root: Option<&std::path::Path>) -> io::Result<Child> {
     let pre_exec = match join {
-        Join::Cgroup(dir) => match clone3_or_enosys(argv, &dir) {
+        Join::Cgroup(dir) => match clone3_or_enosys(argv, &dir, root) {
             Ok(s) => {
                 // SAFETY: the AsyncFd owns the pidfd for as long as it is
                 // registered.
@@ -160,22 +162,32 @@ pub fn spawn(argv: &[String], join: Join) -> io::Result<Child> {
         },
         Join::PidMap(fd) => PreExec::PidMap(fd),
     };
-    spawn_pre_exec(argv, pre_exec)
+    let root = root
+        .map(|r| CString::new(r.as_os_str().as_bytes()))
+        .transpose()
+        .map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "root path contains a NUL byte")
+        })?;
+    spawn_pre_exec(argv, pre_exec, root)
 }
 
 /// Test hook: pretend the kernel lacks clone3, to exercise the fallback
 /// that older kernels (< 5.7) take.
 const NO_CLONE3_ENV: &str = "TRACE_DEBUG_NO_CLONE3";
 
-fn clone3_or_enosys(argv: &[String], dir: &std::path::Path) -> io::Result<clone3::Spawned> {
+fn clone3_or_enosys(
+    argv: &[String],
+    dir: &std::path::Path,
+    root: Option<&std::path::Path>,
+) -> io::Result<clone3::Spawned> {
     if std::env::var_os(NO_CLONE3_ENV).is_some() {
         return Err(io::Error::from_raw_os_error(libc::ENOSYS));
     }
-    clone3::spawn(argv, dir)
+    clone3::spawn(argv, dir, root)
 }
 
 /// The portable path: fork with std, join the scope in a pre-exec hook.
-fn spawn_pre_exec(argv: &[String], join: PreExec) -> io::Result<Child> {
+fn spawn_pre_exec(argv: &[String], join: PreExec, root: Option<CString>) -> io::Result<Child> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?;
@@ -186,7 +198,15 @@ fn spawn_pre_exec(argv: &[String], join: PreExec) -> io::Result<Child> {
         .stderr(Stdio::inherit());
     // SAFETY: the hook only makes raw syscalls (see `join_scope`).
     unsafe {
-        cmd.pre_exec(move || join_scope(&join));
+        cmd.pre_exec(move || {
+            join_scope(&join)?;
+            if let Some(r) = &root
+                && (libc::chroot(r.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0)
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     let child = cmd.spawn()?;
     let pid = child

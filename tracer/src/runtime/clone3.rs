@@ -70,7 +70,7 @@ pub struct Spawned {
 /// Forks `argv` into the cgroup at `cgroup_dir` and execs it there.
 /// `Err` with the exec errno when no candidate could be executed; with
 /// ENOSYS, EINVAL or E2BIG when the kernel lacks `clone3`/`CLONE_INTO_CGROUP`.
-pub fn spawn(argv: &[String], cgroup_dir: &Path) -> io::Result<Spawned> {
+pub fn spawn(argv: &[String], cgroup_dir: &Path, root: Option<&Path>) -> io::Result<Spawned> {
     let prog = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?;
@@ -95,6 +95,10 @@ pub fn spawn(argv: &[String], cgroup_dir: &Path) -> io::Result<Spawned> {
     let mut env_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
     env_p.push(std::ptr::null());
     let paths_p: Vec<*const libc::c_char> = paths_c.iter().map(|c| c.as_ptr()).collect();
+    let root_c = root
+        .map(|r| cstring(r.as_os_str().as_bytes()))
+        .transpose()?;
+    let root_p = root_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
 
     let dir = File::options()
         .read(true)
@@ -136,6 +140,7 @@ pub fn spawn(argv: &[String], cgroup_dir: &Path) -> io::Result<Spawned> {
                 &paths_p,
                 argv_p.as_ptr(),
                 env_p.as_ptr(),
+                root_p,
                 err_wr.as_raw_fd(),
             )
         }
@@ -169,9 +174,15 @@ unsafe fn exec_child(
     paths: &[*const libc::c_char],
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
+    root: *const libc::c_char,
     err_fd: libc::c_int,
 ) -> ! {
     unsafe {
+        if !root.is_null() && (libc::chroot(root) != 0 || libc::chdir(c"/".as_ptr()) != 0) {
+            let bytes = (*libc::__errno_location()).to_ne_bytes();
+            libc::write(err_fd, bytes.as_ptr().cast(), 4);
+            libc::_exit(127);
+        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());

@@ -130,13 +130,15 @@ impl DirRootfs {
 
 fn xattrs(fd: &OwnedFd) -> Vec<(String, Vec<u8>)> {
     // Read through /proc/self/fd so O_PATH descriptors (symlinks) work too.
+    // The non-`l` calls follow that magic link to the opened inode itself
+    // (the `l` variants would stop at the /proc link).
     let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let Ok(p) = cstr(proc.as_bytes()) else {
         return Vec::new();
     };
     let mut names = vec![0u8; 4096];
     // SAFETY: buffer of the stated size.
-    let n = unsafe { libc::llistxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    let n = unsafe { libc::listxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     if n <= 0 {
         return Vec::new();
     }
@@ -147,7 +149,7 @@ fn xattrs(fd: &OwnedFd) -> Vec<(String, Vec<u8>)> {
         let mut value = vec![0u8; 65536];
         // SAFETY: buffer of the stated size.
         let len = unsafe {
-            libc::lgetxattr(
+            libc::getxattr(
                 p.as_ptr(),
                 cname.as_ptr(),
                 value.as_mut_ptr().cast(),
@@ -300,5 +302,27 @@ mod tests {
         assert!(a.link_id.is_some());
         assert_eq!(a.link_id, b.link_id);
         assert_eq!(a.mode, 0o4755);
+    }
+
+    #[test]
+    fn xattrs_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        let c = CString::new(f.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid strings and buffer.
+        let rc = unsafe {
+            libc::setxattr(
+                c.as_ptr(),
+                c"trusted.test".as_ptr(),
+                b"v1".as_ptr().cast(),
+                2,
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        let fs = DirRootfs::open(dir.path()).unwrap();
+        let m = fs.meta(Path::new("/f")).unwrap().unwrap();
+        assert_eq!(m.xattrs, vec![("trusted.test".to_string(), b"v1".to_vec())]);
     }
 }

@@ -1,0 +1,277 @@
+//! `trace build`: turn traces and a full image into a minimal one.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::{
+    closure::{self, Reason, rules::Rules},
+    model::write,
+    output,
+    source::{self, rootfs::Kind},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    /// OCI image layout directory.
+    Oci,
+    /// OCI image layout as a tar file.
+    OciArchive,
+    /// `docker save` format, for `docker load` / `podman load`.
+    DockerArchive,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Source: a root filesystem directory, an OCI image layout (directory
+    /// or tar) or a `docker save` archive.
+    #[arg(long, value_name = "SRC")]
+    pub from: PathBuf,
+    /// Trace file(s) from `trace run`; several are merged.
+    #[arg(long = "trace", value_name = "TRACE.json", required = true)]
+    pub traces: Vec<PathBuf>,
+    /// Where to write the image; must not exist.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: OutFormat,
+    /// Image name, e.g. `app:minimal`.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub tag: Option<String>,
+    /// Also keep this path or glob (absolute, in the image).
+    #[arg(long, value_name = "PATH|GLOB")]
+    pub include: Vec<String>,
+    /// Never keep paths matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Keep the paths or globs listed in FILE, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub include_from: Vec<PathBuf>,
+    /// Also write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Size {
+    bytes: u64,
+    entries: u64,
+}
+
+#[derive(Serialize)]
+struct Largest {
+    path: String,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Missing {
+    library: String,
+    needed_by: String,
+}
+
+/// `--report`: what was kept, why, and what was left out.
+#[derive(Serialize)]
+struct Report {
+    source: String,
+    source_digest: Option<String>,
+    output: String,
+    format: String,
+    manifest_digest: String,
+    before: Size,
+    after: Size,
+    largest: Vec<Largest>,
+    by_reason: BTreeMap<Reason, usize>,
+    kept: BTreeMap<String, Reason>,
+    not_in_source: Vec<String>,
+    missing_libraries: Vec<Missing>,
+    excluded: BTreeMap<String, String>,
+}
+
+pub fn build(args: BuildArgs) -> Result<i32> {
+    if args.output.exists() || args.output.is_symlink() {
+        bail!(
+            "{} already exists; not overwriting it",
+            args.output.display()
+        );
+    }
+    let traces = args
+        .traces
+        .iter()
+        .map(|p| write::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rules = Rules::new(&args.include, &args.exclude, &args.include_from)?;
+    let image = source::open(&args.from)
+        .with_context(|| format!("reading the source image {}", args.from.display()))?;
+    let fs = image.rootfs.as_ref();
+    let kept = closure::compute(fs, &traces, &rules)?;
+    let paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
+    let written = output::write(
+        &args.output,
+        &output::Spec {
+            rootfs: fs,
+            paths: &paths,
+            config: image.config.clone(),
+            source_digest: image.digest.clone(),
+            tag: args.tag.clone(),
+            format: match args.format {
+                OutFormat::Oci => output::Format::Oci,
+                OutFormat::OciArchive => output::Format::OciArchive,
+                OutFormat::DockerArchive => output::Format::DockerArchive,
+            },
+        },
+    )
+    .with_context(|| format!("writing {}", args.output.display()))?;
+
+    // Sizes count each hardlinked file once.
+    let mut after_bytes = 0u64;
+    let mut seen_links = BTreeSet::new();
+    let mut sizes: Vec<(u64, &Path)> = Vec::new();
+    for p in &paths {
+        if let Ok(Some(m)) = fs.meta(p)
+            && m.kind == Kind::Regular
+        {
+            if m.link_id.is_none_or(|id| seen_links.insert(id)) {
+                after_bytes += m.size;
+            }
+            sizes.push((m.size, p));
+        }
+    }
+    sizes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut by_reason = BTreeMap::new();
+    for r in kept.paths.values() {
+        *by_reason.entry(*r).or_insert(0) += 1;
+    }
+    let report = Report {
+        source: fs.describe(),
+        source_digest: image.digest.clone(),
+        output: args.output.display().to_string(),
+        format: format!("{:?}", args.format).to_lowercase(),
+        manifest_digest: written.manifest_digest.clone(),
+        before: Size {
+            bytes: image.total_bytes,
+            entries: image.total_entries,
+        },
+        after: Size {
+            bytes: after_bytes,
+            entries: paths.len() as u64,
+        },
+        largest: sizes
+            .iter()
+            .take(10)
+            .map(|(b, p)| Largest {
+                path: p.display().to_string(),
+                bytes: *b,
+            })
+            .collect(),
+        by_reason,
+        kept: kept
+            .paths
+            .iter()
+            .map(|(p, r)| (p.display().to_string(), *r))
+            .collect(),
+        not_in_source: kept
+            .not_in_source
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        missing_libraries: kept
+            .missing_libraries
+            .iter()
+            .map(|(l, by)| Missing {
+                library: l.clone(),
+                needed_by: by.display().to_string(),
+            })
+            .collect(),
+        excluded: kept
+            .excluded
+            .iter()
+            .map(|(p, pat)| (p.display().to_string(), pat.clone()))
+            .collect(),
+    };
+    eprint!("{}", summary(&report));
+    if let Some(path) = &args.report {
+        let mut json = serde_json::to_vec_pretty(&report)?;
+        json.push(b'\n');
+        write::write_atomic(path, &json)?;
+    }
+    Ok(0)
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn summary(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let ratio = if r.after.bytes > 0 {
+        r.before.bytes as f64 / r.after.bytes as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        s,
+        "trace build: {} -> {} ({})",
+        r.source, r.output, r.manifest_digest
+    );
+    let _ = writeln!(
+        s,
+        "  before: {:>10}  {:>7} entries",
+        human(r.before.bytes),
+        r.before.entries
+    );
+    let _ = writeln!(
+        s,
+        "  after:  {:>10}  {:>7} entries   ({ratio:.1}x smaller)",
+        human(r.after.bytes),
+        r.after.entries
+    );
+    let reasons: Vec<String> = r
+        .by_reason
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{v} {}",
+                serde_json::to_value(k)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let _ = writeln!(s, "  kept by: {}", reasons.join(", "));
+    let _ = writeln!(s, "  largest:");
+    for l in &r.largest {
+        let _ = writeln!(s, "    {:>10}  {}", human(l.bytes), l.path);
+    }
+    if !r.missing_libraries.is_empty() {
+        let _ = writeln!(s, "  warning: libraries not in the source image:");
+        for m in &r.missing_libraries {
+            let _ = writeln!(s, "    {} (needed by {})", m.library, m.needed_by);
+        }
+    }
+    if !r.not_in_source.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {} traced paths are not in the source (created by the run or on the host)",
+            r.not_in_source.len()
+        );
+    }
+    s
+}
