@@ -123,6 +123,41 @@ impl Seek for RegionReader {
 }
 
 /// Lowercase hex of a byte string (digests).
+/// Decompresses a gzip `region` once into an anonymous temporary file,
+/// so its contents can then be read in place. Returns the uncompressed
+/// data and its sha256 (hex). Errors reading the stream are taken to be
+/// the compressed data's: the blob is a local file.
+pub fn gunzip_to_temp(region: &Region, label: &str) -> Result<(Region, String), SourceError> {
+    use std::io::Write as _;
+    let tmp = std::env::temp_dir();
+    let file = tempfile::tempfile().map_err(SourceError::io(&tmp))?;
+    let mut out = io::BufWriter::with_capacity(1 << 16, file);
+    let mut gz = flate2::read::MultiGzDecoder::new(region.reader());
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(SourceError::CorruptGzip {
+                    layer: label.to_string(),
+                    source,
+                });
+            }
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(SourceError::io(&tmp))?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .map_err(SourceError::io(&tmp))?;
+    let region = Region::whole(file).map_err(SourceError::io(&tmp))?;
+    Ok((region, hex(&hasher.finalize())))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);

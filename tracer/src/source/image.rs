@@ -5,7 +5,6 @@
 use std::{
     collections::HashSet,
     fs::{self, File},
-    io::{self, Read},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -87,25 +86,7 @@ pub fn open(src: &Path) -> Result<Image, SourceError> {
 /// A compressed outer archive is decompressed once into an anonymous
 /// temporary file, so its members can be read in place like any tar's.
 fn gunzip_archive(src: &Path, region: &Region) -> Result<Region, SourceError> {
-    let tmp = std::env::temp_dir();
-    let mut out = tempfile::tempfile().map_err(SourceError::io(&tmp))?;
-    let mut gz = flate2::read::MultiGzDecoder::new(region.reader());
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = match gz.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(SourceError::CorruptGzip {
-                    layer: src.display().to_string(),
-                    source,
-                });
-            }
-        };
-        io::Write::write_all(&mut out, &buf[..n]).map_err(SourceError::io(&tmp))?;
-    }
-    Region::whole(out).map_err(SourceError::io(&tmp))
+    Ok(super::archive::gunzip_to_temp(region, &src.display().to_string())?.0)
 }
 
 fn layered(parts: Parts, label: String) -> Result<Image, SourceError> {
@@ -157,6 +138,7 @@ fn rootfs_dir(src: &Path) -> Result<Image, SourceError> {
 mod tests {
     use std::{
         ffi::OsString,
+        io,
         os::unix::fs::{PermissionsExt, symlink},
         process::Command,
     };

@@ -6,16 +6,14 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     ffi::{OsStr, OsString},
-    io::{self, BufWriter, Read, Write},
+    io::{self, Read},
     ops::Bound,
     os::unix::ffi::OsStrExt,
     path::{Component, Path, PathBuf},
 };
 
-use sha2::{Digest as _, Sha256};
-
 use super::{
-    archive::{Region, hex, verify},
+    archive::{Region, verify},
     error::{NameProblem, SourceError},
     rootfs::{Kind, Meta, Rootfs},
 };
@@ -142,8 +140,6 @@ pub struct Merger {
     nodes: BTreeMap<PathBuf, Node>,
     stores: Vec<Region>,
     next_link: u64,
-    /// Where temporary files go (for error messages).
-    tmp: PathBuf,
 }
 
 impl Default for Merger {
@@ -166,7 +162,6 @@ impl Merger {
             nodes,
             stores: Vec::new(),
             next_link: 1,
-            tmp: std::env::temp_dir(),
         }
     }
 
@@ -212,35 +207,7 @@ impl Merger {
     /// Decompresses a gzip layer once into an anonymous temporary file,
     /// checking the result against the layer's diff_id.
     fn gunzip(&self, layer: &LayerBlob) -> Result<Region, SourceError> {
-        let tmp_err = SourceError::io(&self.tmp);
-        let file = tempfile::tempfile().map_err(SourceError::io(&self.tmp))?;
-        let mut out = BufWriter::with_capacity(1 << 16, file);
-        let mut gz = flate2::read::MultiGzDecoder::new(layer.region.reader());
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = match gz.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Read errors of the blob (a local file) are unlikely; any
-                // error here is taken to be the compressed data's.
-                Err(source) => {
-                    return Err(SourceError::CorruptGzip {
-                        layer: layer.label.clone(),
-                        source,
-                    });
-                }
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(SourceError::io(&self.tmp))?;
-        }
-        let file = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .map_err(tmp_err)?;
-        let actual = hex(&hasher.finalize());
+        let (region, actual) = super::archive::gunzip_to_temp(&layer.region, &layer.label)?;
         if let Some(diff) = &layer.diff_sha
             && *diff != actual
         {
@@ -250,7 +217,7 @@ impl Merger {
                 actual: format!("sha256:{actual}"),
             });
         }
-        Region::whole(file).map_err(SourceError::io(&self.tmp))
+        Ok(region)
     }
 
     fn unsafe_name(label: &str, name: &[u8], why: NameProblem) -> SourceError {
