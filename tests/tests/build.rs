@@ -69,6 +69,21 @@ fn build(args: &[&str]) -> std::process::Output {
         .expect("trace build runs")
 }
 
+/// `trace build --from SRC --trace TRACE -o OUT` plus `extra`, which
+/// must succeed; returns its stderr summary.
+fn build_from(src: &Path, trace: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--from",
+        src.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    build_ok(&args)
+}
+
 fn build_ok(args: &[&str]) -> String {
     let out = build(args);
     assert_eq!(
@@ -126,18 +141,12 @@ fn python_script_runs_in_its_minimal_image() {
     let trace = trace_in_rootfs(work, &["/usr/bin/python3", "-c", PY]);
     let out = work.join("min.oci");
     let report = work.join("report.json");
-    let summary = build_ok(&[
-        "--from",
-        rootfs().to_str().unwrap(),
-        "--trace",
-        trace.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--tag",
-        "py",
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let summary = build_from(
+        &rootfs(),
+        &trace,
+        &out,
+        &["--tag", "py", "--report", report.to_str().unwrap()],
+    );
     assert!(summary.contains("smaller"), "{summary}");
     // An independent reader accepts it.
     let inspect = check(
@@ -199,16 +208,7 @@ fn shell_script_runs_in_its_minimal_image() {
     let work = dir.path();
     let trace = trace_in_rootfs(work, &["/bin/sh", "-c", SH]);
     let out = work.join("sh.oci");
-    build_ok(&[
-        "--from",
-        rootfs().to_str().unwrap(),
-        "--trace",
-        trace.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--tag",
-        "sh",
-    ]);
+    build_from(&rootfs(), &trace, &out, &["--tag", "sh"]);
     let (stdout, root) = run_with_runc(work, &out, "sh", &["/bin/sh", "-c", SH]);
     let expected = check(
         Command::new("chroot")
@@ -244,18 +244,17 @@ fn same_inputs_give_identical_images_from_every_source_format() {
     {
         let out = work.join(format!("out-{i}.tar"));
         let report = work.join(format!("report-{i}.json"));
-        build_ok(&[
-            "--from",
-            src.to_str().unwrap(),
-            "--trace",
-            trace.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--format",
-            "oci-archive",
-            "--report",
-            report.to_str().unwrap(),
-        ]);
+        build_from(
+            src,
+            &trace,
+            &out,
+            &[
+                "--format",
+                "oci-archive",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
         let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
         digests.push((r["kept"].clone(), fs::read(&out).unwrap()));
         check(
@@ -278,18 +277,12 @@ fn docker_archive_output_is_loadable() {
     let work = dir.path();
     let trace = trace_in_rootfs(work, &["/bin/sh", "-c", SH]);
     let out = work.join("min-docker.tar");
-    build_ok(&[
-        "--from",
-        fixtures().join("bookworm-docker.tar").to_str().unwrap(),
-        "--trace",
-        trace.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--format",
-        "docker-archive",
-        "--tag",
-        "trace/min:latest",
-    ]);
+    build_from(
+        &fixtures().join("bookworm-docker.tar"),
+        &trace,
+        &out,
+        &["--format", "docker-archive", "--tag", "trace/min:latest"],
+    );
     let inspect = check(
         Command::new("skopeo")
             .arg("inspect")
@@ -326,24 +319,23 @@ fn include_exclude_and_setuid() {
     fs::write(&list, "# kept for debugging\n/usr/bin/su\n").unwrap();
     let out = work.join("rules.oci");
     let report = work.join("report.json");
-    build_ok(&[
-        "--from",
-        rootfs().to_str().unwrap(),
-        "--trace",
-        trace.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--tag",
-        "rules",
-        "--include",
-        "/etc/security/*.conf",
-        "--include-from",
-        list.to_str().unwrap(),
-        "--exclude",
-        "/usr/bin/wc",
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    build_from(
+        &rootfs(),
+        &trace,
+        &out,
+        &[
+            "--tag",
+            "rules",
+            "--include",
+            "/etc/security/*.conf",
+            "--include-from",
+            list.to_str().unwrap(),
+            "--exclude",
+            "/usr/bin/wc",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
     let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["kept"]["/usr/bin/su"], "include");
     assert_eq!(r["kept"]["/etc/security/limits.conf"], "include");
