@@ -290,6 +290,11 @@ pub struct KernelOffsets {
     pub bprm_filename: u32,
     /// Where syscall arguments 0..6 sit in `struct pt_regs`.
     pub regs_arg: [u32; 6],
+    pub task_nsproxy: u32,
+    pub nsproxy_mnt_ns: u32,
+    /// `mnt_namespace.ns.inum`: the number `/proc/PID/ns/mnt` shows.
+    pub mntns_inum: u32,
+    pub _pad: u32,
 }
 
 /// Load-time configuration, a read-only global of the eBPF object.
@@ -302,6 +307,11 @@ pub struct Config {
     /// Wake the reader when more than this many bytes are waiting; below
     /// it the reader finds records on its own polling timer.
     pub ringbuf_wakeup_bytes: u64,
+    /// Container mode: a task in scope is traced only once it (or an
+    /// ancestor) has exec'd in a mount namespace other than `host_mntns`,
+    /// so the runtime's own work (`runc run`, `runc init`) is left out.
+    pub arm_on_foreign_exec: u32,
+    pub host_mntns: u32,
     pub offsets: KernelOffsets,
 }
 

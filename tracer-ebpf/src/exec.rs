@@ -14,17 +14,29 @@ use tracer_common::{AT_FDCWD, PATH_MAX, Syscall, flags, stats};
 
 use crate::{
     event, finish, kernel,
-    maps::{CONFIG, INFLIGHT, count_stat},
-    scope::in_scope,
+    maps::{ARMED, CONFIG, INFLIGHT, count_stat},
+    scope::in_base_scope,
 };
 
 #[inline(always)]
 pub fn on_exec(ctx: &RawTracePointContext) {
-    if !in_scope() {
+    if !in_base_scope() {
         return;
     }
-    count_stat(stats::SEEN);
     let cfg = CONFIG.load();
+    if cfg.arm_on_foreign_exec != 0 {
+        // The first exec inside the container's mount namespace is the
+        // container's own program: from here on, this process counts.
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if unsafe { ARMED.get(tgid) }.is_none() {
+            let task = kernel::current_task();
+            if kernel::mnt_ns(&cfg.offsets, task) == cfg.host_mntns {
+                return;
+            }
+            let _ = ARMED.insert(tgid, 1, 0);
+        }
+    }
+    count_stat(stats::SEEN);
     let o = cfg.offsets;
     let id = bpf_get_current_pid_tgid();
     let (syscall, dirfd, arg_flags) = match unsafe { INFLIGHT.get(id) } {

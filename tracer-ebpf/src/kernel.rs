@@ -102,6 +102,14 @@ pub fn exe_path(o: &KernelOffsets, task: u64) -> Option<KPath> {
     Some(read_path(o, file + o.file_path as u64))
 }
 
+/// The inode number of the task's mount namespace.
+#[inline(always)]
+pub fn mnt_ns(o: &KernelOffsets, task: u64) -> u32 {
+    let nsproxy = read_u64(task + o.task_nsproxy as u64);
+    let ns = read_u64(nsproxy + o.nsproxy_mnt_ns as u64);
+    read_u32(ns + o.mntns_inum as u64)
+}
+
 /// User addresses of the task's argv block.
 #[inline(always)]
 pub fn arg_range(o: &KernelOffsets, task: u64) -> (u64, u64) {

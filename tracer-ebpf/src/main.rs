@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use tracer_common::scope_mode;
 
-use crate::maps::{CONFIG, SCOPE_PIDS};
+use crate::maps::{ARMED, CONFIG, SCOPE_PIDS};
 
 // Raw tracepoints, not the per-syscall `syscalls:*` ones: those attach
 // through perf events, and detaching each waits for an RCU grace period
@@ -49,34 +49,42 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// Pid scope only: children of traced processes are traced.
+/// Pid scope: children of traced processes are traced. Container mode:
+/// children of armed processes are armed.
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     let cfg = CONFIG.load();
-    if cfg.scope_mode != scope_mode::PIDS {
-        return 0;
-    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { SCOPE_PIDS.get(tgid) }.is_none() {
+    let pids = cfg.scope_mode == scope_mode::PIDS && unsafe { SCOPE_PIDS.get(tgid) }.is_some();
+    let armed = cfg.arm_on_foreign_exec != 0 && unsafe { ARMED.get(tgid) }.is_some();
+    if !pids && !armed {
         return 0;
     }
     let child: u64 = ctx.arg(1);
     let pid_addr = child + cfg.offsets.task_pid as u64;
     if let Ok(pid) = unsafe { bpf_probe_read_kernel(pid_addr as *const u32) } {
-        let _ = SCOPE_PIDS.insert(pid, 1, 0);
+        if pids {
+            let _ = SCOPE_PIDS.insert(pid, 1, 0);
+        }
+        if armed {
+            let _ = ARMED.insert(pid, 1, 0);
+        }
     }
     0
 }
 
-/// Pid scope only: forget exited tasks so a reused pid is not traced.
+/// Forget exited tasks so a reused pid is not traced.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
-    if CONFIG.load().scope_mode != scope_mode::PIDS {
-        return 0;
-    }
+    let cfg = CONFIG.load();
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = SCOPE_PIDS.remove(tid);
+    if cfg.scope_mode == scope_mode::PIDS {
+        let _ = SCOPE_PIDS.remove(tid);
+    }
+    if cfg.arm_on_foreign_exec != 0 {
+        let _ = ARMED.remove(tid);
+    }
     0
 }
 

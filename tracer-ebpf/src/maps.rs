@@ -13,6 +13,8 @@ pub static CONFIG: Global<Config> = Global::new(Config {
     cgroup_level: 0,
     cgroup_id: 0,
     ringbuf_wakeup_bytes: 0,
+    arm_on_foreign_exec: 0,
+    host_mntns: 0,
     offsets: tracer_common::KernelOffsets {
         task_fs: 0,
         task_files: 0,
@@ -38,6 +40,10 @@ pub static CONFIG: Global<Config> = Global::new(Config {
         task_pid: 0,
         bprm_filename: 0,
         regs_arg: [0; 6],
+        task_nsproxy: 0,
+        nsproxy_mnt_ns: 0,
+        mntns_inum: 0,
+        _pad: 0,
     },
 });
 
@@ -123,6 +129,11 @@ pub static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0
 /// of every run's start-up. When it is full, new accesses are simply not
 /// deduplicated (reported every time), never lost.
 pub static DEDUP: HashMap<DedupKey, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Container mode: thread groups that have exec'd inside the container
+/// (see `Config::arm_on_foreign_exec`), and their descendants.
+#[map]
+pub static ARMED: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
 
 #[map]
 pub static SCOPE_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);

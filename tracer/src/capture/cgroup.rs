@@ -75,8 +75,66 @@ pub struct RunCgroup {
     pub level: u32,
 }
 
+/// Mount points of the cgroup v1 hierarchies (hybrid layout). A container
+/// runtime given a cgroup path creates it in each of them too.
+fn v1_mounts() -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            if post.split_whitespace().next()? != "cgroup" {
+                return None;
+            }
+            pre.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .collect()
+}
+
+/// Removes `dir` and any empty cgroups below it, deepest first.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.filter_map(|e| e.ok()) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Cgroups of earlier runs whose `trace` was killed (SIGKILL leaves no
+/// chance to clean up): removed when their process is gone and they are
+/// empty.
+fn collect_stale(roots: &[PathBuf]) {
+    for root in roots {
+        let Ok(entries) = fs::read_dir(root) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("trace-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            if !alive {
+                remove_tree(&e.path());
+            }
+        }
+    }
+}
+
 impl RunCgroup {
     pub fn create(mount: &Cgroup2Mount) -> Result<RunCgroup, CgroupError> {
+        let mut roots = v1_mounts();
+        roots.push(mount.path.clone());
+        collect_stale(&roots);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -100,6 +158,14 @@ impl RunCgroup {
             id,
             level: mount.root_depth + 1,
         })
+    }
+
+    /// The directory's name, below the hierarchy's root.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// `cgroup.procs`, which the child writes itself into before exec.
@@ -147,6 +213,11 @@ impl RunCgroup {
 
 impl Drop for RunCgroup {
     fn drop(&mut self) {
+        // What a container runtime made under our name in v1 hierarchies.
+        let name = self.name();
+        for m in v1_mounts() {
+            remove_tree(&m.join(&name));
+        }
         // rmdir fails with EBUSY until the last task is fully reaped.
         let deadline = Instant::now() + Duration::from_secs(2);
         while fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {

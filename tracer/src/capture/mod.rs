@@ -55,6 +55,8 @@ pub enum CaptureError {
     Missing(&'static str),
     #[error("cannot watch the ring buffer: {0}")]
     Poll(std::io::Error),
+    #[error("cannot read this process's mount namespace: {0}")]
+    MountNamespace(std::io::Error),
 }
 
 /// How the kernel side picks the traced tasks.
@@ -62,6 +64,24 @@ pub enum CaptureError {
 pub enum Scope {
     Cgroup { id: u64, level: u32 },
     Pids,
+}
+
+/// What to capture.
+pub struct Options<'a> {
+    pub scope: Scope,
+    pub ringbuf_bytes: u32,
+    pub btf: &'a Path,
+    /// Trace only what runs inside a container started in the scope (see
+    /// `Config::arm_on_foreign_exec`), not the runtime itself.
+    pub container: bool,
+}
+
+/// The inode number of this process's mount namespace.
+fn own_mnt_ns() -> Result<u32, CaptureError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/mnt")
+        .map(|m| m.ino() as u32)
+        .map_err(CaptureError::MountNamespace)
 }
 
 /// Checks what loading needs, so a missing piece gets one clear line
@@ -85,7 +105,7 @@ const ATTACH: [(&str, &str); 3] = [
     ("sys_exit", "sys_exit"),
     ("process_exec", "sched_process_exec"),
 ];
-/// Only needed to follow forks in pid scope.
+/// Only needed to follow forks (pid scope, container mode).
 const ATTACH_PIDS: [(&str, &str); 2] = [
     ("process_fork", "sched_process_fork"),
     ("process_exit", "sched_process_exit"),
@@ -105,7 +125,8 @@ pub struct Capture {
 impl Capture {
     /// Loads and attaches everything. Nothing is traced until a task joins
     /// the scope.
-    pub fn start(scope: Scope, ringbuf_bytes: u32, btf: &Path) -> Result<Capture, CaptureError> {
+    pub fn start(opts: &Options) -> Result<Capture, CaptureError> {
+        let (scope, ringbuf_bytes, btf) = (opts.scope, opts.ringbuf_bytes, opts.btf);
         preflight(btf)?;
         let (scope_mode, cgroup_id, cgroup_level) = match scope {
             Scope::Cgroup { id, level } => (scope_mode::CGROUP, id, level),
@@ -124,6 +145,8 @@ impl Capture {
             cgroup_level,
             cgroup_id,
             ringbuf_wakeup_bytes: u64::from(ringbuf_bytes / 4),
+            arm_on_foreign_exec: u32::from(opts.container),
+            host_mntns: if opts.container { own_mnt_ns()? } else { 0 },
             offsets,
         };
         // No BTF relocation: the programs use no CO-RE (offsets come in
@@ -152,9 +175,10 @@ impl Capture {
         finish_map.set(0, fd, 0).map_err(map_err)?;
 
         let mut links = Vec::new();
-        let extra: &[(&str, &str)] = match scope {
-            Scope::Pids => &ATTACH_PIDS,
-            Scope::Cgroup { .. } => &[],
+        let extra: &[(&str, &str)] = if matches!(scope, Scope::Pids) || opts.container {
+            &ATTACH_PIDS
+        } else {
+            &[]
         };
         for (prog, tracepoint) in ATTACH.iter().chain(extra) {
             let err = |source| CaptureError::Program {

@@ -34,6 +34,10 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         task_pid: o("task_struct", "pid")?,
         bprm_filename: o("linux_binprm", "filename")?,
         regs_arg: syscall_arg_offsets(btf)?,
+        task_nsproxy: o("task_struct", "nsproxy")?,
+        nsproxy_mnt_ns: o("nsproxy", "mnt_ns")?,
+        mntns_inum: o("mnt_namespace", "ns.inum")?,
+        _pad: 0,
     })
 }
 

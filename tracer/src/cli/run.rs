@@ -18,7 +18,7 @@ use crate::{
     },
     runtime::{
         child::{self, Join},
-        status,
+        container, status,
     },
 };
 
@@ -53,6 +53,23 @@ pub struct RunArgs {
     /// to this many seconds, then kill them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub wait_descendants: f64,
+    /// Run CMD inside this image (OCI layout dir or tar, docker archive, or
+    /// a root filesystem directory) with an OCI runtime; only what runs in
+    /// the container is traced.
+    #[arg(long, value_name = "IMG", conflicts_with = "root")]
+    pub image: Option<PathBuf>,
+    /// The OCI runtime (default: runc, else crun, from PATH).
+    #[arg(long, value_name = "PATH", requires = "image")]
+    pub runtime: Option<PathBuf>,
+    /// Bind a host directory into the container (`:ro` for read-only).
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]", requires = "image")]
+    pub mounts: Vec<String>,
+    /// Set an environment variable in the container (over the image's).
+    #[arg(long = "env", value_name = "K=V", requires = "image")]
+    pub envs: Vec<String>,
+    /// Working directory in the container (over the image's).
+    #[arg(long, value_name = "DIR", requires = "image")]
+    pub workdir: Option<String>,
     /// Run CMD chrooted into this directory (an unpacked image's root
     /// filesystem); paths in the trace are then as seen inside it.
     #[arg(long, value_name = "DIR")]
@@ -131,14 +148,40 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         },
         ScopeHandle::Pids => Scope::Pids,
     };
-    let mut capture = Capture::start(scope, args.ringbuf_size, &args.btf)?;
+    let container = match (&args.image, &handle) {
+        (None, _) => None,
+        (Some(_), ScopeHandle::Pids) => {
+            bail!("--image needs a cgroup v2 scope (no cgroup v2 is mounted, or --scope pids)")
+        }
+        (Some(image), ScopeHandle::Cgroup(cg)) => Some(container::prepare(&container::Request {
+            image,
+            runtime: args.runtime.as_deref(),
+            mounts: &args.mounts,
+            env: &args.envs,
+            workdir: args.workdir.as_deref(),
+            argv: &args.command,
+            cgroup_path: format!("/{}/ctr", cg.name()),
+        })?),
+    };
+    let mut capture = Capture::start(&crate::capture::Options {
+        scope,
+        ringbuf_bytes: args.ringbuf_size,
+        btf: &args.btf,
+        container: container.is_some(),
+    })?;
     let join = match &handle {
         ScopeHandle::Cgroup(cg) => Join::Cgroup(cg.path.clone()),
         ScopeHandle::Pids => Join::PidMap(capture.scope_pids_fd()?),
     };
 
     let mut collector = Collector::new();
-    let exit = match child::spawn(&args.command, join, args.root.as_deref()) {
+    let exit = match child::spawn(
+        container
+            .as_ref()
+            .map_or(&args.command, |c| &c.command_argv),
+        join,
+        args.root.as_deref(),
+    ) {
         Ok(child) => supervise(child, &mut capture, &mut collector).await?,
         Err(e) => {
             // As a shell reports it: 127 not found, 126 found but not
@@ -176,12 +219,19 @@ pub async fn run(args: RunArgs) -> Result<i32> {
                 ScopeHandle::Pids => None,
             },
             leftovers_killed,
+            image: args.image.as_ref().map(|p| p.display().to_string()),
+            bind_mounts: container
+                .as_ref()
+                .map(|c| c.bind_targets.clone())
+                .unwrap_or_default(),
         },
         lost,
         syscalls_seen: seen,
         deduplicated_in_kernel: dedup,
     });
     drop(capture);
+    // The runtime's state and the overlay go before the cgroup does.
+    drop(container);
     drop(handle);
 
     report(&trace, args.output.as_deref(), format)?;

@@ -160,12 +160,15 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
     w.keep(PathBuf::from("/"), Reason::Parent);
 
     for trace in traces {
+        // Host directories bound into the container were never the image's.
+        let binds: Vec<&Path> = trace.scope.bind_mounts.iter().map(Path::new).collect();
         for file in &trace.files {
             let path = PathBuf::from(&file.path);
             if file.path_hex.is_some()
                 || essentials::RUNTIME_PREFIXES
                     .iter()
                     .any(|p| file.path.starts_with(p))
+                || binds.iter().any(|b| path.starts_with(b))
             {
                 continue;
             }

@@ -43,6 +43,13 @@ pub struct ScopeInfo {
     pub cgroup: Option<String>,
     /// Processes still alive in the scope after the wait, then killed.
     pub leftovers_killed: u32,
+    /// The image the command ran in (`trace run --image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Where host directories were bound into the container: what lies
+    /// below them was never part of the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bind_mounts: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

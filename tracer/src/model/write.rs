@@ -119,6 +119,8 @@ mod tests {
                 mode: "cgroup".into(),
                 cgroup: None,
                 leftovers_killed: 0,
+                image: None,
+                bind_mounts: Vec::new(),
             },
             lost: LostEvents::default(),
             syscalls_seen: 1,

@@ -3,4 +3,6 @@
 //! status the way a shell does.
 pub mod child;
 pub mod clone3;
+pub mod container;
 pub mod status;
+pub mod unpack;

@@ -1,0 +1,315 @@
+//! Running a command inside an image with a real OCI runtime (runc): the
+//! image's filesystem under an overlay, so the run's writes never touch
+//! the source, and an OCI runtime bundle whose `config.json` is built
+//! with the oci-spec types. Everything made here is removed on drop.
+use std::{
+    ffi::CString,
+    fs, io,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder, Spec, UserBuilder};
+
+use super::unpack;
+use crate::source::{self, rootfs::Rootfs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("no OCI runtime: neither runc nor crun is on PATH (or pass --runtime)")]
+    NoRuntime,
+    #[error(
+        "crun does not work with this machine's hybrid cgroups (cgroup v2 is not mounted at /sys/fs/cgroup); use runc (--runtime runc)"
+    )]
+    CrunHybrid,
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Unpack(#[from] unpack::UnpackError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--mount {0}: expected SRC:DST[:ro] with absolute paths")]
+    BadMount(String),
+    #[error("--env {0}: expected K=V")]
+    BadEnv(String),
+    #[error("user {0:?} of the image is not in its /etc/passwd")]
+    UnknownUser(String),
+    #[error("the runtime spec: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+    #[error("{0:?} cannot be used in an overlay mount option")]
+    OverlayPath(PathBuf),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Io { what, source }
+}
+
+/// What to run, and how.
+pub struct Request<'a> {
+    pub image: &'a Path,
+    pub runtime: Option<&'a Path>,
+    pub mounts: &'a [String],
+    pub env: &'a [String],
+    pub workdir: Option<&'a str>,
+    pub argv: &'a [String],
+    /// Cgroup path for the container, relative to the cgroup root (the
+    /// trace's scope, so the container's processes are in it).
+    pub cgroup_path: String,
+}
+
+/// A ready bundle. `command()` starts it; dropping it cleans up.
+pub struct Prepared {
+    dir: tempfile::TempDir,
+    merged: PathBuf,
+    mounted: bool,
+    id: String,
+    runtime: PathBuf,
+    /// Destinations of `--mount`: host paths, never part of the image.
+    pub bind_targets: Vec<String>,
+    /// The runtime invocation that runs the container in the foreground.
+    pub command_argv: Vec<String>,
+}
+
+fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf, ContainerError> {
+    let found = match explicit {
+        Some(p) if p.components().count() > 1 => Some(p.to_path_buf()),
+        Some(name) => which(name.as_os_str()),
+        None => which("runc".as_ref()).or_else(|| which("crun".as_ref())),
+    }
+    .ok_or(ContainerError::NoRuntime)?;
+    if found.file_name().is_some_and(|n| n == "crun")
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        return Err(ContainerError::CrunHybrid);
+    }
+    Ok(found)
+}
+
+fn which(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `uid[:gid]` or `name[:group]`, names looked up in the image.
+fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), ContainerError> {
+    let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
+    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
+        let text = fs.read_all(Path::new(file)).ok()?;
+        String::from_utf8_lossy(&text).lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| {
+                let id = f.get(2).and_then(|v| v.parse().ok())?;
+                let gid = f.get(3).and_then(|v| v.parse().ok()).unwrap_or(id);
+                Some((id, gid))
+            })?
+        })
+    };
+    let (uid, mut gid) = match u.parse::<u32>() {
+        Ok(n) => (n, lookup("/etc/passwd", u).map_or(n, |(_, g)| g)),
+        Err(_) => lookup("/etc/passwd", u).ok_or_else(|| ContainerError::UnknownUser(u.into()))?,
+    };
+    if !g.is_empty() {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("/etc/group", g)
+                .map(|(id, _)| id)
+                .ok_or_else(|| ContainerError::UnknownUser(spec.into()))?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+fn bind(spec: &str) -> Result<(Mount, String), ContainerError> {
+    let bad = || ContainerError::BadMount(spec.to_string());
+    let mut parts = spec.split(':');
+    let (src, dst) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+    let ro = match parts.next() {
+        None => false,
+        Some("ro") => true,
+        Some(_) => return Err(bad()),
+    };
+    if !src.starts_with('/') || !dst.starts_with('/') {
+        return Err(bad());
+    }
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    options.push(if ro { "ro" } else { "rw" }.to_string());
+    let m = MountBuilder::default()
+        .destination(dst)
+        .source(src)
+        .typ("bind")
+        .options(options)
+        .build()?;
+    Ok((m, dst.to_string()))
+}
+
+/// Opens the image, lays out the overlay and writes the bundle.
+pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
+    let runtime = find_runtime(req.runtime)?;
+    let image = source::open(req.image)?;
+    let dir = tempfile::Builder::new()
+        .prefix("trace-bundle-")
+        .tempdir()
+        .map_err(io_err("creating the bundle directory"))?;
+    let lower = if req.image.is_dir() && image.config.is_none() {
+        req.image
+            .canonicalize()
+            .map_err(io_err(req.image.display().to_string()))?
+    } else {
+        let lower = dir.path().join("lower");
+        fs::create_dir(&lower).map_err(io_err("creating the lower layer"))?;
+        unpack::unpack(image.rootfs.as_ref(), &lower)?;
+        lower
+    };
+    let (upper, work, merged) = (
+        dir.path().join("upper"),
+        dir.path().join("work"),
+        dir.path().join("rootfs"),
+    );
+    for d in [&upper, &work, &merged] {
+        fs::create_dir(d).map_err(io_err(format!("creating {}", d.display())))?;
+    }
+    let mut prepared = Prepared {
+        id: format!(
+            "trace-{}-{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        dir,
+        merged: merged.clone(),
+        mounted: false,
+        runtime,
+        bind_targets: Vec::new(),
+        command_argv: Vec::new(),
+    };
+    for p in [&lower, &upper, &work] {
+        if p.as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|b| matches!(b, b',' | b':' | b'\\'))
+        {
+            return Err(ContainerError::OverlayPath(p.clone()));
+        }
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let c = |s: &[u8]| CString::new(s).map_err(|_| ContainerError::OverlayPath(merged.clone()));
+    let (src, dst, fstype, data) = (
+        c(b"overlay")?,
+        c(merged.as_os_str().as_bytes())?,
+        c(b"overlay")?,
+        c(opts.as_bytes())?,
+    );
+    // SAFETY: NUL-terminated strings we own.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io_err("mounting the overlay")(io::Error::last_os_error()));
+    }
+    prepared.mounted = true;
+
+    let fs = image.rootfs.as_ref();
+    let config = image.config.as_ref().and_then(|c| c.config().clone());
+    let mut env: Vec<String> = config
+        .as_ref()
+        .and_then(|c| c.env().clone())
+        .unwrap_or_else(|| {
+            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
+        });
+    for kv in req.env {
+        let (k, _) = kv
+            .split_once('=')
+            .ok_or_else(|| ContainerError::BadEnv(kv.clone()))?;
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+        env.push(kv.clone());
+    }
+    let cwd = req
+        .workdir
+        .map(String::from)
+        .or_else(|| config.as_ref().and_then(|c| c.working_dir().clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let (uid, gid) = match config
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .filter(|u| !u.is_empty())
+    {
+        Some(u) => user(fs, &u)?,
+        None => (0, 0),
+    };
+
+    let mut spec = Spec::default();
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(req.argv.to_vec()));
+        p.set_env(Some(env));
+        p.set_cwd(PathBuf::from(cwd));
+        p.set_terminal(Some(false));
+        p.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
+    }
+    if let Some(root) = spec.root_mut() {
+        root.set_path(merged.clone());
+        root.set_readonly(Some(false));
+    }
+    spec.set_hostname(Some("trace".into()));
+    if let Some(linux) = spec.linux_mut() {
+        // Share the host's network: a server and its client in the suite
+        // talk over loopback, which a new network namespace has down.
+        if let Some(ns) = linux.namespaces_mut() {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        }
+        linux.set_cgroups_path(Some(PathBuf::from(&req.cgroup_path)));
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in req.mounts {
+        let (mount, dst) = bind(m)?;
+        mounts.push(mount);
+        prepared.bind_targets.push(dst);
+    }
+    spec.set_mounts(Some(mounts));
+    spec.save(prepared.dir.path().join("config.json"))?;
+    prepared.command_argv = vec![
+        prepared.runtime.display().to_string(),
+        "run".into(),
+        "--bundle".into(),
+        prepared.dir.path().display().to_string(),
+        prepared.id.clone(),
+    ];
+    Ok(prepared)
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.runtime)
+            .args(["delete", "--force", &self.id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if self.mounted
+            && let Ok(c) = CString::new(self.merged.as_os_str().as_bytes())
+        {
+            // SAFETY: unmounting the overlay we mounted.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}

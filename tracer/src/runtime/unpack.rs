@@ -1,0 +1,196 @@
+//! Writing an image's merged filesystem out as a directory, to serve as
+//! the read-only lower layer of a container's overlay. Used for OCI and
+//! docker-archive sources; a directory source is used as it is.
+//!
+//! The merged tree never has an entry below a symlink (the reader refuses
+//! such images), and entries are created parents first, so no path here
+//! is ever resolved through a symlink the image supplied.
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    fs, io,
+    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use crate::source::rootfs::{Kind, Meta, Rootfs};
+
+#[derive(Debug, thiserror::Error)]
+#[error("unpacking {path}: {source}")]
+pub struct UnpackError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Copies every entry of `fs` below `dest` (which must exist and be empty),
+/// with owners, modes, xattrs, hardlinks and mtimes.
+pub fn unpack(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
+    let mut stack = vec![PathBuf::from("/")];
+    let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
+    let mut links: HashMap<u64, PathBuf> = HashMap::new();
+    while let Some(p) = stack.pop() {
+        let err = |source| UnpackError {
+            path: p.clone(),
+            source,
+        };
+        let Some(meta) = fs.meta(&p).map_err(err)? else {
+            continue;
+        };
+        let rel = p.strip_prefix("/").unwrap_or(&p);
+        let target = dest.join(rel);
+        match &meta.kind {
+            Kind::Dir => {
+                if p != Path::new("/") {
+                    fs::create_dir(&target).map_err(err)?;
+                }
+                let mut names = fs.list(&p).map_err(err)?;
+                names.reverse();
+                stack.extend(names.into_iter().map(|n| p.join(n)));
+                // Modes and times of directories are set last: writing
+                // into them changes their mtime, a 0555 dir refuses it.
+                dirs.push((target, meta));
+                continue;
+            }
+            Kind::Regular => {
+                if let Some(first) = meta.link_id.and_then(|id| links.get(&id)) {
+                    fs::hard_link(first, &target).map_err(err)?;
+                    continue;
+                }
+                let mut out = fs::File::create(&target).map_err(err)?;
+                io::copy(&mut fs.open(&p).map_err(err)?, &mut out).map_err(err)?;
+                if let Some(id) = meta.link_id {
+                    links.insert(id, target.clone());
+                }
+            }
+            Kind::Symlink(to) => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(to), &target)
+                    .map_err(err)?;
+            }
+            Kind::Char { major, minor } | Kind::Block { major, minor } => {
+                let kind = if matches!(meta.kind, Kind::Char { .. }) {
+                    libc::S_IFCHR
+                } else {
+                    libc::S_IFBLK
+                };
+                let c = cpath(&target).map_err(err)?;
+                // SAFETY: plain mknod of a path we own.
+                check(unsafe {
+                    libc::mknod(c.as_ptr(), kind | 0o600, libc::makedev(*major, *minor))
+                })
+                .map_err(err)?;
+            }
+            Kind::Fifo => {
+                let c = cpath(&target).map_err(err)?;
+                // SAFETY: as above.
+                check(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }).map_err(err)?;
+            }
+            // A socket in an image is a leftover of whoever built it.
+            Kind::Socket => continue,
+        }
+        apply(&target, &meta).map_err(err)?;
+    }
+    for (target, meta) in dirs.iter().rev() {
+        apply(target, meta).map_err(|source| UnpackError {
+            path: target.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Owner, mode, xattrs and mtime, without following a symlink.
+fn apply(target: &Path, meta: &Meta) -> io::Result<()> {
+    let c = cpath(target)?;
+    // SAFETY: plain syscalls on a path we created.
+    unsafe {
+        check(libc::lchown(c.as_ptr(), meta.uid, meta.gid))?;
+        for (name, value) in &meta.xattrs {
+            let n = CString::new(name.as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in xattr name"))?;
+            check(libc::lsetxattr(
+                c.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            ))?;
+        }
+    }
+    if !matches!(meta.kind, Kind::Symlink(_)) {
+        // After chown, which clears setuid/setgid.
+        fs::set_permissions(target, fs::Permissions::from_mode(meta.mode))?;
+    }
+    let times = [
+        libc::timespec {
+            tv_sec: meta.mtime,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: meta.mtime,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: valid path and two timespecs.
+    check(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::dir::DirRootfs;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn copies_a_tree_with_its_metadata() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("usr/bin")).unwrap();
+        fs::write(s.join("usr/bin/tool"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(s.join("usr/bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::hard_link(s.join("usr/bin/tool"), s.join("usr/bin/tool2")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", s.join("bin")).unwrap();
+        fs::create_dir(s.join("ro")).unwrap();
+        fs::write(s.join("ro/f"), "x").unwrap();
+        fs::set_permissions(s.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        unpack(&DirRootfs::open(s).unwrap(), dst.path()).unwrap();
+        let d = dst.path();
+        let tool = fs::metadata(d.join("usr/bin/tool")).unwrap();
+        assert_eq!(tool.mode() & 0o7777, 0o4755);
+        assert_eq!(
+            tool.ino(),
+            fs::metadata(d.join("usr/bin/tool2")).unwrap().ino()
+        );
+        assert_eq!(
+            fs::read_link(d.join("bin")).unwrap(),
+            PathBuf::from("usr/bin")
+        );
+        assert_eq!(fs::read(d.join("ro/f")).unwrap(), b"x");
+        assert_eq!(fs::metadata(d.join("ro")).unwrap().mode() & 0o7777, 0o555);
+        assert_eq!(
+            fs::metadata(d.join("ro")).unwrap().mtime(),
+            fs::metadata(s.join("ro")).unwrap().mtime()
+        );
+    }
+}
