@@ -22,6 +22,8 @@ fn main() {
         match cli.command {
             Command::Run(args) => tracer::cli::run::run(args).await,
             Command::Build(args) => tracer::cli::build::build(args),
+            Command::Verify(args) => tracer::cli::verify::verify(args).await,
+            Command::Minimize(args) => tracer::cli::minimize::minimize(args).await,
         }
     });
     match result {

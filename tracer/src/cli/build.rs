@@ -57,42 +57,49 @@ pub struct BuildArgs {
 }
 
 #[derive(Serialize)]
-struct Size {
-    bytes: u64,
-    entries: u64,
+pub struct Size {
+    pub bytes: u64,
+    pub entries: u64,
 }
 
 #[derive(Serialize)]
-struct Largest {
-    path: String,
-    bytes: u64,
+pub struct Largest {
+    pub path: String,
+    pub bytes: u64,
 }
 
 #[derive(Serialize)]
-struct Missing {
-    library: String,
-    needed_by: String,
+pub struct Missing {
+    pub library: String,
+    pub needed_by: String,
 }
 
 /// `--report`: what was kept, why, and what was left out.
 #[derive(Serialize)]
-struct Report {
-    source: String,
-    source_digest: Option<String>,
-    output: String,
-    format: String,
-    manifest_digest: String,
-    before: Size,
-    after: Size,
-    largest: Vec<Largest>,
-    by_reason: BTreeMap<Reason, usize>,
-    kept: BTreeMap<String, Reason>,
-    not_in_source: Vec<String>,
-    missing_libraries: Vec<Missing>,
-    excluded: BTreeMap<String, String>,
+pub struct Report {
+    pub source: String,
+    pub source_digest: Option<String>,
+    pub output: String,
+    pub format: String,
+    pub manifest_digest: String,
+    pub before: Size,
+    pub after: Size,
+    pub largest: Vec<Largest>,
+    pub by_reason: BTreeMap<Reason, usize>,
+    pub kept: BTreeMap<String, Reason>,
+    pub not_in_source: Vec<String>,
+    pub missing_libraries: Vec<Missing>,
+    pub excluded: BTreeMap<String, String>,
 }
 
 pub fn build(args: BuildArgs) -> Result<i32> {
+    let report = build_image(&args)?;
+    eprint!("{}", summary(&report));
+    Ok(0)
+}
+
+/// Builds the image and writes `--report`; returns the report.
+pub fn build_image(args: &BuildArgs) -> Result<Report> {
     if args.output.exists() || args.output.is_symlink() {
         bail!(
             "{} already exists; not overwriting it",
@@ -193,16 +200,15 @@ pub fn build(args: BuildArgs) -> Result<i32> {
             .map(|(p, pat)| (p.display().to_string(), pat.clone()))
             .collect(),
     };
-    eprint!("{}", summary(&report));
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report)?;
         json.push(b'\n');
         write::write_atomic(path, &json)?;
     }
-    Ok(0)
+    Ok(report)
 }
 
-fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -217,7 +223,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn summary(r: &Report) -> String {
+pub fn summary(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let ratio = if r.after.bytes > 0 {

@@ -1,6 +1,8 @@
 //! Command-line interface: one module per subcommand.
 pub mod build;
+pub mod minimize;
 pub mod run;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -21,4 +23,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Build a minimal image from a full one and the traces of a run.
     Build(build::BuildArgs),
+    /// Run a command in a (minimal) image and report whether it passes.
+    Verify(verify::VerifyArgs),
+    /// Trace a command in the full image, build the minimal one, verify it.
+    Minimize(minimize::MinimizeArgs),
 }

@@ -92,7 +92,7 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
+pub const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let n: u32 = s
@@ -115,14 +115,22 @@ enum ScopeHandle {
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
-    if !args.wait_descendants.is_finite() || args.wait_descendants < 0.0 {
-        bail!("--wait-descendants must be a number of seconds >= 0");
-    }
     let format = args.format.unwrap_or(if args.output.is_some() {
         Format::Json
     } else {
         Format::Text
     });
+    let trace = execute(&args).await?;
+    report(&trace, args.output.as_deref(), format)?;
+    Ok(trace.exit.code)
+}
+
+/// Runs the command under the trace and returns what it used; the
+/// command's own status is in `trace.exit`.
+pub async fn execute(args: &RunArgs) -> Result<Trace> {
+    if !args.wait_descendants.is_finite() || args.wait_descendants < 0.0 {
+        bail!("--wait-descendants must be a number of seconds >= 0");
+    }
     crate::capture::preflight(&args.btf)?;
     if let Some(root) = &args.root
         && !root.is_dir()
@@ -233,9 +241,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     // The runtime's state and the overlay go before the cgroup does.
     drop(container);
     drop(handle);
-
-    report(&trace, args.output.as_deref(), format)?;
-    Ok(exit.code)
+    Ok(trace)
 }
 
 /// Waits for the child while draining events and passing signals on.

@@ -10,7 +10,10 @@ use std::{
     process::Command,
 };
 
-use oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder, Spec, UserBuilder};
+use oci_spec::runtime::{
+    Capability, LinuxCapabilitiesBuilder, LinuxNamespaceType, Mount, MountBuilder, Spec,
+    UserBuilder,
+};
 
 use super::unpack;
 use crate::source::{self, rootfs::Rootfs};
@@ -150,6 +153,36 @@ fn bind(spec: &str) -> Result<(Mount, String), ContainerError> {
     Ok((m, dst.to_string()))
 }
 
+/// The capability set docker and podman give a container by default: a
+/// test suite that works under them works here (oci-spec's default keeps
+/// only three, and e.g. nginx cannot chown its temp dirs with those).
+fn default_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities, ContainerError> {
+    use Capability::*;
+    let set: oci_spec::runtime::Capabilities = [
+        Chown,
+        DacOverride,
+        Fowner,
+        Fsetid,
+        Kill,
+        Setgid,
+        Setuid,
+        Setpcap,
+        NetBindService,
+        NetRaw,
+        SysChroot,
+        Mknod,
+        AuditWrite,
+        Setfcap,
+    ]
+    .into_iter()
+    .collect();
+    Ok(LinuxCapabilitiesBuilder::default()
+        .bounding(set.clone())
+        .effective(set.clone())
+        .permitted(set)
+        .build()?)
+}
+
 /// Opens the image, lays out the overlay and writes the bundle.
 pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     let runtime = find_runtime(req.runtime)?;
@@ -266,6 +299,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
         p.set_cwd(PathBuf::from(cwd));
         p.set_terminal(Some(false));
         p.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
+        p.set_capabilities(Some(default_capabilities()?));
     }
     if let Some(root) = spec.root_mut() {
         root.set_path(merged.clone());

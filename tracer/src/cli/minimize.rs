@@ -1,0 +1,140 @@
+//! `trace minimize`: run the tests in the full image under the trace,
+//! build the minimal image, run the tests again in it.
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::{
+    build::{self, BuildArgs, OutFormat},
+    run,
+    verify::{self, ContainerArgs},
+};
+use crate::model::write;
+
+#[derive(Debug, Args)]
+pub struct MinimizeArgs {
+    /// The full image the tests pass in.
+    #[arg(long, value_name = "FULL")]
+    pub image: PathBuf,
+    /// The minimal image to write (must not exist). The trace, the report
+    /// and the verification trace go beside it.
+    #[arg(short, long, value_name = "MIN")]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: OutFormat,
+    #[arg(long, value_name = "NAME:TAG")]
+    pub tag: Option<String>,
+    #[arg(long, value_name = "PATH|GLOB")]
+    pub include: Vec<String>,
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub include_from: Vec<PathBuf>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+fn beside(out: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
+    if args.output.exists() {
+        bail!(
+            "{} already exists; not overwriting it",
+            args.output.display()
+        );
+    }
+    let (trace_path, report_path, verify_path) = (
+        beside(&args.output, ".trace.json"),
+        beside(&args.output, ".report.json"),
+        beside(&args.output, ".verify.json"),
+    );
+    let full = run::execute(&verify::run_args(
+        &args.image,
+        &args.container,
+        &args.command,
+    ))
+    .await?;
+    write::write_atomic(&trace_path, &write::to_json(&full))?;
+    if full.exit.code != 0 {
+        eprintln!(
+            "trace minimize: the command failed in the full image (exit {}); nothing built. Trace: {}",
+            full.exit.code,
+            trace_path.display()
+        );
+        return Ok(full.exit.code);
+    }
+    let report = build::build_image(&BuildArgs {
+        from: args.image.clone(),
+        traces: vec![trace_path.clone()],
+        output: args.output.clone(),
+        format: args.format,
+        tag: args.tag.clone(),
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        include_from: args.include_from.clone(),
+        report: Some(report_path.clone()),
+    })?;
+    let o = verify::check(
+        &args.output,
+        Some(&args.image),
+        &args.container,
+        &args.command,
+    )
+    .await?;
+    write::write_atomic(&verify_path, &write::to_json(&o.trace))?;
+
+    let verdict = |ok: bool| if ok { "passed" } else { "FAILED" };
+    let mut execs: Vec<&str> = full
+        .execs
+        .iter()
+        .map(|e| e.exe.as_deref().unwrap_or(&e.path))
+        .collect();
+    execs.sort();
+    execs.dedup();
+    eprintln!("trace minimize: {}", args.command.join(" "));
+    eprintln!("                 {:>14}  {:>14}", "full", "minimal");
+    eprintln!(
+        "  size           {:>14}  {:>14}   ({:.1}x smaller)",
+        build::human(report.before.bytes),
+        build::human(report.after.bytes),
+        report.before.bytes as f64 / report.after.bytes.max(1) as f64
+    );
+    eprintln!(
+        "  files          {:>14}  {:>14}",
+        report.before.entries, report.after.entries
+    );
+    eprintln!(
+        "  tests          {:>14}  {:>14}",
+        verdict(true),
+        verdict(o.passed)
+    );
+    eprintln!("  executables kept: {}", execs.join(" "));
+    eprintln!(
+        "  outputs: image {}, trace {}, report {}, verification trace {}",
+        args.output.display(),
+        trace_path.display(),
+        report_path.display(),
+        verify_path.display()
+    );
+    if !o.passed {
+        eprint!("{}", verify::describe(&o, &args.output, Some(&args.image)));
+        return Ok(if o.trace.exit.code != 0 {
+            o.trace.exit.code
+        } else {
+            1
+        });
+    }
+    Ok(0)
+}

@@ -1,0 +1,179 @@
+//! `trace verify`: run the tests in the minimal image, and when they fail,
+//! show what they looked for that the minimal image lacks.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::run::{self, RunArgs, ScopeArg};
+use crate::{
+    closure::{essentials, resolve::resolve},
+    model::{
+        trace::{Op, Trace},
+        write,
+    },
+    source,
+};
+
+/// How to run the command in a container; shared by verify and minimize.
+#[derive(Clone, Debug, Args)]
+pub struct ContainerArgs {
+    /// The OCI runtime (default: runc, else crun, from PATH).
+    #[arg(long, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+    /// Bind a host directory into the container (`:ro` for read-only).
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]")]
+    pub mounts: Vec<String>,
+    /// Set an environment variable in the container (over the image's).
+    #[arg(long = "env", value_name = "K=V")]
+    pub envs: Vec<String>,
+    /// Working directory in the container (over the image's).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The minimal image to check.
+    #[arg(long, value_name = "MIN")]
+    pub image: PathBuf,
+    /// The full image it was built from: failed lookups that exist there
+    /// are listed as candidates for `--include`.
+    #[arg(long, value_name = "FULL")]
+    pub full: Option<PathBuf>,
+    /// Also write the trace of the run here.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+/// What a verification run found.
+pub struct Outcome {
+    pub trace: Trace,
+    pub passed: bool,
+    /// Looked up in the minimal image, not found there, present in FULL.
+    pub missing: Vec<String>,
+}
+
+pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs {
+    RunArgs {
+        output: None,
+        format: None,
+        scope: ScopeArg::Cgroup,
+        wait_descendants: 10.0,
+        ringbuf_size: run::DEFAULT_RINGBUF,
+        btf: PathBuf::from(crate::capture::offsets::VMLINUX_BTF),
+        image: Some(image.to_path_buf()),
+        runtime: c.runtime.clone(),
+        mounts: c.mounts.clone(),
+        envs: c.envs.clone(),
+        workdir: c.workdir.clone(),
+        root: None,
+        command: command.to_vec(),
+    }
+}
+
+/// Paths the run looked for and did not find, which exist in `full`.
+pub fn missing_in(trace: &Trace, full: &Path) -> Result<Vec<String>> {
+    let image = source::open(full).with_context(|| format!("reading {}", full.display()))?;
+    let fs = image.rootfs.as_ref();
+    let binds: Vec<&Path> = trace.scope.bind_mounts.iter().map(Path::new).collect();
+    let mut out = Vec::new();
+    for f in &trace.files {
+        let path = Path::new(&f.path);
+        let looked_for = f.failed_only()
+            && f.accesses
+                .iter()
+                .any(|a| a.errno == Some(libc::ENOENT) && a.op != Op::Chdir);
+        if !looked_for
+            || binds.iter().any(|b| path.starts_with(b))
+            || essentials::RUNTIME_PREFIXES
+                .iter()
+                .any(|p| f.path.starts_with(p))
+        {
+            continue;
+        }
+        if matches!(resolve(fs, path, true), Ok(Some(_))) {
+            out.push(f.path.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub async fn check(
+    image: &Path,
+    full: Option<&Path>,
+    c: &ContainerArgs,
+    command: &[String],
+) -> Result<Outcome> {
+    let trace = run::execute(&run_args(image, c, command)).await?;
+    let passed = trace.exit.code == 0;
+    let missing = match (passed, full) {
+        (false, Some(full)) => missing_in(&trace, full)?,
+        _ => Vec::new(),
+    };
+    Ok(Outcome {
+        trace,
+        passed,
+        missing,
+    })
+}
+
+pub fn describe(o: &Outcome, image: &Path, full: Option<&Path>) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let verdict = if o.passed { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        s,
+        "trace verify: {verdict} (exit {}) in {}",
+        o.trace.exit.code,
+        image.display()
+    );
+    if !o.passed {
+        match full {
+            Some(full) if !o.missing.is_empty() => {
+                let _ = writeln!(
+                    s,
+                    "  looked up, missing here, present in {} (add with --include):",
+                    full.display()
+                );
+                for m in &o.missing {
+                    let _ = writeln!(s, "    {m}");
+                }
+            }
+            Some(full) => {
+                let _ = writeln!(s, "  no failed lookup exists in {}", full.display());
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  give --full IMG to list failed lookups that the full image has"
+                );
+            }
+        }
+    }
+    s
+}
+
+pub async fn verify(args: VerifyArgs) -> Result<i32> {
+    let o = check(
+        &args.image,
+        args.full.as_deref(),
+        &args.container,
+        &args.command,
+    )
+    .await?;
+    if let Some(out) = &args.output {
+        write::write_atomic(out, &write::to_json(&o.trace))?;
+    }
+    eprint!("{}", describe(&o, &args.image, args.full.as_deref()));
+    Ok(o.trace.exit.code)
+}
