@@ -138,10 +138,21 @@ fn nothing_is_left_behind() {
             "{v1}/{name}"
         );
     }
+    // Other tests run containers at the same time: look for this one only.
+    let id = r.trace()["scope"]["container"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundle = id.splitn(3, '-').nth(2).unwrap().to_string();
+    assert!(bundle.starts_with("trace-bundle-"), "{id}");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains("trace-bundle-"), "overlay still mounted");
+    assert!(!mounts.contains(&bundle), "overlay still mounted");
+    assert!(!std::env::temp_dir().join(&bundle).exists(), "bundle left");
     let list = Command::new("runc").arg("list").output().unwrap();
-    assert!(!String::from_utf8_lossy(&list.stdout).contains("trace-"));
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&id),
+        "container left"
+    );
 }
 
 #[test]

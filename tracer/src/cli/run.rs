@@ -228,6 +228,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
             },
             leftovers_killed,
             image: args.image.as_ref().map(|p| p.display().to_string()),
+            container: container.as_ref().map(|c| c.id().to_string()),
             bind_mounts: container
                 .as_ref()
                 .map(|c| c.bind_targets.clone())

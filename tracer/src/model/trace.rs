@@ -46,6 +46,9 @@ pub struct ScopeInfo {
     /// The image the command ran in (`trace run --image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The container's id with the OCI runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Where host directories were bound into the container: what lies
     /// below them was never part of the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -120,6 +120,7 @@ mod tests {
                 cgroup: None,
                 leftovers_killed: 0,
                 image: None,
+                container: None,
                 bind_mounts: Vec::new(),
             },
             lost: LostEvents::default(),

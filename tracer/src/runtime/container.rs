@@ -332,6 +332,13 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     Ok(prepared)
 }
 
+impl Prepared {
+    /// The container's id with the runtime.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl Drop for Prepared {
     fn drop(&mut self) {
         let _ = Command::new(&self.runtime)
