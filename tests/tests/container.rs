@@ -40,6 +40,7 @@ fn only_the_container_is_traced_with_paths_as_it_saw_them() {
     for image in [
         fixtures().join("bookworm-rootfs"),
         fixtures().join("bookworm-oci"),
+        fixtures().join("bookworm-docker.tar"),
     ] {
         let dir = tempdir();
         let mount = format!("{}:/suite:ro", suite.path().display());
@@ -152,6 +153,38 @@ fn nothing_is_left_behind() {
     assert!(
         !String::from_utf8_lossy(&list.stdout).contains(&id),
         "container left"
+    );
+}
+
+#[test]
+fn sigterm_reaches_the_container_and_everything_is_cleaned_up() {
+    let image = fixtures().join("bookworm-rootfs");
+    let dir = tempdir();
+    let mut child = trace_cmd(
+        dir.path(),
+        &["--image", image.to_str().unwrap()],
+        // The container's PID 1 ignores SIGTERM unless it handles it (as
+        // under docker): this one does.
+        &["/bin/sh", "-c", "trap 'exit 143' TERM; sleep 30 & wait"],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let t = read_trace(dir.path()).expect("trace written");
+    assert_eq!(t["exit"]["code"], 143);
+    let id = t["scope"]["container"].as_str().unwrap().to_string();
+    let list = Command::new("runc").arg("list").output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&id));
+    let bundle = id.splitn(3, '-').nth(2).unwrap().to_string();
+    assert!(
+        !fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&bundle)
     );
 }
 

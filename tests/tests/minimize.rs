@@ -63,6 +63,9 @@ http {
 CONF
 nginx -e /tmp/ngx/error.log -c /tmp/ngx/nginx.conf -p /tmp/ngx &
 pid=$!
+# Always wait a moment first: a suite that only sometimes runs `sleep`
+# would only sometimes need it, and the minimal image would lack it.
+sleep 0.3
 ok=no
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do
   if curl -fsS "http://127.0.0.1:$PORT/index.html" > /tmp/ngx/page 2>/dev/null; then ok=yes; break; fi
@@ -94,9 +97,18 @@ fn trace_cli(args: &[&str]) -> Output {
 /// `trace minimize` with the suite mounted at /suite; returns the output
 /// and the report.
 fn minimize(work: &Path, suite: &Path, extra: &[&str], cmd: &[&str]) -> (Output, Value) {
+    minimize_from(&full_image(), work, suite, extra, cmd)
+}
+
+fn minimize_from(
+    full: &Path,
+    work: &Path,
+    suite: &Path,
+    extra: &[&str],
+    cmd: &[&str],
+) -> (Output, Value) {
     let out = work.join("min.oci");
     let mount = format!("{}:/suite:ro", suite.display());
-    let full = full_image();
     let mut args = vec![
         "minimize",
         "--image",
@@ -146,7 +158,10 @@ fn kept(r: &Value, p: &str) -> bool {
 fn python_suite_minimized_without_a_shell() {
     let s = suite("test_app.py", PY_SUITE);
     let work = tempdir();
-    let (o, r) = minimize(
+    // The full image as imported by skopeo/umoci (an OCI layout).
+    let oci = full_image().parent().unwrap().join("bookworm-oci");
+    let (o, r) = minimize_from(
+        &oci,
         work.path(),
         s.path(),
         &[],

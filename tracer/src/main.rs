@@ -24,6 +24,7 @@ fn main() {
             Command::Build(args) => tracer::cli::build::build(args),
             Command::Verify(args) => tracer::cli::verify::verify(args).await,
             Command::Minimize(args) => tracer::cli::minimize::minimize(args).await,
+            Command::Attach(args) => tracer::cli::attach::attach(args).await,
         }
     });
     match result {

@@ -215,6 +215,26 @@ impl Capture {
         }
     }
 
+    /// Puts running processes into the pid scope (`trace attach --pid`).
+    pub fn add_pids(&mut self, pids: &[u32]) -> Result<(), CaptureError> {
+        let map = self
+            .ebpf
+            .map_mut("SCOPE_PIDS")
+            .ok_or(CaptureError::Missing("SCOPE_PIDS map"))?;
+        let mut map: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+                name: "SCOPE_PIDS",
+                source,
+            })?;
+        for pid in pids {
+            map.insert(pid, 1, 0).map_err(|source| CaptureError::Map {
+                name: "SCOPE_PIDS",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Pids still in the pid scope (pid mode only).
     pub fn scope_pids(&self) -> Vec<u32> {
         let Some(map) = self.ebpf.map("SCOPE_PIDS") else {

@@ -1,4 +1,5 @@
 //! Command-line interface: one module per subcommand.
+pub mod attach;
 pub mod build;
 pub mod minimize;
 pub mod run;
@@ -27,4 +28,6 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Trace a command in the full image, build the minimal one, verify it.
     Minimize(minimize::MinimizeArgs),
+    /// Trace a running process tree, cgroup or container.
+    Attach(attach::AttachArgs),
 }

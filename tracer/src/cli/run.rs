@@ -318,7 +318,7 @@ async fn drain_descendants(
     killed
 }
 
-fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -> Result<()> {
+pub fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -> Result<()> {
     let rendered = match format {
         Format::Json => write::to_json(trace),
         Format::Text => text::render(trace).into_bytes(),

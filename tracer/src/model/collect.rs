@@ -19,6 +19,9 @@ const O_CREAT: u64 = 0o100;
 const O_NOFOLLOW: u64 = 0o400000;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 
+/// What makes two execs the same: the program and its command line.
+type ExecKey = (String, String, Option<String>, Vec<String>);
+
 #[derive(Default)]
 struct FileAcc {
     accesses: BTreeSet<Access>,
@@ -30,7 +33,7 @@ struct FileAcc {
 #[derive(Default)]
 pub struct Collector {
     files: BTreeMap<Vec<u8>, FileAcc>,
-    execs: BTreeSet<Exec>,
+    execs: BTreeMap<ExecKey, Exec>,
     counters: Counters,
 }
 
@@ -123,7 +126,7 @@ impl Collector {
 
     fn add_exec(&mut self, e: &Event, path: &[u8], raw: &[u8], access: &Access) {
         let argv = e.argv.clone().unwrap_or_default();
-        self.execs.insert(Exec {
+        let exec = Exec {
             path: text(path),
             raw: text(raw),
             exe: e.exe.as_deref().map(text),
@@ -131,7 +134,16 @@ impl Collector {
             argv_truncated: e.has(flags::ARGV_TRUNCATED),
             pid: e.pid,
             comm: text(&e.comm),
-        });
+        };
+        // The same command line run again (a loop, a long attach) is one
+        // entry, with the first pid that ran it.
+        let key = (
+            exec.path.clone(),
+            exec.raw.clone(),
+            exec.exe.clone(),
+            exec.argv.clone(),
+        );
+        self.execs.entry(key).or_insert(exec);
         if let Some(exe) = &e.exe
             && exe.as_slice() != path
         {
@@ -174,7 +186,7 @@ impl Collector {
             complete: run.lost.total == 0 && !any_truncated,
             lost_events: run.lost,
             counters,
-            execs: self.execs.into_iter().collect(),
+            execs: self.execs.into_values().collect(),
             files,
         }
     }
@@ -259,6 +271,28 @@ mod tests {
         assert!(t.files[0].truncated);
         assert_eq!(t.counters.truncated_paths, 1);
         assert!(!t.complete);
+    }
+
+    #[test]
+    fn a_command_line_run_twice_is_one_exec() {
+        let mut c = Collector::new();
+        for pid in [10, 11] {
+            let mut h = header(Syscall::Execve, 0, flags::HAS_EXE);
+            h.pid = pid;
+            c.add(
+                Event::decode(&record(h, [b"/bin/cat", b"", b"cat\0bin\0", b"cat\0x\0"])).unwrap(),
+            );
+        }
+        c.add(ev(
+            Syscall::Execve,
+            0,
+            flags::HAS_EXE,
+            [b"/bin/cat", b"", b"cat\0bin\0", b"cat\0y\0"],
+            0,
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(t.execs.len(), 2);
+        assert_eq!(t.execs[0].pid, 10);
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! `trace attach`: trace a process tree, cgroup or container that is
+//! already running, until Ctrl-C, SIGTERM, the duration, or its end.
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::run::{self, Format};
+use crate::{
+    capture::{Capture, Options, Scope, cgroup},
+    model::{
+        collect::{Collector, RunInfo},
+        trace::{ExitInfo, ScopeInfo},
+    },
+};
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "target")]
+pub struct Target {
+    /// A process and all its descendants (present and future).
+    #[arg(long, value_name = "PID", group = "target")]
+    pub pid: Option<u32>,
+    /// A cgroup v2 directory (absolute, or relative to the cgroup v2 mount).
+    #[arg(long, value_name = "PATH", group = "target")]
+    pub cgroup: Option<PathBuf>,
+    /// A container started by runc, podman, docker or containerd (its id,
+    /// or an unambiguous part of it).
+    #[arg(long, value_name = "ID", group = "target")]
+    pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Write the trace here (atomically). Without it, a summary goes to stderr.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// json (default with -o) or text (default without -o).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+/// The cgroup v2 path (below the mount) of a process, from /proc.
+fn cgroup_of(pid: u32) -> Result<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .with_context(|| format!("process {pid}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(String::from)
+        .with_context(|| format!("process {pid} has no cgroup v2 membership"))
+}
+
+/// Finds a container's cgroup: through `runc state` when runc knows it,
+/// else by a cgroup directory whose name contains the id (podman's
+/// `libpod-<id>`, docker's `docker-<id>.scope`, containerd's `<id>`).
+fn container_cgroup(mount: &Path, id: &str) -> Result<PathBuf> {
+    if let Ok(out) = Command::new("runc").args(["state", id]).output()
+        && out.status.success()
+    {
+        let state: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("reading `runc state`")?;
+        if let Some(pid) = state["pid"].as_u64().filter(|p| *p > 0) {
+            let rel = cgroup_of(pid as u32)?;
+            return Ok(mount.join(rel.trim_start_matches('/')));
+        }
+    }
+    if id.len() < 4 {
+        bail!("container id {id:?} is too short to look up");
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![mount.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let p = e.path();
+                if e.file_name().to_string_lossy().contains(id) {
+                    found.push(p.clone());
+                } else {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!(
+            "no running container {id:?} (runc does not know it and no cgroup is named after it)"
+        ),
+        _ => bail!(
+            "container id {id:?} matches {} cgroups; give more of it",
+            found.len()
+        ),
+    }
+}
+
+/// A pid and every process descending from it, now.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.filter_map(|e| e.ok()) {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // The comm field may hold spaces and parens: ppid follows the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+pub async fn attach(args: AttachArgs) -> Result<i32> {
+    let btf = PathBuf::from(crate::capture::offsets::VMLINUX_BTF);
+    crate::capture::preflight(&btf)?;
+    if let Some(d) = args.duration
+        && (!d.is_finite() || d <= 0.0)
+    {
+        bail!("--duration must be a number of seconds > 0");
+    }
+    let t = &args.target;
+    let (scope, cgroup_path, label) = if let Some(pid) = t.pid {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process {pid}");
+        }
+        (
+            Scope::Pids,
+            None,
+            vec!["--pid".to_string(), pid.to_string()],
+        )
+    } else {
+        let mount = cgroup::find_mount()?.context("no cgroup v2 hierarchy is mounted")?;
+        let (path, label) = match (&t.cgroup, &t.container) {
+            (Some(p), _) => {
+                let p = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    mount.path.join(p)
+                };
+                (
+                    p,
+                    vec![
+                        "--cgroup".to_string(),
+                        t.cgroup
+                            .as_ref()
+                            .map(|c| c.display().to_string())
+                            .unwrap_or_default(),
+                    ],
+                )
+            }
+            (None, Some(id)) => (
+                container_cgroup(&mount.path, id)?,
+                vec!["--container".to_string(), id.clone()],
+            ),
+            (None, None) => bail!("give --pid, --cgroup or --container"),
+        };
+        let rel = path.strip_prefix(&mount.path).with_context(|| {
+            format!(
+                "{} is not below the cgroup v2 mount {}",
+                path.display(),
+                mount.path.display()
+            )
+        })?;
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cgroup {}", path.display()))?;
+        let level = mount.root_depth + rel.components().count() as u32;
+        (
+            Scope::Cgroup {
+                id: meta.ino(),
+                level,
+            },
+            Some(path),
+            label,
+        )
+    };
+
+    let mut capture = Capture::start(&Options {
+        scope,
+        ringbuf_bytes: run::DEFAULT_RINGBUF,
+        btf: &btf,
+        container: false,
+    })?;
+    if let Some(pid) = t.pid {
+        capture.add_pids(&descendants(pid))?;
+    }
+    let mut collector = Collector::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let duration = tokio::time::sleep(Duration::from_secs_f64(
+        args.duration.unwrap_or(f64::MAX / 4.0).min(1e9),
+    ));
+    tokio::pin!(duration);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            r = capture.readable() => { r?; capture.drain(&mut collector); }
+            _ = &mut duration => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                // The target is gone: nothing more to see.
+                let gone = match &cgroup_path {
+                    Some(p) => !p.exists(),
+                    None => capture.scope_pids().is_empty(),
+                };
+                if gone {
+                    break;
+                }
+            }
+        }
+    }
+    capture.drain(&mut collector);
+    let lost = capture.lost()?;
+    let (seen, dedup) = capture.stats()?;
+    drop(capture);
+    let mut command = vec!["attach".to_string()];
+    command.extend(label);
+    let trace = collector.finish(RunInfo {
+        command,
+        exit: ExitInfo {
+            code: 0,
+            signal: None,
+        },
+        scope: ScopeInfo {
+            mode: if cgroup_path.is_some() {
+                "cgroup".into()
+            } else {
+                "pids".into()
+            },
+            cgroup: cgroup_path.map(|p| p.display().to_string()),
+            leftovers_killed: 0,
+            image: None,
+            container: t.container.clone(),
+            bind_mounts: Vec::new(),
+        },
+        lost,
+        syscalls_seen: seen,
+        deduplicated_in_kernel: dedup,
+    });
+    let format = args.format.unwrap_or(if args.output.is_some() {
+        Format::Json
+    } else {
+        Format::Text
+    });
+    run::report(&trace, args.output.as_deref(), format)?;
+    Ok(0)
+}
