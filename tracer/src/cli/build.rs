@@ -37,6 +37,16 @@ pub struct BuildArgs {
     /// Where to write the image; must not exist.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Also write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// How the minimal image is made; shared by build and minimize.
+#[derive(Clone, Debug, Args)]
+pub struct ImageArgs {
     #[arg(long, value_enum, default_value = "oci")]
     pub format: OutFormat,
     /// Image name, e.g. `app:minimal`.
@@ -51,9 +61,6 @@ pub struct BuildArgs {
     /// Keep the paths or globs listed in FILE, one per line (`#` comments).
     #[arg(long, value_name = "FILE")]
     pub include_from: Vec<PathBuf>,
-    /// Also write the report as JSON.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -111,7 +118,11 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         .iter()
         .map(|p| write::read(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let rules = Rules::new(&args.include, &args.exclude, &args.include_from)?;
+    let rules = Rules::new(
+        &args.image.include,
+        &args.image.exclude,
+        &args.image.include_from,
+    )?;
     let image = source::open(&args.from)
         .with_context(|| format!("reading the source image {}", args.from.display()))?;
     let fs = image.rootfs.as_ref();
@@ -124,8 +135,8 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
             paths: &paths,
             config: image.config.clone(),
             source_digest: image.digest.clone(),
-            tag: args.tag.clone(),
-            format: match args.format {
+            tag: args.image.tag.clone(),
+            format: match args.image.format {
                 OutFormat::Oci => output::Format::Oci,
                 OutFormat::OciArchive => output::Format::OciArchive,
                 OutFormat::DockerArchive => output::Format::DockerArchive,
@@ -157,7 +168,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         source: fs.describe(),
         source_digest: image.digest.clone(),
         output: args.output.display().to_string(),
-        format: format!("{:?}", args.format).to_lowercase(),
+        format: format!("{:?}", args.image.format).to_lowercase(),
         manifest_digest: written.manifest_digest.clone(),
         before: Size {
             bytes: image.total_bytes,

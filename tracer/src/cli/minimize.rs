@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{
-    build::{self, BuildArgs, OutFormat},
+    build::{self, BuildArgs, ImageArgs},
     run,
     verify::{self, ContainerArgs},
 };
@@ -21,16 +21,8 @@ pub struct MinimizeArgs {
     /// and the verification trace go beside it.
     #[arg(short, long, value_name = "MIN")]
     pub output: PathBuf,
-    #[arg(long, value_enum, default_value = "oci")]
-    pub format: OutFormat,
-    #[arg(long, value_name = "NAME:TAG")]
-    pub tag: Option<String>,
-    #[arg(long, value_name = "PATH|GLOB")]
-    pub include: Vec<String>,
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-    #[arg(long, value_name = "FILE")]
-    pub include_from: Vec<PathBuf>,
+    #[command(flatten)]
+    pub build: ImageArgs,
     #[command(flatten)]
     pub container: ContainerArgs,
     #[arg(
@@ -79,11 +71,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         from: args.image.clone(),
         traces: vec![trace_path.clone()],
         output: args.output.clone(),
-        format: args.format,
-        tag: args.tag.clone(),
-        include: args.include.clone(),
-        exclude: args.exclude.clone(),
-        include_from: args.include_from.clone(),
+        image: args.build.clone(),
         report: Some(report_path.clone()),
     })?;
     let o = verify::check(

@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::verify::ContainerArgs;
 use crate::{
     capture::{
         Capture, Scope,
@@ -58,18 +59,8 @@ pub struct RunArgs {
     /// the container is traced.
     #[arg(long, value_name = "IMG", conflicts_with = "root")]
     pub image: Option<PathBuf>,
-    /// The OCI runtime (default: runc, else crun, from PATH).
-    #[arg(long, value_name = "PATH", requires = "image")]
-    pub runtime: Option<PathBuf>,
-    /// Bind a host directory into the container (`:ro` for read-only).
-    #[arg(long = "mount", value_name = "SRC:DST[:ro]", requires = "image")]
-    pub mounts: Vec<String>,
-    /// Set an environment variable in the container (over the image's).
-    #[arg(long = "env", value_name = "K=V", requires = "image")]
-    pub envs: Vec<String>,
-    /// Working directory in the container (over the image's).
-    #[arg(long, value_name = "DIR", requires = "image")]
-    pub workdir: Option<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// Run CMD chrooted into this directory (an unpacked image's root
     /// filesystem); paths in the trace are then as seen inside it.
     #[arg(long, value_name = "DIR")]
@@ -163,10 +154,10 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         }
         (Some(image), ScopeHandle::Cgroup(cg)) => Some(container::prepare(&container::Request {
             image,
-            runtime: args.runtime.as_deref(),
-            mounts: &args.mounts,
-            env: &args.envs,
-            workdir: args.workdir.as_deref(),
+            runtime: args.container.runtime.as_deref(),
+            mounts: &args.container.mounts,
+            env: &args.container.envs,
+            workdir: args.container.workdir.as_deref(),
             argv: &args.command,
             cgroup_path: format!("/{}/ctr", cg.name()),
         })?),

@@ -15,20 +15,21 @@ use crate::{
     source,
 };
 
-/// How to run the command in a container; shared by verify and minimize.
-#[derive(Clone, Debug, Args)]
+/// How to run the command in a container; shared by run, verify and
+/// minimize (each has an `--image`).
+#[derive(Clone, Debug, Default, Args)]
 pub struct ContainerArgs {
     /// The OCI runtime (default: runc, else crun, from PATH).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", requires = "image")]
     pub runtime: Option<PathBuf>,
     /// Bind a host directory into the container (`:ro` for read-only).
-    #[arg(long = "mount", value_name = "SRC:DST[:ro]")]
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]", requires = "image")]
     pub mounts: Vec<String>,
     /// Set an environment variable in the container (over the image's).
-    #[arg(long = "env", value_name = "K=V")]
+    #[arg(long = "env", value_name = "K=V", requires = "image")]
     pub envs: Vec<String>,
     /// Working directory in the container (over the image's).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "image")]
     pub workdir: Option<String>,
 }
 
@@ -72,10 +73,7 @@ pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs 
         ringbuf_size: run::DEFAULT_RINGBUF,
         btf: PathBuf::from(crate::capture::offsets::VMLINUX_BTF),
         image: Some(image.to_path_buf()),
-        runtime: c.runtime.clone(),
-        mounts: c.mounts.clone(),
-        envs: c.envs.clone(),
-        workdir: c.workdir.clone(),
+        container: c.clone(),
         root: None,
         command: command.to_vec(),
     }
