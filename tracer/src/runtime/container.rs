@@ -101,32 +101,42 @@ fn which(name: &std::ffi::OsStr) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `uid[:gid]` or `name[:group]`, names looked up in the image.
+/// `(name, id, primary gid)` lines of the image's passwd or group file.
+fn id_file(fs: &dyn Rootfs, file: &str) -> Vec<(String, u32, u32)> {
+    let text = fs.read_all(Path::new(file)).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let id = f.get(2)?.parse().ok()?;
+            let gid = f.get(3).and_then(|v| v.parse().ok()).unwrap_or(id);
+            Some((f.first()?.to_string(), id, gid))
+        })
+        .collect()
+}
+
+/// `uid[:gid]` or `name[:group]` as docker reads it: names looked up in
+/// the image; a bare uid takes its passwd entry's group, else 0.
 fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), ContainerError> {
     let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
-    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
-        let text = fs.read_all(Path::new(file)).ok()?;
-        String::from_utf8_lossy(&text).lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&name)).then(|| {
-                let id = f.get(2).and_then(|v| v.parse().ok())?;
-                let gid = f.get(3).and_then(|v| v.parse().ok()).unwrap_or(id);
-                Some((id, gid))
-            })?
-        })
+    let passwd = id_file(fs, "/etc/passwd");
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, passwd.iter().find(|e| e.1 == n).map_or(0, |e| e.2)),
+        Err(_) => passwd
+            .iter()
+            .find(|e| e.0 == u)
+            .map(|e| (e.1, e.2))
+            .ok_or_else(|| ContainerError::UnknownUser(u.into()))?,
     };
-    let (uid, mut gid) = match u.parse::<u32>() {
-        Ok(n) => (n, lookup("/etc/passwd", u).map_or(n, |(_, g)| g)),
-        Err(_) => lookup("/etc/passwd", u).ok_or_else(|| ContainerError::UnknownUser(u.into()))?,
+    let gid = match (g, g.parse::<u32>()) {
+        ("", _) => primary,
+        (_, Ok(n)) => n,
+        (name, Err(_)) => id_file(fs, "/etc/group")
+            .iter()
+            .find(|e| e.0 == name)
+            .map(|e| e.1)
+            .ok_or_else(|| ContainerError::UnknownUser(spec.into()))?,
     };
-    if !g.is_empty() {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup("/etc/group", g)
-                .map(|(id, _)| id)
-                .ok_or_else(|| ContainerError::UnknownUser(spec.into()))?,
-        };
-    }
     Ok((uid, gid))
 }
 
@@ -352,5 +362,47 @@ impl Drop for Prepared {
             // SAFETY: unmounting the overlay we mounted.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::dir::DirRootfs;
+
+    #[test]
+    fn image_user_by_name_or_number() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\napp:x:1001:\n",
+        )
+        .unwrap();
+        let fs = DirRootfs::open(d.path()).unwrap();
+        assert_eq!(user(&fs, "app").unwrap(), (1000, 1001));
+        assert_eq!(user(&fs, "app:staff").unwrap(), (1000, 50));
+        assert_eq!(user(&fs, "1000").unwrap(), (1000, 1001));
+        assert_eq!(user(&fs, "4242:7").unwrap(), (4242, 7));
+        assert_eq!(user(&fs, "4242").unwrap(), (4242, 0));
+        assert!(matches!(
+            user(&fs, "nobody-here"),
+            Err(ContainerError::UnknownUser(_))
+        ));
+    }
+
+    #[test]
+    fn mount_specs() {
+        let (m, dst) = bind("/host/suite:/suite:ro").unwrap();
+        assert_eq!(dst, "/suite");
+        assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
+        assert!(bind("relative:/x").is_err());
+        assert!(bind("/a:/b:rw-ish").is_err());
+        assert!(bind("/only-one").is_err());
     }
 }
