@@ -25,6 +25,8 @@ fn main() {
             Command::Verify(args) => tracer::cli::verify::verify(args).await,
             Command::Minimize(args) => tracer::cli::minimize::minimize(args).await,
             Command::Attach(args) => tracer::cli::attach::attach(args).await,
+            Command::Merge(args) => tracer::cli::merge::run(args),
+            Command::Allowlist(args) => tracer::cli::allowlist::run(args),
         }
     });
     match result {

@@ -1,6 +1,8 @@
 //! Command-line interface: one module per subcommand.
+pub mod allowlist;
 pub mod attach;
 pub mod build;
+pub mod merge;
 pub mod minimize;
 pub mod run;
 pub mod verify;
@@ -30,4 +32,8 @@ pub enum Command {
     Minimize(minimize::MinimizeArgs),
     /// Trace a running process tree, cgroup or container.
     Attach(attach::AttachArgs),
+    /// Unite several traces (shards, suites, sessions) into one.
+    Merge(merge::MergeArgs),
+    /// List the paths an image needs (for `trace build --include-from`).
+    Allowlist(allowlist::AllowlistArgs),
 }

@@ -172,6 +172,7 @@ impl Collector {
                     path_hex,
                     truncated: acc.truncated,
                     accesses: acc.accesses.into_iter().collect(),
+                    seen_in: Vec::new(),
                 }
             })
             .collect();
@@ -186,6 +187,7 @@ impl Collector {
             complete: run.lost.total == 0 && !any_truncated,
             lost_events: run.lost,
             counters,
+            merged_from: Vec::new(),
             execs: self.execs.into_values().collect(),
             files,
         }

@@ -1,6 +1,7 @@
 //! The trace model: what a run used, how it is folded from events, and how
 //! it is written and read.
 pub mod collect;
+pub mod merge;
 pub mod path;
 pub mod text;
 pub mod trace;

@@ -23,6 +23,10 @@ pub struct Trace {
     pub complete: bool,
     pub lost_events: LostEvents,
     pub counters: Counters,
+    /// For a merged trace (`trace merge`): the labels of the traces it
+    /// unites, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     pub execs: Vec<Exec>,
     pub files: Vec<FileEntry>,
 }
@@ -109,6 +113,9 @@ pub struct FileEntry {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     pub accesses: Vec<Access>,
+    /// For a merged trace: which of the merged traces saw this path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen_in: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

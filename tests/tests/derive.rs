@@ -1,0 +1,186 @@
+//! Outputs derived from traces: `trace merge` and `trace allowlist`.
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use common::*;
+use serde_json::Value;
+
+fn rootfs() -> PathBuf {
+    PathBuf::from(std::env::var_os("TRACE_FIXTURES").expect("TRACE_FIXTURES"))
+        .join("bookworm-rootfs")
+}
+
+fn cli(args: &[&str]) -> Output {
+    let o = Command::new(trace_bin())
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Traces `argv` chrooted into the fixture rootfs into `dir/name`.
+fn traced(dir: &Path, name: &str, argv: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let r = rootfs();
+    let mut args = vec![
+        "run",
+        "--root",
+        r.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+    ];
+    args.extend_from_slice(argv);
+    cli(&args);
+    out
+}
+
+fn kept(report: &Path) -> BTreeSet<String> {
+    let r: Value = serde_json::from_slice(&fs::read(report).unwrap()).unwrap();
+    r["kept"].as_object().unwrap().keys().cloned().collect()
+}
+
+fn build(dir: &Path, name: &str, extra: &[&str]) -> BTreeSet<String> {
+    let out = dir.join(name);
+    let report = dir.join(format!("{name}.report.json"));
+    let r = rootfs();
+    let mut args = vec![
+        "build",
+        "--from",
+        r.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    cli(&args);
+    kept(&report)
+}
+
+#[test]
+fn merge_is_a_union_in_any_order_and_builds_the_same_image() {
+    let dir = tempdir();
+    let d = dir.path();
+    let a = traced(d, "a.json", &["/bin/cat", "/etc/debian_version"]);
+    let b = traced(d, "b.json", &["/usr/bin/python3", "-c", "import json"]);
+    let (ab, ba) = (d.join("ab.json"), d.join("ba.json"));
+    cli(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        ab.to_str().unwrap(),
+    ]);
+    cli(&[
+        "merge",
+        b.to_str().unwrap(),
+        a.to_str().unwrap(),
+        "-o",
+        ba.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs::read(&ab).unwrap(),
+        fs::read(&ba).unwrap(),
+        "order matters"
+    );
+    let m: Value = serde_json::from_slice(&fs::read(&ab).unwrap()).unwrap();
+    assert_eq!(m["merged_from"].as_array().unwrap().len(), 2);
+    let deb = file(&m, "/etc/debian_version").expect("from a");
+    assert_eq!(deb["seen_in"], serde_json::json!([a.to_str().unwrap()]));
+    assert!(file(&m, "/usr/bin/python3.11").is_some(), "from b");
+    // Merging in the build and merging first keep the same files.
+    let from_merged = build(d, "m.oci", &["--trace", ab.to_str().unwrap()]);
+    let from_both = build(
+        d,
+        "b.oci",
+        &[
+            "--trace",
+            a.to_str().unwrap(),
+            "--trace",
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(from_merged, from_both);
+    assert!(from_merged.contains("/usr/bin/cat") && from_merged.contains("/usr/bin/python3.11"));
+}
+
+#[test]
+fn allowlist_matches_the_build_and_feeds_include_from() {
+    let dir = tempdir();
+    let d = dir.path();
+    let t = traced(
+        d,
+        "py.json",
+        &["/usr/bin/python3", "-c", "import json, decimal"],
+    );
+    let list = d.join("py.list");
+    let r = rootfs();
+    cli(&[
+        "allowlist",
+        t.to_str().unwrap(),
+        "--from",
+        r.to_str().unwrap(),
+        "-o",
+        list.to_str().unwrap(),
+    ]);
+    let text = fs::read_to_string(&list).unwrap();
+    let listed: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    // Exactly what `trace build` keeps for the same trace.
+    let built = build(d, "py.oci", &["--trace", t.to_str().unwrap()]);
+    assert_eq!(listed, built);
+    // A reviewed list drives another build: a trace that used nothing
+    // much, plus the list, keeps everything on it.
+    let idle = traced(d, "true.json", &["/bin/true"]);
+    let with_list = build(
+        d,
+        "list.oci",
+        &[
+            "--trace",
+            idle.to_str().unwrap(),
+            "--include-from",
+            list.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        listed.is_subset(&with_list),
+        "{:?}",
+        listed.difference(&with_list).collect::<Vec<_>>()
+    );
+    // Without a source: just what the trace used, no parents or libraries found by search.
+    let bare = d.join("bare.json");
+    cli(&[
+        "allowlist",
+        t.to_str().unwrap(),
+        "--format",
+        "json",
+        "-o",
+        bare.to_str().unwrap(),
+    ]);
+    let j: Value = serde_json::from_slice(&fs::read(&bare).unwrap()).unwrap();
+    let paths: Vec<&str> = j["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(paths.contains(&"/usr/bin/python3"));
+    assert!(!paths.contains(&"/usr"), "parents only come with --from");
+}

@@ -1,0 +1,48 @@
+//! `trace merge`: one trace from several (shards, suites, sessions).
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::model::{
+    merge::{Input, merge as merge_traces},
+    write,
+};
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Trace files to unite (merged traces are fine too).
+    #[arg(required = true, value_name = "TRACE.json")]
+    pub traces: Vec<PathBuf>,
+    /// Where to write the merged trace (atomically).
+    #[arg(short, long, value_name = "ALL.json")]
+    pub output: PathBuf,
+}
+
+pub fn run(args: MergeArgs) -> Result<i32> {
+    let inputs = args
+        .traces
+        .iter()
+        .map(|p| {
+            Ok(Input {
+                label: p.display().to_string(),
+                trace: write::read(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let merged = merge_traces(&inputs);
+    write::write_atomic(&args.output, &write::to_json(&merged))?;
+    eprintln!(
+        "trace merge: {} traces, {} paths, {} execs{} -> {}",
+        merged.merged_from.len(),
+        merged.files.len(),
+        merged.execs.len(),
+        if merged.complete {
+            ""
+        } else {
+            " (INCOMPLETE: an input lost events)"
+        },
+        args.output.display()
+    );
+    Ok(0)
+}

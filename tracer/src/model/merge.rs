@@ -1,0 +1,241 @@
+//! `trace merge`: the union of several traces (CI shards, several suites,
+//! several attach sessions). Associative and order-independent: the
+//! result depends only on the set of leaf traces, so merging in any order
+//! or grouping gives the same bytes.
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::trace::{
+    Counters, Exec, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, LostEvents, ScopeInfo, Trace,
+};
+
+/// One input: its label (for `seen_in`) and the trace.
+pub struct Input {
+    pub label: String,
+    pub trace: Trace,
+}
+
+/// The leaf labels an input stands for: its own label, or for an already
+/// merged trace the labels it was merged from.
+fn leaves(i: &Input) -> Vec<String> {
+    if i.trace.merged_from.is_empty() {
+        vec![i.label.clone()]
+    } else {
+        i.trace.merged_from.clone()
+    }
+}
+
+fn add_lost(into: &mut LostEvents, from: &LostEvents) {
+    into.total += from.total;
+    if into.per_cpu.len() < from.per_cpu.len() {
+        into.per_cpu.resize(from.per_cpu.len(), 0);
+    }
+    for (a, b) in into.per_cpu.iter_mut().zip(&from.per_cpu) {
+        *a += b;
+    }
+    for (k, v) in &from.by_cause {
+        *into.by_cause.entry(k.clone()).or_insert(0) += v;
+    }
+}
+
+fn add_counters(into: &mut Counters, from: &Counters) {
+    into.syscalls_seen += from.syscalls_seen;
+    into.deduplicated_in_kernel += from.deduplicated_in_kernel;
+    into.records += from.records;
+    into.unreadable_paths += from.unreadable_paths;
+    into.unresolved_paths += from.unresolved_paths;
+    into.truncated_paths += from.truncated_paths;
+    into.malformed_records += from.malformed_records;
+}
+
+pub fn merge(inputs: &[Input]) -> Trace {
+    let mut labels = BTreeSet::new();
+    let mut files: BTreeMap<String, (FileEntry, BTreeSet<String>)> = BTreeMap::new();
+    let mut execs: BTreeMap<(String, String, Option<String>, Vec<String>), Exec> = BTreeMap::new();
+    let mut binds = BTreeSet::new();
+    let mut lost = LostEvents::default();
+    let mut counters = Counters::default();
+    let (mut complete, mut code, mut leftovers) = (true, 0, 0);
+    for input in inputs {
+        let t = &input.trace;
+        let leaf = leaves(input);
+        labels.extend(leaf.iter().cloned());
+        complete &= t.complete;
+        code = code.max(t.exit.code);
+        leftovers += t.scope.leftovers_killed;
+        binds.extend(t.scope.bind_mounts.iter().cloned());
+        add_lost(&mut lost, &t.lost_events);
+        add_counters(&mut counters, &t.counters);
+        for e in &t.execs {
+            let key = (e.path.clone(), e.raw.clone(), e.exe.clone(), e.argv.clone());
+            // The smallest entry wins whatever the order.
+            let slot = execs.entry(key).or_insert_with(|| e.clone());
+            if e < slot {
+                *slot = e.clone();
+            }
+        }
+        for f in &t.files {
+            let seen: Vec<String> = if f.seen_in.is_empty() {
+                leaf.clone()
+            } else {
+                f.seen_in.clone()
+            };
+            let (entry, seen_in) = files.entry(f.path.clone()).or_insert_with(|| {
+                (
+                    FileEntry {
+                        accesses: Vec::new(),
+                        seen_in: Vec::new(),
+                        ..f.clone()
+                    },
+                    BTreeSet::new(),
+                )
+            });
+            entry.truncated |= f.truncated;
+            entry.accesses.extend(f.accesses.iter().cloned());
+            seen_in.extend(seen);
+        }
+    }
+    let files = files
+        .into_values()
+        .map(|(mut f, seen)| {
+            f.accesses.sort();
+            f.accesses.dedup();
+            f.seen_in = seen.into_iter().collect();
+            f
+        })
+        .collect();
+    let merged_from: Vec<String> = labels.into_iter().collect();
+    let mut command = vec!["merge".to_string()];
+    command.extend(merged_from.iter().cloned());
+    Trace {
+        format: FORMAT_NAME.to_string(),
+        version: FORMAT_VERSION,
+        tool: format!("trace {}", env!("CARGO_PKG_VERSION")),
+        command,
+        exit: ExitInfo { code, signal: None },
+        scope: ScopeInfo {
+            mode: "merged".into(),
+            cgroup: None,
+            leftovers_killed: leftovers,
+            image: None,
+            container: None,
+            bind_mounts: binds.into_iter().collect(),
+        },
+        complete,
+        lost_events: lost,
+        counters,
+        merged_from,
+        execs: execs.into_values().collect(),
+        files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        trace::{Access, Op},
+        write::to_json,
+    };
+
+    fn access(op: Op, result: &str) -> Access {
+        Access {
+            op,
+            syscall: "openat".into(),
+            mode: None,
+            create: false,
+            nofollow: false,
+            exe: false,
+            result: result.into(),
+            errno: (result != "ok").then_some(2),
+            raw: None,
+        }
+    }
+
+    fn trace(files: &[(&str, Op, &str)], lost: u64, bind: Option<&str>) -> Trace {
+        Trace {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            tool: "trace test".into(),
+            command: vec!["x".into()],
+            exit: ExitInfo::default(),
+            scope: ScopeInfo {
+                bind_mounts: bind.map(|b| vec![b.to_string()]).unwrap_or_default(),
+                ..ScopeInfo::default()
+            },
+            complete: lost == 0,
+            lost_events: LostEvents {
+                total: lost,
+                per_cpu: vec![lost, 0],
+                by_cause: BTreeMap::new(),
+            },
+            counters: Counters::default(),
+            merged_from: Vec::new(),
+            execs: Vec::new(),
+            files: files
+                .iter()
+                .map(|(p, op, r)| FileEntry {
+                    path: p.to_string(),
+                    path_hex: None,
+                    truncated: false,
+                    accesses: vec![access(*op, r)],
+                    seen_in: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn input(label: &str, t: Trace) -> Input {
+        Input {
+            label: label.into(),
+            trace: t,
+        }
+    }
+
+    fn inputs() -> Vec<Input> {
+        vec![
+            input(
+                "a",
+                trace(
+                    &[("/etc/passwd", Op::Open, "ok"), ("/x", Op::Stat, "ENOENT")],
+                    0,
+                    None,
+                ),
+            ),
+            input(
+                "b",
+                trace(&[("/etc/passwd", Op::Stat, "ok")], 3, Some("/suite")),
+            ),
+            input("c", trace(&[("/usr/bin/env", Op::Exec, "ok")], 0, None)),
+        ]
+    }
+
+    #[test]
+    fn union_keeps_every_access_and_its_origins() {
+        let m = merge(&inputs());
+        assert_eq!(m.merged_from, vec!["a", "b", "c"]);
+        let passwd = m.files.iter().find(|f| f.path == "/etc/passwd").unwrap();
+        assert_eq!(passwd.accesses.len(), 2);
+        assert_eq!(passwd.seen_in, vec!["a", "b"]);
+        assert!(!m.complete);
+        assert_eq!(m.lost_events.total, 3);
+        assert_eq!(m.scope.bind_mounts, vec!["/suite"]);
+        assert_eq!(m.files.len(), 3);
+    }
+
+    #[test]
+    fn order_and_grouping_do_not_matter() {
+        let flat = to_json(&merge(&inputs()));
+        let mut rev = inputs();
+        rev.reverse();
+        assert_eq!(to_json(&merge(&rev)), flat);
+        let mut i = inputs();
+        let c = i.pop().unwrap();
+        let ab = merge(&i);
+        let nested = merge(&[input("ab.json", ab), c]);
+        assert_eq!(to_json(&nested), flat);
+        let mut i = inputs();
+        let a = i.remove(0);
+        let bc = merge(&i);
+        assert_eq!(to_json(&merge(&[a, input("bc.json", bc)])), flat);
+    }
+}
