@@ -102,6 +102,17 @@ fn merge_is_a_union_in_any_order_and_builds_the_same_image() {
     let deb = file(&m, "/etc/debian_version").expect("from a");
     assert_eq!(deb["seen_in"], serde_json::json!([a.to_str().unwrap()]));
     assert!(file(&m, "/usr/bin/python3.11").is_some(), "from b");
+    // The syscalls of both runs are united too.
+    let names: Vec<&str> = m["syscalls"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        names.contains(&"execve") && names.contains(&"openat"),
+        "{names:?}"
+    );
     // Merging in the build and merging first keep the same files.
     let from_merged = build(d, "m.oci", &["--trace", ab.to_str().unwrap()]);
     let from_both = build(

@@ -292,3 +292,72 @@ fn verify_alone_passes_and_fails() {
     assert!(e.contains("trace verify: FAIL (exit 1)"), "{e}");
     assert!(e.lines().any(|l| l.trim() == "/etc/os-release"), "{e}");
 }
+
+#[test]
+fn seccomp_profile_passes_the_suite_and_refuses_the_rest() {
+    let s = suite("test_app.py", PY_SUITE);
+    let work = tempdir();
+    let (o, _) = minimize(
+        work.path(),
+        s.path(),
+        &[],
+        &["/usr/bin/python3", "/suite/test_app.py"],
+    );
+    assert_passed_both(&o);
+    let min = work.path().join("min.oci");
+    let profile = work.path().join("profile.json");
+    trace_cli(&[
+        "seccomp",
+        work.path().join("min.oci.trace.json").to_str().unwrap(),
+        "-o",
+        profile.to_str().unwrap(),
+    ]);
+    let p: Value = serde_json::from_slice(&fs::read(&profile).unwrap()).unwrap();
+    assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
+    let mount = format!("{}:/suite:ro", s.path().display());
+    let (m, pr) = (min.to_str().unwrap(), profile.to_str().unwrap());
+    // The suite passes under the profile, with runc applying it.
+    let ok = trace_cli(&[
+        "verify",
+        "--image",
+        m,
+        "--seccomp",
+        pr,
+        "--mount",
+        &mount,
+        "--",
+        "/usr/bin/python3",
+        "/suite/test_app.py",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    // A syscall the suite never made is refused under the profile...
+    let probe = "import os; os.getpriority(os.PRIO_PROCESS, 0)";
+    let refused = trace_cli(&[
+        "verify",
+        "--image",
+        m,
+        "--seccomp",
+        pr,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Operation not permitted"),
+        "{}",
+        stderr(&refused)
+    );
+    // ...and allowed without it.
+    let free = trace_cli(&[
+        "verify",
+        "--image",
+        m,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(free.status.code(), Some(0), "{}", stderr(&free));
+}

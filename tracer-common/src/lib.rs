@@ -72,6 +72,9 @@ pub mod nr {
     ];
 }
 
+/// Words of the per-CPU syscall bitmap: numbers 0..512.
+pub const SYSCALL_WORDS: usize = 8;
+
 /// `AT_FDCWD` as passed by userspace in a dirfd argument.
 pub const AT_FDCWD: i32 = -100;
 

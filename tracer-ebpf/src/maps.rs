@@ -144,6 +144,12 @@ pub static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static KEY_SCRATCH: PerCpuArray<DedupKey> = PerCpuArray::with_max_entries(1, 0);
 
+/// Every syscall number made in scope, one bit each (per CPU; userspace
+/// ORs them).
+#[map]
+pub static SYSCALL_BITS: PerCpuArray<[u64; tracer_common::SYSCALL_WORDS]> =
+    PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);
 

@@ -11,13 +11,15 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use tracer_common::{
-    AT_FDCWD, DEDUP_PATH, KernelOffsets, PATH_MAX, Syscall, flags, loss, nr, stats,
+    AT_FDCWD, DEDUP_PATH, KernelOffsets, PATH_MAX, SYSCALL_WORDS, Syscall, flags, loss, nr, stats,
 };
 
 use crate::{
     event, finish,
     kernel::{self, KPath},
-    maps::{DEDUP, DedupKey, INFLIGHT, Inflight, KEY_SCRATCH, count_loss, count_stat},
+    maps::{
+        DEDUP, DedupKey, INFLIGHT, Inflight, KEY_SCRATCH, SYSCALL_BITS, count_loss, count_stat,
+    },
     scope::in_scope,
 };
 
@@ -90,12 +92,20 @@ fn arg(o: &KernelOffsets, regs: u64, index: i8) -> u64 {
 #[inline(always)]
 pub fn on_enter(ctx: &RawTracePointContext) {
     let id: i64 = ctx.arg(1);
-    let Some(syscall) = classify(id) else {
-        return;
-    };
     if !in_scope() {
         return;
     }
+    // The set of syscalls made, for seccomp profiles.
+    if (0..(SYSCALL_WORDS * 64) as i64).contains(&id)
+        && let Some(bits) = SYSCALL_BITS.get_ptr_mut(0)
+    {
+        let word = ((id as usize) >> 6) & (SYSCALL_WORDS - 1);
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { (*bits)[word] |= 1u64 << (id & 63) };
+    }
+    let Some(syscall) = classify(id) else {
+        return;
+    };
     let regs: u64 = ctx.arg(0);
     let o = kernel::offsets();
     let args = args_of(syscall);

@@ -27,15 +27,33 @@ fn main() {
             Command::Attach(args) => tracer::cli::attach::attach(args).await,
             Command::Merge(args) => tracer::cli::merge::run(args),
             Command::Allowlist(args) => tracer::cli::allowlist::run(args),
+            Command::Seccomp(args) => tracer::cli::seccomp::run(args),
         }
     });
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("trace: error: {}", one_line(&format!("{e:#}")));
+            eprintln!("trace: error: {}", one_line(&chain(&e)));
             std::process::exit(TRACE_FAILED);
         }
     }
+}
+
+/// The error and its causes, each said once: typed errors already name
+/// their source in their own message.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }
 
 /// Errors are one line. The kernel verifier's log, which can run to

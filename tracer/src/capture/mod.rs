@@ -304,6 +304,26 @@ impl Capture {
         })
     }
 
+    /// Every syscall number made in scope.
+    pub fn syscalls(&self) -> Result<Vec<u32>, CaptureError> {
+        let name = "SYSCALL_BITS";
+        let map = self.ebpf.map(name).ok_or(CaptureError::Missing(name))?;
+        let arr: PerCpuArray<_, [u64; tracer_common::SYSCALL_WORDS]> =
+            PerCpuArray::try_from(map).map_err(|source| CaptureError::Map { name, source })?;
+        let per_cpu = arr
+            .get(&0, 0)
+            .map_err(|source| CaptureError::Map { name, source })?;
+        let mut words = [0u64; tracer_common::SYSCALL_WORDS];
+        for cpu in per_cpu.iter() {
+            for (w, c) in words.iter_mut().zip(cpu) {
+                *w |= c;
+            }
+        }
+        Ok((0..(tracer_common::SYSCALL_WORDS * 64) as u32)
+            .filter(|n| words[(n / 64) as usize] & (1 << (n % 64)) != 0)
+            .collect())
+    }
+
     /// (syscalls seen, deduplicated in the kernel).
     pub fn stats(&self) -> Result<(u64, u64), CaptureError> {
         let rows = self.per_cpu("STATS", stats::COUNT)?;

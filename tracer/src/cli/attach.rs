@@ -16,7 +16,7 @@ use crate::{
     capture::{Capture, Options, Scope, cgroup},
     model::{
         collect::{Collector, RunInfo},
-        trace::{ExitInfo, ScopeInfo},
+        trace::{ExitInfo, ScopeInfo, Syscalls},
     },
 };
 
@@ -239,10 +239,11 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
     capture.drain(&mut collector);
     let lost = capture.lost()?;
     let (seen, dedup) = capture.stats()?;
+    let syscalls = capture.syscalls()?;
     drop(capture);
     let mut command = vec!["attach".to_string()];
     command.extend(label);
-    let trace = collector.finish(RunInfo {
+    let mut trace = collector.finish(RunInfo {
         command,
         exit: ExitInfo {
             code: 0,
@@ -264,6 +265,7 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
         syscalls_seen: seen,
         deduplicated_in_kernel: dedup,
     });
+    trace.syscalls = Some(Syscalls::from_numbers(std::env::consts::ARCH, syscalls));
     let format = args.format.unwrap_or(if args.output.is_some() {
         Format::Json
     } else {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     closure::{self, Reason, rules::Rules},
-    model::write,
+    model::{merge, seccomp, write},
     output,
     source::{self, rootfs::Kind},
 };
@@ -42,6 +42,10 @@ pub struct BuildArgs {
     /// Also write the report as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also write a seccomp profile allowing the traced syscalls, beside
+    /// the image as OUT.seccomp.json.
+    #[arg(long)]
+    pub seccomp: bool,
 }
 
 /// How the minimal image is made; shared by build and minimize.
@@ -211,6 +215,23 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
             .map(|(p, pat)| (p.display().to_string(), pat.clone()))
             .collect(),
     };
+    if args.seccomp {
+        let inputs: Vec<merge::Input> = traces
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, trace)| merge::Input {
+                label: i.to_string(),
+                trace,
+            })
+            .collect();
+        let (profile, _) = seccomp::profile(&merge::merge(&inputs))?;
+        let mut out = args.output.as_os_str().to_owned();
+        out.push(".seccomp.json");
+        let mut json = serde_json::to_vec_pretty(&profile)?;
+        json.push(b'\n');
+        write::write_atomic(Path::new(&out), &json)?;
+    }
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report)?;
         json.push(b'\n');

@@ -73,6 +73,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         output: args.output.clone(),
         image: args.build.clone(),
         report: Some(report_path.clone()),
+        seccomp: false,
     })?;
     let o = verify::check(
         &args.output,

@@ -5,6 +5,7 @@ pub mod build;
 pub mod merge;
 pub mod minimize;
 pub mod run;
+pub mod seccomp;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -36,4 +37,6 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// List the paths an image needs (for `trace build --include-from`).
     Allowlist(allowlist::AllowlistArgs),
+    /// Write a seccomp profile allowing the syscalls a trace recorded.
+    Seccomp(seccomp::SeccompArgs),
 }

@@ -14,7 +14,7 @@ use crate::{
     model::{
         collect::{Collector, RunInfo},
         text,
-        trace::{ExitInfo, ScopeInfo, Trace},
+        trace::{ExitInfo, ScopeInfo, Syscalls, Trace},
         write,
     },
     runtime::{
@@ -158,6 +158,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
             mounts: &args.container.mounts,
             env: &args.container.envs,
             workdir: args.container.workdir.as_deref(),
+            seccomp: args.container.seccomp.as_deref(),
             argv: &args.command,
             cgroup_path: format!("/{}/ctr", cg.name()),
         })?),
@@ -205,7 +206,8 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     capture.drain(&mut collector);
     let lost = capture.lost()?;
     let (seen, dedup) = capture.stats()?;
-    let trace = collector.finish(RunInfo {
+    let syscalls = capture.syscalls()?;
+    let mut trace = collector.finish(RunInfo {
         command: args.command.clone(),
         exit: exit.clone(),
         scope: ScopeInfo {
@@ -229,6 +231,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         syscalls_seen: seen,
         deduplicated_in_kernel: dedup,
     });
+    trace.syscalls = Some(Syscalls::from_numbers(std::env::consts::ARCH, syscalls));
     drop(capture);
     // The runtime's state and the overlay go before the cgroup does.
     drop(container);

@@ -31,6 +31,9 @@ pub struct ContainerArgs {
     /// Working directory in the container (over the image's).
     #[arg(long, value_name = "DIR", requires = "image")]
     pub workdir: Option<String>,
+    /// Apply this seccomp profile (from `trace seccomp`) in the container.
+    #[arg(long, value_name = "profile.json", requires = "image")]
+    pub seccomp: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -187,6 +187,7 @@ impl Collector {
             complete: run.lost.total == 0 && !any_truncated,
             lost_events: run.lost,
             counters,
+            syscalls: None,
             merged_from: Vec::new(),
             execs: self.execs.into_values().collect(),
             files,

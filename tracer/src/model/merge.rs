@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::trace::{
-    Counters, Exec, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, LostEvents, ScopeInfo, Trace,
+    Counters, Exec, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, LostEvents, ScopeInfo,
+    Syscalls, Trace,
 };
 
 /// One input: its label (for `seen_in`) and the trace.
@@ -55,6 +56,7 @@ pub fn merge(inputs: &[Input]) -> Trace {
     let mut lost = LostEvents::default();
     let mut counters = Counters::default();
     let (mut complete, mut code, mut leftovers) = (true, 0, 0);
+    let mut numbers: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for input in inputs {
         let t = &input.trace;
         let leaf = leaves(input);
@@ -65,6 +67,12 @@ pub fn merge(inputs: &[Input]) -> Trace {
         binds.extend(t.scope.bind_mounts.iter().cloned());
         add_lost(&mut lost, &t.lost_events);
         add_counters(&mut counters, &t.counters);
+        if let Some(s) = &t.syscalls {
+            numbers
+                .entry(s.arch.clone())
+                .or_default()
+                .extend(s.numbers.iter().copied());
+        }
         for e in &t.execs {
             let key = (e.path.clone(), e.raw.clone(), e.exe.clone(), e.argv.clone());
             // The smallest entry wins whatever the order.
@@ -104,6 +112,11 @@ pub fn merge(inputs: &[Input]) -> Trace {
         })
         .collect();
     let merged_from: Vec<String> = labels.into_iter().collect();
+    // One architecture per trace file; shards of another are not mixed in.
+    let syscalls = numbers
+        .into_iter()
+        .next()
+        .map(|(arch, n)| Syscalls::from_numbers(&arch, n.into_iter().collect()));
     let mut command = vec!["merge".to_string()];
     command.extend(merged_from.iter().cloned());
     Trace {
@@ -123,6 +136,7 @@ pub fn merge(inputs: &[Input]) -> Trace {
         complete,
         lost_events: lost,
         counters,
+        syscalls,
         merged_from,
         execs: execs.into_values().collect(),
         files,
@@ -169,6 +183,7 @@ mod tests {
                 by_cause: BTreeMap::new(),
             },
             counters: Counters::default(),
+            syscalls: None,
             merged_from: Vec::new(),
             execs: Vec::new(),
             files: files

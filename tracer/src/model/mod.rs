@@ -3,6 +3,8 @@
 pub mod collect;
 pub mod merge;
 pub mod path;
+pub mod seccomp;
+pub mod syscall_names;
 pub mod text;
 pub mod trace;
 pub mod write;

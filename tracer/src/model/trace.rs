@@ -23,12 +23,42 @@ pub struct Trace {
     pub complete: bool,
     pub lost_events: LostEvents,
     pub counters: Counters,
+    /// The syscalls made in scope (for `trace seccomp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls: Option<Syscalls>,
     /// For a merged trace (`trace merge`): the labels of the traces it
     /// unites, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
     pub execs: Vec<Exec>,
     pub files: Vec<FileEntry>,
+}
+
+/// Syscalls by number and name, for one architecture.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Syscalls {
+    /// `x86_64`, as `uname -m` says.
+    pub arch: String,
+    pub numbers: Vec<u32>,
+    /// Names in the same order; `syscall_<n>` where the number is unknown.
+    pub names: Vec<String>,
+}
+
+impl Syscalls {
+    pub fn from_numbers(arch: &str, numbers: Vec<u32>) -> Syscalls {
+        let names = numbers
+            .iter()
+            .map(|&n| match super::syscall_names::X86_64.get(n as usize) {
+                Some(name) if !name.is_empty() && arch == "x86_64" => name.to_string(),
+                _ => format!("syscall_{n}"),
+            })
+            .collect();
+        Syscalls {
+            arch: arch.to_string(),
+            numbers,
+            names,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -44,6 +44,8 @@ pub enum ContainerError {
     UnknownUser(String),
     #[error("the runtime spec: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
+    #[error("seccomp profile {0}: {1}")]
+    Seccomp(PathBuf, #[source] serde_json::Error),
     #[error("{0:?} cannot be used in an overlay mount option")]
     OverlayPath(PathBuf),
 }
@@ -60,6 +62,8 @@ pub struct Request<'a> {
     pub mounts: &'a [String],
     pub env: &'a [String],
     pub workdir: Option<&'a str>,
+    /// A seccomp profile (docker / OCI `linux.seccomp` format) to apply.
+    pub seccomp: Option<&'a Path>,
     pub argv: &'a [String],
     /// Cgroup path for the container, relative to the cgroup root (the
     /// trace's scope, so the container's processes are in it).
@@ -323,6 +327,19 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
         }
         linux.set_cgroups_path(Some(PathBuf::from(&req.cgroup_path)));
+        if let Some(profile) = req.seccomp {
+            let text = fs::read(profile).map_err(io_err(profile.display().to_string()))?;
+            let seccomp: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
+                .map_err(|e| ContainerError::Seccomp(profile.to_path_buf(), e))?;
+            linux.set_seccomp(Some(seccomp));
+        }
+    }
+    if req.seccomp.is_some()
+        && let Some(p) = spec.process_mut()
+    {
+        // runc then loads the filter right before exec, so only the
+        // program's own syscalls (and a documented few) must be allowed.
+        p.set_no_new_privileges(Some(true));
     }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for m in req.mounts {
