@@ -199,6 +199,30 @@ fn python_script_runs_in_its_minimal_image() {
         "shared-library"
     );
     assert!(root.join("lib64").is_symlink());
+    // The package database, trimmed: dpkg itself reads it.
+    let admindir = format!("--admindir={}", root.join("var/lib/dpkg").display());
+    let listed = check(Command::new("dpkg-query").args([&admindir, "-W", "-f=${Package}\\n"]));
+    let listed: Vec<&str> = listed.lines().collect();
+    let kept_pkgs: Vec<&str> = r["packages"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, kept_pkgs);
+    assert!(
+        listed.contains(&"python3.11-minimal") && listed.contains(&"libc6"),
+        "{listed:?}"
+    );
+    for gone in ["apt", "perl-base", "dash", "grep", "nginx-light"] {
+        assert!(!listed.contains(&gone), "{gone} still listed");
+    }
+    let owner = check(Command::new("dpkg-query").args([&admindir, "-S", "/usr/bin/python3.11"]));
+    assert!(owner.starts_with("python3.11-minimal:"), "{owner}");
+    assert!(
+        root.join("var/lib/dpkg/status.d/python3.11-minimal")
+            .exists()
+    );
     assert!(r["missing_libraries"].as_array().unwrap().is_empty());
 }
 
@@ -332,6 +356,7 @@ fn include_exclude_and_setuid() {
             list.to_str().unwrap(),
             "--exclude",
             "/usr/bin/wc",
+            "--no-package-db",
             "--report",
             report.to_str().unwrap(),
         ],
@@ -357,6 +382,11 @@ fn include_exclude_and_setuid() {
     assert_ne!(su.permissions().mode() & 0o4000, 0, "setuid kept");
     assert_eq!((su.uid(), su.gid()), (src.uid(), src.gid()));
     assert!(!bundle.join("rootfs/usr/bin/wc").exists());
+    assert!(
+        !bundle.join("rootfs/var/lib/dpkg/status").exists(),
+        "--no-package-db"
+    );
+    assert!(r["packages"].is_null());
 }
 
 #[test]

@@ -19,6 +19,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "/usr/bin/skopeo"),
     ("umoci", "/usr/bin/umoci"),
     ("runc", "/usr/bin/runc"),
+    ("dpkg", "/usr/bin/dpkg-query"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {

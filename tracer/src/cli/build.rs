@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::{
-    closure::{self, Reason, rules::Rules},
+    closure::{self, Reason, packages, rules::Rules},
     model::{merge, seccomp, write},
     output,
     source::{self, rootfs::Kind},
@@ -65,6 +65,9 @@ pub struct ImageArgs {
     /// Keep the paths or globs listed in FILE, one per line (`#` comments).
     #[arg(long, value_name = "FILE")]
     pub include_from: Vec<PathBuf>,
+    /// Leave the (trimmed) dpkg database out of the image.
+    #[arg(long)]
+    pub no_package_db: bool,
 }
 
 #[derive(Serialize)]
@@ -101,6 +104,15 @@ pub struct Report {
     pub not_in_source: Vec<String>,
     pub missing_libraries: Vec<Missing>,
     pub excluded: BTreeMap<String, String>,
+    /// dpkg packages kept in the trimmed database and dropped from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Packages>,
+}
+
+#[derive(Serialize)]
+pub struct Packages {
+    pub kept: Vec<String>,
+    pub dropped: Vec<String>,
 }
 
 pub fn build(args: BuildArgs) -> Result<i32> {
@@ -131,7 +143,29 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         .with_context(|| format!("reading the source image {}", args.from.display()))?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute(fs, &traces, &rules)?;
-    let paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
+    let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
+    // The package database, trimmed to what is still inside.
+    let db = match args.image.no_package_db {
+        true => None,
+        false => packages::trim(fs, &paths).context("reading the dpkg database")?,
+    };
+    let db_mtime = fs
+        .meta(Path::new("/var/lib/dpkg/status"))
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.mtime);
+    let with_db = packages::WithFiles {
+        base: fs,
+        files: db.as_ref().map(|d| d.files.clone()).unwrap_or_default(),
+        mtime: db_mtime,
+    };
+    if let Some(db) = &db {
+        for p in db.files.keys().chain(&db.lists) {
+            paths.extend(closure::resolve::parents(p));
+            paths.insert(p.clone());
+        }
+    }
+    let fs: &dyn crate::source::rootfs::Rootfs = &with_db;
     let written = output::write(
         &args.output,
         &output::Spec {
@@ -209,6 +243,10 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
                 needed_by: by.display().to_string(),
             })
             .collect(),
+        packages: db.map(|d| Packages {
+            kept: d.kept,
+            dropped: d.dropped,
+        }),
         excluded: kept
             .excluded
             .iter()
@@ -294,6 +332,14 @@ pub fn summary(r: &Report) -> String {
         })
         .collect();
     let _ = writeln!(s, "  kept by: {}", reasons.join(", "));
+    if let Some(p) = &r.packages {
+        let _ = writeln!(
+            s,
+            "  dpkg database: {} packages kept, {} dropped",
+            p.kept.len(),
+            p.dropped.len()
+        );
+    }
     let _ = writeln!(s, "  largest:");
     for l in &r.largest {
         let _ = writeln!(s, "    {:>10}  {}", human(l.bytes), l.path);

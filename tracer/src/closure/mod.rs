@@ -5,6 +5,7 @@
 pub mod elf;
 pub mod essentials;
 pub mod ldcache;
+pub mod packages;
 pub mod resolve;
 pub mod rules;
 pub mod shebang;
