@@ -195,3 +195,84 @@ fn allowlist_matches_the_build_and_feeds_include_from() {
     assert!(paths.contains(&"/usr/bin/python3"));
     assert!(!paths.contains(&"/usr"), "parents only come with --from");
 }
+
+/// The container-structure-test binary (`TRACE_CST`, set by `cargo xtask test`).
+fn cst() -> PathBuf {
+    PathBuf::from(std::env::var_os("TRACE_CST").expect("TRACE_CST not set: run `cargo xtask test`"))
+}
+
+#[test]
+fn structure_test_passes_on_the_image_and_fails_without_a_kept_file() {
+    let dir = tempdir();
+    let d = dir.path();
+    let t = traced(
+        d,
+        "py.json",
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import json; open('/etc/debian_version').read()",
+        ],
+    );
+    let docker =
+        PathBuf::from(std::env::var_os("TRACE_FIXTURES").unwrap()).join("bookworm-docker.tar");
+    let cfg = d.join("cst.yaml");
+    cli(&[
+        "structure-test",
+        t.to_str().unwrap(),
+        "--from",
+        docker.to_str().unwrap(),
+        "-o",
+        cfg.to_str().unwrap(),
+    ]);
+    let yaml = fs::read_to_string(&cfg).unwrap();
+    assert!(yaml.starts_with("schemaVersion: \"2.0.0\""));
+    assert!(
+        yaml.contains("\"/usr/bin/python3.11\"") && yaml.contains("permissions: \"-rwxr-xr-x\"")
+    );
+    assert!(
+        yaml.contains("path: \"/usr/bin/dash\"\n    shouldExist: false"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("cmd: [\"/bin/sh\"]"), "{yaml}");
+    let run_cst = |image: &Path| {
+        Command::new(cst())
+            .args(["test", "--driver", "tar", "--image"])
+            .arg(image)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let build_docker = |name: &str, extra: &[&str]| -> PathBuf {
+        let out = d.join(name);
+        let mut args = vec![
+            "build",
+            "--from",
+            docker.to_str().unwrap(),
+            "--trace",
+            t.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--format",
+            "docker-archive",
+            "--tag",
+            "cst:test",
+        ];
+        args.extend_from_slice(extra);
+        cli(&args);
+        out
+    };
+    let good = run_cst(&build_docker("good.tar", &[]));
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let bad = run_cst(&build_docker(
+        "bad.tar",
+        &["--exclude", "/etc/debian_version"],
+    ));
+    assert_ne!(bad.status.code(), Some(0), "a removed kept file must fail");
+}

@@ -28,6 +28,7 @@ fn main() {
             Command::Merge(args) => tracer::cli::merge::run(args),
             Command::Allowlist(args) => tracer::cli::allowlist::run(args),
             Command::Seccomp(args) => tracer::cli::seccomp::run(args),
+            Command::StructureTest(args) => tracer::cli::structure::run(args),
         }
     });
     match result {

