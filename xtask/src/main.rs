@@ -72,13 +72,13 @@ fn real_main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::setup(&[]),
         Task::Fixtures => {
-            setup::setup(&[])?;
+            setup::setup(setup::TEST_PACKAGES)?;
             fixtures::ensure_all()?;
             println!("{}", fixtures::cache_dir().display());
             Ok(())
         }
         Task::Test { args } => {
-            setup::setup(&[])?;
+            setup::setup(setup::TEST_PACKAGES)?;
             fixtures::ensure_all()?;
             run(cargo().args(["fmt", "--all", "--check"]))?;
             run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
@@ -127,7 +127,7 @@ fn real_main() -> Result<()> {
                 .arg(demo))
         }
         Task::BenchBuild { runs } => {
-            setup::setup(&[])?;
+            setup::setup(setup::TEST_PACKAGES)?;
             fixtures::ensure_all()?;
             build_release()?;
             bench::bench_build(&trace_bin("release"), &fixtures::debian_rootfs()?, runs)

@@ -10,11 +10,16 @@ use crate::cmd::{output, run, succeeds};
 
 /// The bpf-linker that works with this toolchain (see README, "Building").
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the tests and the demo run: (package, file it provides).
+/// Debian packages the demo runs: (package, file it provides).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("python3", "/usr/bin/python3"),
-    ("util-linux", "/usr/bin/setpriv"),
     ("coreutils", "/usr/bin/cat"),
+];
+
+/// What the tests also need: fixtures are made and images checked with
+/// other tools than ours.
+pub const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("util-linux", "/usr/bin/setpriv"),
     ("debootstrap", "/usr/sbin/debootstrap"),
     ("skopeo", "/usr/bin/skopeo"),
     ("umoci", "/usr/bin/umoci"),
