@@ -276,3 +276,74 @@ fn structure_test_passes_on_the_image_and_fails_without_a_kept_file() {
     ));
     assert_ne!(bad.status.code(), Some(0), "a removed kept file must fail");
 }
+
+#[test]
+fn report_page_with_sizes_packages_and_a_screenshot() {
+    let dir = tempdir();
+    let d = dir.path();
+    let t = traced(d, "py.json", &["/usr/bin/python3", "-c", "import json"]);
+    let html = d.join("report.html");
+    let r = rootfs();
+    let o = cli(&[
+        "report",
+        t.to_str().unwrap(),
+        "--from",
+        r.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let terminal = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        terminal.contains("Size by directory") && terminal.contains("Packages:"),
+        "{terminal}"
+    );
+    let page = fs::read_to_string(&html).unwrap();
+    for part in [
+        "Size by directory",
+        "smaller",
+        "Packages:",
+        "python3.11-minimal",
+        "Executables (",
+        "Failed lookups (",
+        "Lost events: 0",
+    ] {
+        assert!(page.contains(part), "{part} missing");
+    }
+    assert!(!page.contains("<script"), "self-contained, no scripts");
+    // A person's view of it: headless Chromium renders it to a PNG kept in
+    // target/test-artifacts.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join("report.png");
+    let _ = fs::remove_file(&png);
+    let profile = tempdir();
+    let shot = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1200,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let bytes = fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "suspiciously small screenshot: {} bytes",
+        bytes.len()
+    );
+}

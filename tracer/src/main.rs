@@ -29,6 +29,7 @@ fn main() {
             Command::Allowlist(args) => tracer::cli::allowlist::run(args),
             Command::Seccomp(args) => tracer::cli::seccomp::run(args),
             Command::StructureTest(args) => tracer::cli::structure::run(args),
+            Command::Report(args) => tracer::cli::report::run(args),
         }
     });
     match result {

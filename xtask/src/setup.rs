@@ -25,6 +25,7 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("umoci", "/usr/bin/umoci"),
     ("runc", "/usr/bin/runc"),
     ("dpkg", "/usr/bin/dpkg-query"),
+    ("chromium", "/usr/bin/chromium"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod build;
 pub mod merge;
 pub mod minimize;
+pub mod report;
 pub mod run;
 pub mod seccomp;
 pub mod structure;
@@ -42,4 +43,6 @@ pub enum Command {
     Seccomp(seccomp::SeccompArgs),
     /// Write a container-structure-test config for the minimal image.
     StructureTest(structure::StructureArgs),
+    /// Summarize a trace on the terminal and as an HTML page.
+    Report(report::ReportArgs),
 }
