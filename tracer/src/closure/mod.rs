@@ -173,9 +173,15 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
             {
                 continue;
             }
-            for a in file.accesses.iter().filter(|a| a.ok()) {
-                // lstat and readlink look at the link itself.
-                let follow = !(a.nofollow || a.op == Op::Readlink);
+            // lstat and readlink look at the link itself; the rest follow
+            // it. Each way is resolved once, however many accesses.
+            let ways: BTreeSet<bool> = file
+                .accesses
+                .iter()
+                .filter(|a| a.ok())
+                .map(|a| !(a.nofollow || a.op == Op::Readlink))
+                .collect();
+            for follow in ways {
                 if !w.keep_resolved(&path, follow, Reason::Traced)? {
                     w.kept.not_in_source.insert(path.clone());
                 }
