@@ -50,30 +50,17 @@ fn bucket(p: &Path) -> String {
     if s.is_empty() { "/".into() } else { s }
 }
 
+/// Bytes of regular files by directory; a hardlinked file counts once,
+/// as in `trace build`'s report.
 fn sizes<'a>(fs: &dyn Rootfs, paths: impl Iterator<Item = &'a Path>) -> BySize {
     let mut out = BySize::new();
+    let mut links = std::collections::BTreeSet::new();
     for p in paths {
         if let Ok(Some(m)) = fs.meta(p)
             && m.kind == Kind::Regular
+            && m.link_id.is_none_or(|id| links.insert(id))
         {
             *out.entry(bucket(p)).or_insert(0) += m.size;
-        }
-    }
-    out
-}
-
-fn walk(fs: &dyn Rootfs) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::from("/")];
-    while let Some(d) = stack.pop() {
-        for n in fs.list(&d).unwrap_or_default() {
-            let p = d.join(n);
-            if let Ok(Some(m)) = fs.meta(&p) {
-                if m.kind == Kind::Dir {
-                    stack.push(p.clone());
-                }
-                out.push(p);
-            }
         }
     }
     out
@@ -97,7 +84,7 @@ fn image_view(trace: &Trace, src: &Path) -> Result<Image> {
     let image = source::open(src).with_context(|| format!("reading {}", src.display()))?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute(fs, std::slice::from_ref(trace), &Rules::default())?;
-    let all = walk(fs);
+    let all = closure::walk_tree(fs, Path::new("/"))?;
     let kept_paths: std::collections::BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     let db = packages::trim(fs, &kept_paths)?;
     Ok(Image {

@@ -258,7 +258,7 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
 }
 
 /// Every path below `dir` in the image, not following symlinks.
-fn walk_tree(fs: &dyn Rootfs, dir: &Path) -> Result<Vec<PathBuf>, ClosureError> {
+pub fn walk_tree(fs: &dyn Rootfs, dir: &Path) -> Result<Vec<PathBuf>, ClosureError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
