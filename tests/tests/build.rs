@@ -409,12 +409,12 @@ fn bad_inputs_are_one_clear_error_and_leave_nothing() {
     let r = r.to_str().unwrap();
     // A trace of another format version.
     let mut v: Value = serde_json::from_slice(&fs::read(&trace).unwrap()).unwrap();
-    v["version"] = 2.into();
-    let bad_trace = work.join("v2.json");
+    v["version"] = 3.into();
+    let bad_trace = work.join("v3.json");
     fs::write(&bad_trace, v.to_string()).unwrap();
     expect_fail(
         &["--from", r, "--trace", bad_trace.to_str().unwrap(), "-o", o],
-        "version 2",
+        "version 3",
     );
     // A source that is not an image.
     let junk = work.join("junk.tar");
@@ -457,6 +457,6 @@ fn bad_inputs_are_one_clear_error_and_leave_nothing() {
     names.sort();
     assert_eq!(
         names,
-        vec!["exists.oci", "junk.tar", "trace.json", "v2.json"]
+        vec!["exists.oci", "junk.tar", "trace.json", "v3.json"]
     );
 }

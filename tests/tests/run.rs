@@ -6,7 +6,6 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use common::*;
@@ -21,7 +20,7 @@ fn cat_etc_hostname() {
     let t = r.trace();
     assert_complete(t);
     assert_eq!(t["format"], "trace");
-    assert_eq!(t["version"], 1);
+    assert_eq!(t["version"], 2);
     assert_eq!(t["scope"]["mode"], "cgroup");
     let host = accesses(t, "/etc/hostname");
     assert_eq!(host.len(), 1, "{host:?}");
@@ -406,11 +405,7 @@ fn exit_status_passes_through() {
 #[test]
 fn sigterm_is_forwarded_and_trace_still_written() {
     let dir = tempdir();
-    let mut child = trace_cmd(dir.path(), &[], &["sleep", "30"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut child = spawn_started(dir.path(), "sleep 30");
     // SAFETY: plain syscall on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -427,11 +422,7 @@ fn sigterm_is_forwarded_and_trace_still_written() {
 #[test]
 fn killed_trace_leaves_no_partial_output() {
     let dir = tempdir();
-    let mut child = trace_cmd(dir.path(), &[], &["sleep", "30"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut child = spawn_started(dir.path(), "sleep 30");
     child.kill().unwrap();
     child.wait().unwrap();
     let left: Vec<_> = fs::read_dir(dir.path())

@@ -1,211 +1,246 @@
 //! The event ABI between the eBPF programs (`tracer-ebpf`) and the userspace
 //! collector (`tracer`). Everything here is `#[repr(C)]` and plain data: the
 //! kernel side writes it into the ring buffer, userspace decodes it.
-#![no_std]
+//!
+//! The kernel side knows no syscall numbers and no syscall names: the loader
+//! hands it a table ([`SyscallSpec`] per ABI and number, built from
+//! [`syscalls::TABLE`]) that says which arguments of a syscall hold paths,
+//! directory descriptors and flags. So one eBPF object serves every
+//! architecture and both ABIs of one (x86_64 and ia32).
+#![cfg_attr(not(feature = "user"), no_std)]
+
+#[cfg(feature = "user")]
+pub mod abis;
+pub mod syscalls;
 
 /// Longest path the kernel accepts, NUL included.
 pub const PATH_MAX: usize = 4096;
 /// Longest single path component the kernel accepts, plus its NUL.
 pub const NAME_BUF: usize = 256;
-/// Bytes of variable data after the header. The kernel writes path
-/// components at offsets masked with [`DATA_WALK_MASK`] and reads at most
-/// [`NAME_BUF`] (or [`ARGV_MAX`]) from there, so the buffer is sized to hold
-/// the largest masked offset plus the largest read.
-pub const DATA_SIZE: usize = 16384;
-pub const DATA_WALK_MASK: usize = 8191;
-/// Where the walk of a base directory must stop to leave room for the rest.
-pub const DATA_WALK_LIMIT: usize = 8192 - NAME_BUF;
+/// Record data is written at offsets masked with this, so the verifier can
+/// bound every write; [`DATA_SIZE`] leaves room for the largest single read
+/// (a raw path of [`PATH_MAX`]) past the largest masked offset.
+pub const DATA_MASK: usize = 32767;
+pub const DATA_SIZE: usize = DATA_MASK + 1 + PATH_MAX;
+/// Where a directory walk stops to leave room for the sections after it.
+pub const WALK_LIMIT: usize = DATA_MASK + 1 - 2 * PATH_MAX;
 /// Bytes of argv recorded for an exec.
 pub const ARGV_MAX: usize = 4096;
 /// Deepest directory walk, in components plus mount crossings.
 pub const WALK_MAX_DEPTH: u32 = 1024;
-/// Bytes of a path used as the in-kernel deduplication key; longer paths are
-/// never deduplicated (always reported).
-pub const DEDUP_PATH: usize = 240;
 
-/// Native syscall numbers of the recorded syscalls on the architectures
-/// `trace` supports (`None`: the architecture has no such syscall).
-pub mod nr {
-    #[allow(unused_imports)]
-    use super::Syscall;
-
-    #[cfg(any(target_arch = "x86_64", bpf_target_arch = "x86_64"))]
-    pub const TABLE: [(i64, Syscall); 17] = [
-        (2, Syscall::Open),
-        (257, Syscall::Openat),
-        (437, Syscall::Openat2),
-        (85, Syscall::Creat),
-        (4, Syscall::Stat),
-        (6, Syscall::Lstat),
-        (262, Syscall::Newfstatat),
-        (332, Syscall::Statx),
-        (21, Syscall::Access),
-        (269, Syscall::Faccessat),
-        (439, Syscall::Faccessat2),
-        (89, Syscall::Readlink),
-        (267, Syscall::Readlinkat),
-        (80, Syscall::Chdir),
-        (81, Syscall::Fchdir),
-        (59, Syscall::Execve),
-        (322, Syscall::Execveat),
-    ];
-
-    /// The generic table (arm64, riscv64): no legacy open/stat/access.
-    #[cfg(any(
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        bpf_target_arch = "aarch64",
-        bpf_target_arch = "riscv64"
-    ))]
-    pub const TABLE: [(i64, Syscall); 11] = [
-        (56, Syscall::Openat),
-        (437, Syscall::Openat2),
-        (79, Syscall::Newfstatat),
-        (291, Syscall::Statx),
-        (48, Syscall::Faccessat),
-        (439, Syscall::Faccessat2),
-        (78, Syscall::Readlinkat),
-        (49, Syscall::Chdir),
-        (50, Syscall::Fchdir),
-        (221, Syscall::Execve),
-        (281, Syscall::Execveat),
-    ];
-}
-
-/// Words of the per-CPU syscall bitmap: numbers 0..512.
-pub const SYSCALL_WORDS: usize = 8;
+/// Syscall numbers per ABI in the spec table: 0..512.
+pub const SYSCALL_NR_MAX: usize = 512;
+/// Words of one ABI's syscall bitmap.
+pub const SYSCALL_WORDS: usize = SYSCALL_NR_MAX / 64;
 
 /// `AT_FDCWD` as passed by userspace in a dirfd argument.
 pub const AT_FDCWD: i32 = -100;
 
-/// The syscalls `trace` records. The kernel reports this id, not the
-/// architecture's syscall number, so the ABI is the same everywhere.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Syscall {
-    Open = 1,
-    Openat = 2,
-    Openat2 = 3,
-    Creat = 4,
-    Stat = 5,
-    Lstat = 6,
-    Newfstatat = 7,
-    Statx = 8,
-    Access = 9,
-    Faccessat = 10,
-    Faccessat2 = 11,
-    Readlink = 12,
-    Readlinkat = 13,
-    Chdir = 14,
-    Fchdir = 15,
-    Execve = 16,
-    Execveat = 17,
+/// Syscall ABIs of one architecture.
+pub mod abi {
+    /// x86_64 on x86_64, aarch64 on aarch64.
+    pub const NATIVE: u8 = 0;
+    /// ia32 on x86_64 (`-m32` binaries, `int 0x80`), aarch32 on aarch64.
+    pub const COMPAT: u8 = 1;
+    pub const COUNT: usize = 2;
 }
 
-impl Syscall {
-    pub const ALL: [Syscall; 17] = [
-        Syscall::Open,
-        Syscall::Openat,
-        Syscall::Openat2,
-        Syscall::Creat,
-        Syscall::Stat,
-        Syscall::Lstat,
-        Syscall::Newfstatat,
-        Syscall::Statx,
-        Syscall::Access,
-        Syscall::Faccessat,
-        Syscall::Faccessat2,
-        Syscall::Readlink,
-        Syscall::Readlinkat,
-        Syscall::Chdir,
-        Syscall::Fchdir,
-        Syscall::Execve,
-        Syscall::Execveat,
-    ];
+/// What the kernel side does with a recorded syscall.
+pub mod class {
+    /// Paths and flags only.
+    pub const PLAIN: u8 = 0;
+    /// Returns a file descriptor: the file it refers to is observed.
+    pub const FD_RESULT: u8 = 1;
+    /// Acts on the descriptor in argument `dirfd1` (fchdir, getdents):
+    /// that file is observed.
+    pub const FD_ARG: u8 = 2;
+    /// execve/execveat: reported by `sched_process_exec` when it succeeds.
+    pub const EXEC: u8 = 3;
+    /// connect/bind: `path1` is a `struct sockaddr *`, `aux` its length.
+    pub const SOCKADDR: u8 = 4;
+    /// openat2: like [`FD_RESULT`], flags and resolve come from the
+    /// `struct open_how *` in argument `aux`.
+    pub const OPENAT2: u8 = 5;
+    /// mount: `path2` (the source) is a path only for a bind or a move.
+    pub const MOUNT: u8 = 6;
+    /// ia32 socketcall(call, args): bind (2) and connect (3) are decoded
+    /// like [`SOCKADDR`] from the argument block; `arg_flags` is the call.
+    pub const SOCKETCALL: u8 = 7;
+}
 
-    pub fn from_u8(v: u8) -> Option<Syscall> {
-        Syscall::ALL.iter().copied().find(|s| *s as u8 == v)
-    }
+/// Which arguments of a syscall hold what, for one ABI. Argument indexes
+/// are 0..6; [`NONE`](SyscallSpec::NONE) means absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSpec {
+    /// Index + 1 into [`syscalls::TABLE`]; 0: not recorded.
+    pub id: u16,
+    pub class: u8,
+    pub dirfd1: i8,
+    pub path1: i8,
+    pub dirfd2: i8,
+    pub path2: i8,
+    pub flags: i8,
+    pub flags2: i8,
+    pub aux: i8,
+    /// [`spec_flags`] bits.
+    pub spec_flags: u8,
+    pub _pad: [u8; 5],
+    /// Flags implied by the syscall itself (lstat means no-follow).
+    pub fixed_flags: u64,
+}
 
-    /// The kernel's name for it (`newstat`, as in `sys_enter_newstat`).
-    pub fn kernel_name(self) -> &'static str {
-        match self {
-            Syscall::Open => "open",
-            Syscall::Openat => "openat",
-            Syscall::Openat2 => "openat2",
-            Syscall::Creat => "creat",
-            Syscall::Stat => "newstat",
-            Syscall::Lstat => "newlstat",
-            Syscall::Newfstatat => "newfstatat",
-            Syscall::Statx => "statx",
-            Syscall::Access => "access",
-            Syscall::Faccessat => "faccessat",
-            Syscall::Faccessat2 => "faccessat2",
-            Syscall::Readlink => "readlink",
-            Syscall::Readlinkat => "readlinkat",
-            Syscall::Chdir => "chdir",
-            Syscall::Fchdir => "fchdir",
-            Syscall::Execve => "execve",
-            Syscall::Execveat => "execveat",
-        }
-    }
+impl SyscallSpec {
+    pub const NONE: i8 = -1;
+}
 
-    /// The name users know (`stat`, not `newstat`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Syscall::Stat => "stat",
-            Syscall::Lstat => "lstat",
-            other => other.kernel_name(),
-        }
-    }
+/// Bits of [`SyscallSpec::spec_flags`].
+pub mod spec_flags {
+    /// `path2` is not looked up: it is the content of a new symlink (or a
+    /// mount source that is not a path).
+    pub const PATH2_CONTENT: u8 = 1 << 0;
+}
+
+/// Kinds of ring-buffer record.
+pub mod kind {
+    /// A syscall, reported at its exit.
+    pub const SYSCALL: u8 = 1;
+    /// A successful exec, from `sched_process_exec`.
+    pub const EXEC: u8 = 2;
+    /// An io_uring request with a path, at submission (`cookie` = request).
+    pub const URING_SUBMIT: u8 = 3;
+    /// The completion of a request reported by [`URING_SUBMIT`].
+    pub const URING_COMPLETE: u8 = 4;
+}
+
+/// Sections of a record's variable data, in this order.
+pub mod section {
+    /// The first path argument as passed (no NUL).
+    pub const RAW1: usize = 0;
+    /// The second path argument (link and rename targets, mount sources).
+    pub const RAW2: usize = 1;
+    /// The directory a relative (or `RESOLVE_IN_ROOT`) `RAW1` starts from,
+    /// or the task's root when that is not the scope's root: a walk.
+    pub const BASE1: usize = 2;
+    /// The file the syscall's result (or descriptor argument) refers to:
+    /// the name the kernel itself holds for it. A walk.
+    pub const OBS: usize = 3;
+    pub const BASE2: usize = 4;
+    /// Execs: the file the new image runs (`bprm->file`). A walk.
+    pub const EXE: usize = 5;
+    /// Execs: argv, NUL-separated as in `/proc/PID/cmdline`.
+    pub const ARGV: usize = 6;
+    /// Execs: the interpreter named by a `#!` line (`bprm->interp`).
+    pub const INTERP: usize = 7;
+    pub const COUNT: usize = 8;
+}
+
+/// How a directory walk ended ([`Section::end`]).
+pub mod walk_end {
+    /// Not a walk, or nothing walked.
+    pub const NONE: u8 = 0;
+    /// At the scope's root: the path is whole and relative to it.
+    pub const ROOT: u8 = 1;
+    /// At the top of the filesystem or mount tree without meeting the
+    /// scope's root: the file is not below it. The names are relative to
+    /// that top.
+    pub const OUTSIDE: u8 = 2;
+    /// Out of room or depth: the path is cut.
+    pub const TRUNCATED: u8 = 3;
+    /// The directory saved at syscall entry was gone by its exit (its
+    /// dentry now holds another inode): nothing is recorded for it.
+    pub const STALE: u8 = 4;
+}
+
+/// One section of a record's data. Walks are written as NUL-terminated
+/// names, leaf first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Section {
+    pub len: u16,
+    /// Walks: offset in this section where the names above the first
+    /// mount crossing start (the mount point's own path), or
+    /// [`NO_CROSS`](Section::NO_CROSS) when the walk stayed on the scope's
+    /// root filesystem.
+    pub cross: u16,
+    /// A [`walk_end`] value.
+    pub end: u8,
+    pub _pad: [u8; 3],
+    /// Walks: `s_magic` of the filesystem the walk started on, when it is
+    /// not the scope's root filesystem (0 otherwise).
+    pub magic: u32,
+}
+
+impl Section {
+    pub const NO_CROSS: u16 = u16::MAX;
 }
 
 /// Bits of [`EventHeader::flags`].
 pub mod flags {
-    /// The path argument did not fit in `PATH_MAX` and was cut.
-    pub const RAW_TRUNCATED: u16 = 1 << 0;
-    /// The path argument could not be read from the process's memory.
-    pub const RAW_UNREADABLE: u16 = 1 << 1;
-    /// `base` holds the directory a relative path was resolved against.
-    pub const HAS_BASE: u16 = 1 << 2;
-    /// The walk of `base` stopped before the root (too deep or too long).
-    pub const BASE_TRUNCATED: u16 = 1 << 3;
-    /// `exe` holds the file the new program image runs (execs only).
-    pub const HAS_EXE: u16 = 1 << 4;
-    pub const EXE_TRUNCATED: u16 = 1 << 5;
-    /// `argv` was longer than [`super::ARGV_MAX`] and was cut.
-    pub const ARGV_TRUNCATED: u16 = 1 << 6;
-    /// The dirfd did not name an open file.
-    pub const BAD_DIRFD: u16 = 1 << 7;
-    /// The base walk ended at the filesystem root of a mount that is not
-    /// reachable from the process's root (e.g. a dirfd opened before chroot).
-    pub const BASE_OUTSIDE_ROOT: u16 = 1 << 8;
+    /// The first path argument did not fit in `PATH_MAX` and was cut.
+    pub const RAW1_TRUNCATED: u32 = 1 << 0;
+    /// The first path argument could not be read from the process.
+    pub const RAW1_UNREADABLE: u32 = 1 << 1;
+    pub const RAW2_TRUNCATED: u32 = 1 << 2;
+    pub const RAW2_UNREADABLE: u32 = 1 << 3;
+    /// `BASE1` holds the walk of the directory `RAW1` starts from.
+    pub const HAS_BASE1: u32 = 1 << 4;
+    /// `RAW1` starts from the directory that holds the `OBS` file: `BASE1`
+    /// was not walked again, it is `OBS` without its last name.
+    pub const BASE1_IS_OBS_PARENT: u32 = 1 << 5;
+    pub const HAS_BASE2: u32 = 1 << 6;
+    pub const BASE2_IS_OBS_PARENT: u32 = 1 << 7;
+    pub const HAS_OBS: u32 = 1 << 8;
+    pub const HAS_EXE: u32 = 1 << 9;
+    pub const HAS_INTERP: u32 = 1 << 10;
+    pub const ARGV_TRUNCATED: u32 = 1 << 11;
+    /// A dirfd argument did not name an open file.
+    pub const BAD_DIRFD1: u32 = 1 << 12;
+    pub const BAD_DIRFD2: u32 = 1 << 13;
+    /// `RAW2` is content (a symlink's target, a mount source that is not
+    /// bound), not a path that was looked up.
+    pub const RAW2_CONTENT: u32 = 1 << 14;
+    /// io_uring: the file was opened into a fixed-file slot, so there is
+    /// no descriptor to observe it through.
+    pub const FIXED_SLOT: u32 = 1 << 15;
+    /// The descriptor the result names was no longer open at syscall exit
+    /// (closed by another thread in between).
+    pub const OBS_GONE: u32 = 1 << 16;
+    /// A sockaddr that is not a filesystem `AF_UNIX` address (abstract,
+    /// unnamed, another family): nothing to record.
+    pub const NOT_A_PATH: u32 = 1 << 17;
 }
 
-/// Fixed part of every ring-buffer record. Variable data follows in this
-/// order: `raw` (`raw_len` bytes, no NUL), `base` (`base_len` bytes of
-/// NUL-terminated names, leaf first), `exe` (same form), `argv` (`argv_len`
-/// bytes, NUL-separated as in `/proc/PID/cmdline`).
+/// Fixed part of every ring-buffer record; the [`section`]s follow in
+/// order, each `sections[i].len` bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventHeader {
-    /// A [`Syscall`] id.
-    pub syscall: u8,
-    pub _pad: u8,
-    pub flags: u16,
+    /// A [`kind`] value.
+    pub kind: u8,
+    /// An [`abi`] value.
+    pub abi: u8,
+    /// `SyscallSpec::id` (index + 1 into [`syscalls::TABLE`]); for io_uring
+    /// records the `IORING_OP_*` opcode.
+    pub syscall: u16,
+    pub flags: u32,
     /// Process (thread group) id and thread id, in the initial namespace.
     pub pid: u32,
     pub tid: u32,
-    /// `dirfd` argument, or `AT_FDCWD`.
-    pub dirfd: i32,
+    /// The dirfd arguments, or `AT_FDCWD`.
+    pub dirfd1: i32,
+    pub dirfd2: i32,
     /// The syscall's return value: >= 0 success, -errno failure.
     pub ret: i64,
-    /// `open` flags, `AT_*` flags or the `access` mode, per syscall.
+    /// `open` flags, `AT_*` flags or a mode, per syscall.
     pub arg_flags: u64,
-    pub raw_len: u16,
-    pub base_len: u16,
-    pub exe_len: u16,
-    pub argv_len: u16,
+    /// A second flags argument (faccessat2's `AT_*` flags, openat2's
+    /// `resolve`, ...).
+    pub arg_flags2: u64,
+    /// io_uring: the request, which joins a submission to its completion.
+    pub cookie: u64,
+    pub sections: [Section; section::COUNT],
     pub comm: [u8; 16],
 }
 
@@ -221,7 +256,7 @@ pub struct EventBuf {
 
 /// Indexes of the per-CPU `LOSS` counters.
 pub mod loss {
-    /// The ring buffer was full: an event was dropped.
+    /// The ring buffer was full: a record was dropped.
     pub const RINGBUF_FULL: u32 = 0;
     /// Too many syscalls in flight: one was not followed to its exit.
     pub const INFLIGHT_FULL: u32 = 1;
@@ -233,13 +268,19 @@ pub mod loss {
     /// one was being built (possible on preemptible kernels): dropped
     /// rather than sent mixed up.
     pub const CLOBBERED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Too many io_uring requests in flight to follow one to completion.
+    pub const URING_FULL: u32 = 5;
+    /// The table of unobserved accesses was full: some went uncounted.
+    pub const UNOBSERVED_FULL: u32 = 6;
+    pub const COUNT: u32 = 7;
     pub const NAMES: [&str; COUNT as usize] = [
         "ringbuf_full",
         "inflight_full",
         "no_scratch",
         "tail_call_failed",
         "scratch_clobbered",
+        "uring_inflight_full",
+        "unobserved_table_full",
     ];
 }
 
@@ -254,6 +295,26 @@ pub mod stats {
     pub const COUNT: u32 = 3;
 }
 
+/// Channels through which a process can reach files that the kernel side
+/// could not record, only count ([`UnobservedKey`]).
+pub mod channel {
+    /// An io_uring request the kernel side cannot decode.
+    pub const IO_URING: u8 = 1;
+    /// x32 syscalls (x86_64 with `__X32_SYSCALL_BIT`).
+    pub const X32: u8 = 2;
+}
+
+/// Key of the `UNOBSERVED` counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UnobservedKey {
+    pub channel: u8,
+    pub _pad: u8,
+    /// io_uring opcode, syscall number, socketcall call.
+    pub op: u16,
+    pub pid: u32,
+}
+
 /// How the kernel side decides whether the current task is traced.
 pub mod scope_mode {
     /// Tasks whose cgroup v2 ancestor at `cgroup_level` is `cgroup_id`.
@@ -261,6 +322,19 @@ pub mod scope_mode {
     /// Tasks whose thread group id is in the `SCOPE_PIDS` map; children
     /// are added on fork.
     pub const PIDS: u32 = 2;
+}
+
+/// When a task in scope starts being traced ([`Config::arm`]).
+pub mod arm {
+    /// At once (`trace attach`: the targets are already running).
+    pub const ALWAYS: u32 = 0;
+    /// From its first exec, or an ancestor's (`trace run`: what the child
+    /// does before it execs the command is trace's own set-up).
+    pub const ON_EXEC: u32 = 1;
+    /// From its first exec in a mount namespace other than `host_mntns`,
+    /// or an ancestor's, so the runtime's own work (`runc run`, `runc
+    /// init`) is left out.
+    pub const ON_FOREIGN_EXEC: u32 = 2;
 }
 
 /// Byte offsets of kernel struct members, read from BTF by the loader
@@ -280,7 +354,10 @@ pub struct KernelOffsets {
     pub path_dentry: u32,
     pub dentry_parent: u32,
     pub dentry_name: u32,
+    pub dentry_inode: u32,
+    pub dentry_sb: u32,
     pub qstr_name: u32,
+    pub sb_magic: u32,
     pub vfsmount_root: u32,
     pub mount_mnt: u32,
     pub mount_parent: u32,
@@ -290,19 +367,45 @@ pub struct KernelOffsets {
     pub fdt_fd: u32,
     pub fdt_max_fds: u32,
     pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_start_boottime: u32,
     pub bprm_filename: u32,
-    /// Where syscall arguments 0..6 sit in `struct pt_regs`.
-    pub regs_arg: [u32; 6],
+    pub bprm_interp: u32,
+    pub bprm_file: u32,
+    /// Where syscall arguments 0..6 sit in `struct pt_regs`, per ABI.
+    pub regs_arg: [[u32; 6]; abi::COUNT],
+    /// Where the syscall number sits in `struct pt_regs` at exit
+    /// (`orig_ax`, arm64's `syscallno`), to match an exit to its entry.
+    pub regs_nr: u32,
     pub task_nsproxy: u32,
     pub nsproxy_mnt_ns: u32,
     /// `mnt_namespace.ns.inum`: the number `/proc/PID/ns/mnt` shows.
     pub mntns_inum: u32,
+    /// The task's compat-ABI bit: `*(u32 *)(task + compat_word) &
+    /// compat_mask` is set while it makes a compat syscall (x86:
+    /// `thread_info.status & TS_COMPAT`). 0 mask: no compat ABI.
+    pub compat_word: u32,
+    pub compat_mask: u32,
+    /// x86_64: `__X32_SYSCALL_BIT`; 0 elsewhere.
+    pub x32_bit: u32,
+    /// io_uring: `io_kiocb.opcode` and `io_kiocb.async_data` (where a
+    /// connect's or bind's address is copied), `io_async_msghdr.addr`.
+    pub req_opcode: u32,
+    pub req_async_data: u32,
+    pub msghdr_addr: u32,
+    /// `struct filename.name`.
+    pub filename_name: u32,
+    /// `struct io_uring_cqe.res`.
+    pub cqe_res: u32,
+    /// 1 when the io_uring offsets above were found in BTF; 0: every
+    /// io_uring request is counted as unobserved.
+    pub uring_known: u32,
     pub _pad: u32,
 }
 
 /// Load-time configuration, a read-only global of the eBPF object.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Config {
     pub scope_mode: u32,
     pub cgroup_level: u32,
@@ -310,16 +413,140 @@ pub struct Config {
     /// Wake the reader when more than this many bytes are waiting; below
     /// it the reader finds records on its own polling timer.
     pub ringbuf_wakeup_bytes: u64,
-    /// Container mode: a task in scope is traced only once it (or an
-    /// ancestor) has exec'd in a mount namespace other than `host_mntns`,
-    /// so the runtime's own work (`runc run`, `runc init`) is left out.
-    pub arm_on_foreign_exec: u32,
+    /// An [`arm`] value.
+    pub arm: u32,
     pub host_mntns: u32,
+    /// `arm::ALWAYS`: the process whose root is the scope's root (the
+    /// attach target); 0: the first traced task's.
+    pub root_pid: u32,
+    pub _pad: u32,
     pub offsets: KernelOffsets,
 }
+
+/// What each syscall number records, per ABI: `SPECS[abi * 512 + nr]`, a
+/// read-only global of its own beside [`Config`].
+pub type Specs = [SyscallSpec; SPECS_LEN];
+pub const SPECS_LEN: usize = abi::COUNT * SYSCALL_NR_MAX;
+
+/// What the kernel side reads from an io_uring request of one opcode:
+/// offsets into the request (whose start holds the op's own struct,
+/// `io_open`, `io_rename`, ...), [`UringSpec::NONE`] where absent. Built by
+/// the loader from BTF, so the kernel side has one code path for all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UringSpec {
+    /// A [`uring_class`] value.
+    pub class: u16,
+    /// `int` dirfd of path 1 and 2.
+    pub dfd1: u16,
+    pub dfd2: u16,
+    /// `struct filename *` of path 1 and 2 (for [`uring_class::SOCKADDR`]:
+    /// `name1` is the `int addr_len`).
+    pub name1: u16,
+    pub name2: u16,
+    /// `u64` flags (`how.flags`), or a 32-bit one when `flags32` is set.
+    pub flags: u16,
+    pub flags32: u16,
+    /// `u64` second flags (`how.resolve`).
+    pub flags2: u16,
+    /// `u32` fixed-file slot (`io_open.file_slot`).
+    pub slot: u16,
+    /// `name2` is a symlink's content.
+    pub content2: u16,
+}
+
+impl UringSpec {
+    pub const NONE: u16 = u16::MAX;
+    pub const UNKNOWN: UringSpec = UringSpec {
+        class: uring_class::UNKNOWN,
+        dfd1: Self::NONE,
+        dfd2: Self::NONE,
+        name1: Self::NONE,
+        name2: Self::NONE,
+        flags: Self::NONE,
+        flags32: 0,
+        flags2: Self::NONE,
+        slot: Self::NONE,
+        content2: 0,
+    };
+}
+
+/// Classes of io_uring opcode.
+pub mod uring_class {
+    /// Not one the loader knows: counted as unobserved.
+    pub const UNKNOWN: u16 = 0;
+    /// Known, and names no path (read, write, poll, ...).
+    pub const NO_PATH: u16 = 1;
+    /// Names paths through `struct filename`s.
+    pub const PATHS: u16 = 2;
+    /// connect/bind: an address in the request's async data.
+    pub const SOCKADDR: u16 = 3;
+    /// An open: its completion's result is a descriptor to observe.
+    pub const OPEN: u16 = 4;
+}
+
+/// `IORING_OP_*` opcodes the table covers: 0..64.
+pub const URING_OPS: usize = 64;
+pub type UringSpecs = [UringSpec; URING_OPS];
+
+/// The filesystem root paths are relative to: the root of the first task
+/// armed (the container's root, `--root`'s directory, the host's root).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScopeRoot {
+    pub mnt: u64,
+    pub dentry: u64,
+    /// The dentry's superblock: files on it are in the image.
+    pub sb: u64,
+}
+
+/// Value of `SCOPE_PIDS` and `ARMED`: when the process started
+/// (`task->start_boottime`, ns), so userspace can tell the process that
+/// was traced from a later one that reuses its pid.
+pub type StartTime = u64;
 
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain `#[repr(C)]` integers with explicit padding.
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SyscallSpec {}
+    unsafe impl aya::Pod for super::UringSpec {}
+    unsafe impl aya::Pod for super::UnobservedKey {}
+    unsafe impl aya::Pod for super::ScopeRoot {}
+}
+
+/// Open and `AT_*` flag values, per architecture (`asm-generic/fcntl.h`
+/// and the architecture's overrides: arm64 moves O_DIRECTORY and
+/// O_NOFOLLOW).
+pub mod fcntl {
+    pub const O_ACCMODE: u64 = 0o3;
+    pub const O_WRONLY: u64 = 0o1;
+    pub const O_RDWR: u64 = 0o2;
+    pub const O_CREAT: u64 = 0o100;
+    pub const O_EXCL: u64 = 0o200;
+    pub const O_TRUNC: u64 = 0o1000;
+    #[cfg(any(target_arch = "aarch64", bpf_target_arch = "aarch64"))]
+    pub const O_DIRECTORY: u64 = 0o40000;
+    #[cfg(any(target_arch = "aarch64", bpf_target_arch = "aarch64"))]
+    pub const O_NOFOLLOW: u64 = 0o100000;
+    #[cfg(not(any(target_arch = "aarch64", bpf_target_arch = "aarch64")))]
+    pub const O_DIRECTORY: u64 = 0o200000;
+    #[cfg(not(any(target_arch = "aarch64", bpf_target_arch = "aarch64")))]
+    pub const O_NOFOLLOW: u64 = 0o400000;
+    /// `__O_TMPFILE` (O_TMPFILE is this plus O_DIRECTORY).
+    pub const O_TMPFILE_BIT: u64 = 0o20000000;
+    pub const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+    pub const AT_REMOVEDIR: u64 = 0x200;
+    pub const AT_SYMLINK_FOLLOW: u64 = 0x400;
+    pub const AT_EMPTY_PATH: u64 = 0x1000;
+    /// openat2 `resolve` bits.
+    pub const RESOLVE_IN_ROOT: u64 = 0x10;
+    /// inotify_add_watch's IN_DONT_FOLLOW, fanotify_mark's
+    /// FAN_MARK_DONT_FOLLOW, umount2's UMOUNT_NOFOLLOW.
+    pub const IN_DONT_FOLLOW: u64 = 0x0200_0000;
+    pub const FAN_MARK_DONT_FOLLOW: u64 = 0x04;
+    pub const UMOUNT_NOFOLLOW: u64 = 0x8;
+    /// mount(2) flags that make the source a path.
+    pub const MS_BIND: u64 = 0x1000;
+    pub const MS_MOVE: u64 = 0x2000;
 }

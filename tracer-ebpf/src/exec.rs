@@ -1,88 +1,151 @@
 //! `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
 //! linux_binprm *bprm)`: a successful exec, seen from the new image. The
 //! filename is the kernel's own copy in `bprm` (the old user memory is
-//! gone), `exe` is the file really running (the interpreter of a `#!`
-//! script), argv is read from the new stack.
+//! gone; for execveat it reads `/dev/fd/N/name`), `bprm->file` is the file
+//! really running (the interpreter of a `#!` script), `bprm->interp` the
+//! name a `#!` line gave, argv is read from the new stack. The directory a
+//! relative name started from was saved at the syscall's entry.
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use aya_ebpf::{
-    cty::c_void,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated::bpf_probe_read_kernel_str,
-    },
-    programs::RawTracePointContext,
+    cty::c_void, helpers::generated::bpf_probe_read_kernel_str, programs::RawTracePointContext,
 };
-use tracer_common::{AT_FDCWD, PATH_MAX, Syscall, flags, stats};
+use tracer_common::{AT_FDCWD, PATH_MAX, arm, flags, kind, stats, walk_end};
 
 use crate::{
-    event, finish, kernel,
-    maps::{ARMED, CONFIG, INFLIGHT, count_stat},
-    scope::in_base_scope,
+    conf, event, finish,
+    kernel::{self, read_u64, still_valid},
+    maps::{EXITING, INFLIGHT, Inflight, count_stat},
+    scope::{self, in_base_scope},
 };
+
+/// Arms the current process if this exec makes it count; false when it
+/// is not traced (yet).
+#[inline(always)]
+fn arm_on_exec(task: u64) -> bool {
+    let mode = conf!(arm);
+    if mode == arm::ALWAYS {
+        return true;
+    }
+    if !scope::armed() && !scope::arm_at_exec(task) {
+        return false;
+    }
+    // The first program the scope runs defines its root: the container's
+    // root after pivot_root, `--root`'s directory after chroot.
+    scope::set_root(&kernel::root_of(kernel::fs_of(task)));
+    true
+}
 
 #[inline(always)]
 pub fn on_exec(ctx: &RawTracePointContext) {
     if !in_base_scope() {
         return;
     }
-    let cfg = CONFIG.load();
-    if cfg.arm_on_foreign_exec != 0 {
-        // The first exec inside the container's mount namespace is the
-        // container's own program: from here on, this process counts.
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        if unsafe { ARMED.get(tgid) }.is_none() {
-            let task = kernel::current_task();
-            if kernel::mnt_ns(&cfg.offsets, task) == cfg.host_mntns {
-                return;
-            }
-            let _ = ARMED.insert(tgid, 1, 0);
-        }
+    let task = kernel::current_task();
+    if !arm_on_exec(task) {
+        return;
     }
     count_stat(stats::SEEN);
-    let o = cfg.offsets;
-    let id = bpf_get_current_pid_tgid();
-    let (syscall, dirfd, arg_flags) = match unsafe { INFLIGHT.get(id) } {
-        Some(i) => (i.syscall, i.dirfd, i.flags),
-        None => (Syscall::Execve as u8, AT_FDCWD, 0),
-    };
-    let Some(buf) = event::start(syscall, dirfd, 0, arg_flags) else {
+    let fs = kernel::fs_of(task);
+    scope::maybe_root_from_target(task, fs);
+    // A thread other than the leader that execs takes the leader's pid:
+    // its entry was saved under its old thread id.
+    let old_tid: u32 = ctx.arg(1);
+    let key = (bpf_get_current_pid_tgid() & !0xffff_ffff) | old_tid as u64;
+    let Some(x) = EXITING.get_ptr_mut(0) else {
         return;
     };
-    let Some(pending) = finish::pending() else {
+    unsafe {
+        *x = match INFLIGHT.get(key) {
+            Some(saved) => *saved,
+            None => Inflight::default(),
+        };
+    }
+    let _ = INFLIGHT.remove(key);
+    let x = unsafe { &*x };
+
+    let Some(buf) = event::start(&event::Head {
+        kind: kind::EXEC,
+        abi: x.abi,
+        syscall: x.spec.id,
+        dirfd1: if x.spec.id == 0 { AT_FDCWD } else { x.dirfd1 },
+        dirfd2: AT_FDCWD,
+        ret: 0,
+        arg_flags: x.flags,
+        arg_flags2: 0,
+        cookie: 0,
+    }) else {
         return;
     };
+    let Some(p) = finish::pending() else {
+        return;
+    };
+    let p = unsafe { &mut *p };
+    let h = unsafe { &mut (*buf).header };
     let data = unsafe { (*buf).data.as_mut_ptr() };
 
     let bprm: u64 = ctx.arg(2);
-    let name = unsafe { bpf_probe_read_kernel((bprm + o.bprm_filename as u64) as *const u64) }
-        .unwrap_or(0);
+    let name = read_u64(bprm + conf!(offsets.bprm_filename) as u64);
     let n = unsafe {
         bpf_probe_read_kernel_str(data as *mut c_void, PATH_MAX as u32, name as *const c_void)
     };
+    let mut fl: u32 = 0;
     let mut raw_len: usize = 0;
     if n > 0 {
         raw_len = (n as usize - 1) & (PATH_MAX - 1);
     } else {
-        unsafe { (*buf).header.flags = flags::RAW_UNREADABLE };
+        fl |= flags::RAW1_UNREADABLE;
     }
-    let first = unsafe { *data };
+    h.sections[0].len = raw_len as u16;
+    let interp = read_u64(bprm + conf!(offsets.bprm_interp) as u64);
+    if interp != 0 && interp != name {
+        p.interp = interp;
+    }
 
-    let task = kernel::current_task();
-    let (root, pwd) = kernel::root_and_pwd(&o, task);
-    let (argv_start, argv_end) = kernel::arg_range(&o, task);
-    unsafe {
-        (*buf).header.raw_len = raw_len as u16;
-        (*pending).pos = raw_len as u64;
-        (*pending).root_mnt = root.mnt;
-        (*pending).root_dentry = root.dentry;
-        if n > 0 && first != b'/' {
-            (*pending).base_mnt = pwd.mnt;
-            (*pending).base_dentry = pwd.dentry;
+    let root = kernel::root_of(fs);
+    let (stop, root_sb) = scope::walk_stop(&root);
+    p.stop_dentry = stop;
+    p.root_sb = root_sb;
+    let first = unsafe { *data };
+    // "/dev/fd/" as the kernel builds it for execveat's fdpath.
+    let fdpath = raw_len >= 8
+        && unsafe { core::ptr::read_unaligned(data as *const u64) }
+            == u64::from_le_bytes(*b"/dev/fd/");
+    if x.file.dentry != 0 && fdpath {
+        // execveat(dirfd, ...): the name reads /dev/fd/N[/name]; what the
+        // descriptor named was saved at entry.
+        fl |= flags::HAS_BASE1;
+        if still_valid(&x.file) {
+            p.base1 = x.file;
+        } else {
+            h.sections[2].end = walk_end::STALE;
         }
-        if let Some(exe) = kernel::exe_path(&o, task) {
-            (*pending).exe_mnt = exe.mnt;
-            (*pending).exe_dentry = exe.dentry;
+    } else if n > 0 && first != b'/' {
+        // A relative name: from the cwd at entry (or now, if the entry
+        // was not seen).
+        let base = if x.base1.dentry != 0 {
+            x.base1
+        } else {
+            kernel::pwd_of(fs)
+        };
+        fl |= flags::HAS_BASE1;
+        if still_valid(&base) {
+            p.base1 = base;
+        } else {
+            h.sections[2].end = walk_end::STALE;
         }
-        (*pending).argv_start = argv_start;
-        (*pending).argv_end = argv_end;
+    } else if root.dentry != stop {
+        fl |= flags::HAS_BASE1;
+        p.base1 = root;
     }
+    let file = read_u64(bprm + conf!(offsets.bprm_file) as u64);
+    if file != 0 {
+        p.exe = kernel::file_path(file);
+        fl |= flags::HAS_EXE;
+    }
+    let (argv_start, argv_end) = kernel::arg_range(task);
+    p.argv_start = argv_start;
+    p.argv_end = argv_end;
+    h.flags = fl;
+    p.pos = raw_len as u64;
     finish::tail_call(ctx);
 }

@@ -1,19 +1,21 @@
-//! The `finish` program, tail-called by the syscall-exit and exec
-//! programs once the header and raw path are in scratch memory: it walks
-//! the base directory and the exe file into path components, copies argv,
-//! and submits the record. Its inputs come from map memory, so the
-//! verifier checks it once instead of once per path through its callers.
+//! The `finish` program, tail-called once a record's header and raw paths
+//! are in scratch memory: it walks the directories and files into path
+//! components, copies argv, drops a record identical to one already sent,
+//! and submits. Its inputs come from map memory, so the verifier checks it
+//! once instead of once per path through its callers.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
     programs::RawTracePointContext,
 };
-use tracer_common::{ARGV_MAX, DATA_WALK_MASK, flags, loss};
+use tracer_common::{ARGV_MAX, DATA_MASK, EventBuf, PATH_MAX, flags, loss, section, stats};
 
 use crate::{
-    event,
-    kernel::{self, KPath, WalkEnd},
-    maps::{FINISH, PENDING, Pending, SCRATCH, count_loss},
+    event, kernel,
+    maps::{DEDUP, FINISH, HASH, PENDING, Pending, count_loss, count_stat, scratch},
 };
 
 /// Hands the record over to `finish`; only returns if the tail call failed.
@@ -27,65 +29,39 @@ pub fn tail_call(ctx: &RawTracePointContext) {
 #[inline(always)]
 pub fn pending() -> Option<*mut Pending> {
     let p = PENDING.get_ptr_mut(0)?;
-    unsafe {
-        *p = Pending {
-            pos: 0,
-            root_mnt: 0,
-            root_dentry: 0,
-            base_mnt: 0,
-            base_dentry: 0,
-            exe_mnt: 0,
-            exe_dentry: 0,
-            argv_start: 0,
-            argv_end: 0,
-        };
-    }
+    unsafe { *p = Pending::default() };
     Some(p)
 }
 
 #[inline(always)]
 pub fn run(_ctx: &RawTracePointContext) {
-    let (Some(p), Some(buf)) = (PENDING.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
+    let (Some(p), Some(buf)) = (PENDING.get_ptr_mut(0), scratch()) else {
         count_loss(loss::NO_SCRATCH);
         return;
     };
-    let o = kernel::offsets();
     let p = unsafe { &*p };
     let h = unsafe { &mut (*buf).header };
     let data = unsafe { (*buf).data.as_mut_ptr() };
-    let root = KPath {
-        mnt: p.root_mnt,
-        dentry: p.root_dentry,
-    };
-    let mut pos = (p.pos as usize) & (tracer_common::PATH_MAX - 1);
+    let mut pos = (p.pos as usize) & (2 * PATH_MAX - 1);
 
-    if p.base_dentry != 0 {
-        let base = KPath {
-            mnt: p.base_mnt,
-            dentry: p.base_dentry,
-        };
-        let (end, how) = kernel::walk(&o, pos, base, root);
-        h.flags |= flags::HAS_BASE;
-        match how {
-            WalkEnd::Root => {}
-            WalkEnd::OutsideRoot => h.flags |= flags::BASE_OUTSIDE_ROOT,
-            WalkEnd::Truncated => h.flags |= flags::BASE_TRUNCATED,
+    let walks = [
+        (section::BASE1, p.base1),
+        (section::OBS, p.obs),
+        (section::BASE2, p.base2),
+        (section::EXE, p.exe),
+    ];
+    for (index, at) in walks {
+        if at.dentry == 0 {
+            continue;
         }
-        h.base_len = (end - pos) as u16;
+        let (end, s) = kernel::walk(pos, &at, p.stop_dentry, p.root_sb);
+        if let Some(slot) = h.sections.get_mut(index) {
+            *slot = s;
+        }
         pos = end;
     }
-    if p.exe_dentry != 0 {
-        let exe = KPath {
-            mnt: p.exe_mnt,
-            dentry: p.exe_dentry,
-        };
-        let (end, how) = kernel::walk(&o, pos, exe, root);
-        h.flags |= flags::HAS_EXE;
-        if how == WalkEnd::Truncated {
-            h.flags |= flags::EXE_TRUNCATED;
-        }
-        h.exe_len = (end - pos) as u16;
-        pos = end;
+    if p.obs.dentry != 0 {
+        h.flags |= flags::HAS_OBS;
     }
     if p.argv_end > p.argv_start {
         let mut len = (p.argv_end - p.argv_start) as usize;
@@ -93,20 +69,31 @@ pub fn run(_ctx: &RawTracePointContext) {
             len = ARGV_MAX;
             h.flags |= flags::ARGV_TRUNCATED;
         }
-        if pos > DATA_WALK_MASK {
-            h.flags |= flags::ARGV_TRUNCATED;
-        } else {
-            let rc = unsafe {
-                bpf_probe_read_user(
-                    data.add(pos) as *mut c_void,
-                    len as u32,
-                    p.argv_start as *const c_void,
-                )
-            };
-            if rc == 0 {
-                h.argv_len = len as u16;
-                pos += len;
-            }
+        let rc = unsafe {
+            bpf_probe_read_user(
+                data.add(pos & DATA_MASK) as *mut c_void,
+                len as u32,
+                p.argv_start as *const c_void,
+            )
+        };
+        if rc == 0 {
+            h.sections[section::ARGV].len = len as u16;
+            pos += len;
+        }
+    }
+    if p.interp != 0 {
+        let n = unsafe {
+            bpf_probe_read_kernel_str(
+                data.add(pos & DATA_MASK) as *mut c_void,
+                PATH_MAX as u32,
+                p.interp as *const c_void,
+            )
+        };
+        if n > 0 {
+            let len = (n as usize - 1) & (PATH_MAX - 1);
+            h.sections[section::INTERP].len = len as u16;
+            h.flags |= flags::HAS_INTERP;
+            pos += len;
         }
     }
     // The record was started by this thread; if another task's record
@@ -115,5 +102,92 @@ pub fn run(_ctx: &RawTracePointContext) {
         count_loss(loss::CLOBBERED);
         return;
     }
-    event::submit(buf, pos);
+    let pos = pos & DATA_MASK;
+    if p.no_dedup != 0 {
+        event::submit(buf, pos);
+        return;
+    }
+    let Some(key) = hash(buf, pos) else {
+        event::submit(buf, pos);
+        return;
+    };
+    if unsafe { DEDUP.get(key) }.is_some() {
+        count_stat(stats::DEDUPLICATED);
+        return;
+    }
+    // Marked only once sent: a record lost to a full ring buffer must not
+    // hide the next identical access.
+    if event::submit(buf, pos) {
+        let _ = DEDUP.insert(key, 1, 0);
+    }
+}
+
+const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+#[inline(always)]
+fn mix(h: u64, w: u64, k: u64) -> u64 {
+    let x = (h ^ w).wrapping_mul(k);
+    x ^ (x >> 29)
+}
+
+/// One word of data into the running hash; the last word is masked to
+/// the record's length (the scratch buffer holds stale bytes past it).
+#[inline(never)]
+extern "C" fn hash_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(s), Some(buf)) = (HASH.get_ptr_mut(0), scratch()) else {
+        return 1;
+    };
+    let s = unsafe { &mut *s };
+    let off = (index as usize * 8) & DATA_MASK;
+    let mut w = unsafe { core::ptr::read_unaligned((*buf).data.as_ptr().add(off) as *const u64) };
+    let left = s.len as usize - (index as usize * 8).min(s.len as usize);
+    if left < 8 {
+        w &= (1u64 << (left * 8)) - 1;
+    }
+    s.h1 = mix(s.h1, w, K1);
+    s.h2 = mix(s.h2, w.rotate_left(17), K2);
+    0
+}
+
+/// A 128-bit hash of everything a record says except who said it (pid,
+/// tid, comm), the descriptor numbers (the directories they named are in
+/// the walks) and a successful result's value (a new fd's number).
+#[inline(always)]
+fn hash(buf: *mut EventBuf, len: usize) -> Option<[u64; 2]> {
+    let s = HASH.get_ptr_mut(0)?;
+    let h = unsafe { &(*buf).header };
+    let ret = if h.ret < 0 { h.ret as u64 } else { 0 };
+    let head = [
+        h.kind as u64 | (h.abi as u64) << 8 | (h.syscall as u64) << 16 | (h.flags as u64) << 32,
+        ret,
+        h.arg_flags,
+        h.arg_flags2,
+        len as u64,
+    ];
+    let (mut h1, mut h2) = (K2, K1);
+    for w in head {
+        h1 = mix(h1, w, K1);
+        h2 = mix(h2, w.rotate_left(17), K2);
+    }
+    for sec in h.sections {
+        let w = sec.len as u64
+            | (sec.cross as u64) << 16
+            | (sec.end as u64) << 32
+            | (sec.magic as u64).rotate_left(40);
+        h1 = mix(h1, w, K1);
+        h2 = mix(h2, w.rotate_left(17), K2);
+    }
+    unsafe {
+        (*s).h1 = h1;
+        (*s).h2 = h2;
+        (*s).len = len as u64;
+        bpf_loop(
+            len.div_ceil(8) as u32,
+            hash_step as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+        Some([(*s).h1, (*s).h2])
+    }
 }

@@ -1,5 +1,6 @@
 //! Reading kernel structures: the task's root, cwd, open files and mm, and
-//! turning a (vfsmount, dentry) pair into path components.
+//! turning a (vfsmount, dentry) pair into path components relative to the
+//! scope's root.
 //!
 //! Offsets come from BTF through `CONFIG.offsets`; every read goes through
 //! `bpf_probe_read_kernel`, so a wrong offset yields garbage, never a crash.
@@ -10,49 +11,21 @@ use aya_ebpf::{
         generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_kernel_str},
     },
 };
-use tracer_common::{DATA_WALK_LIMIT, DATA_WALK_MASK, KernelOffsets, NAME_BUF, WALK_MAX_DEPTH};
+use tracer_common::{DATA_MASK, NAME_BUF, Section, WALK_LIMIT, WALK_MAX_DEPTH, walk_end};
 
-use crate::maps::{CONFIG, SCRATCH, WALK, WalkCursor};
-
-/// How a [`walk`] ended.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum WalkEnd {
-    /// At the task's root: the path is whole.
-    Root,
-    /// At the top of the mount tree without meeting the root.
-    OutsideRoot,
-    /// Out of room or depth: the path is cut.
-    Truncated,
-}
-
-/// A `struct path`: the mount and the dentry within it.
-#[derive(Clone, Copy)]
-pub struct KPath {
-    pub mnt: u64,
-    pub dentry: u64,
-}
+use crate::{
+    conf,
+    maps::{KRef, WALK, WalkCursor, scratch},
+};
 
 #[inline(always)]
-pub fn offsets() -> KernelOffsets {
-    CONFIG.load().offsets
-}
-
-#[inline(always)]
-fn read_u64(addr: u64) -> u64 {
+pub fn read_u64(addr: u64) -> u64 {
     unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
 }
 
 #[inline(always)]
-fn read_u32(addr: u64) -> u32 {
+pub fn read_u32(addr: u64) -> u32 {
     unsafe { bpf_probe_read_kernel(addr as *const u32) }.unwrap_or(0)
-}
-
-#[inline(always)]
-fn read_path(o: &KernelOffsets, addr: u64) -> KPath {
-    KPath {
-        mnt: read_u64(addr + o.path_mnt as u64),
-        dentry: read_u64(addr + o.path_dentry as u64),
-    }
 }
 
 #[inline(always)]
@@ -60,114 +33,196 @@ pub fn current_task() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
+/// A `struct path` at `addr`, with its dentry's inode.
+#[inline(always)]
+fn read_path(addr: u64) -> KRef {
+    let dentry = read_u64(addr + conf!(offsets.path_dentry) as u64);
+    KRef {
+        mnt: read_u64(addr + conf!(offsets.path_mnt) as u64),
+        dentry,
+        inode: inode_of(dentry),
+    }
+}
+
+#[inline(always)]
+pub fn inode_of(dentry: u64) -> u64 {
+    if dentry == 0 {
+        return 0;
+    }
+    read_u64(dentry + conf!(offsets.dentry_inode) as u64)
+}
+
+/// The dentry still holds the inode it held when `r` was saved: it was
+/// not freed and reused for another file in between.
+#[inline(always)]
+pub fn still_valid(r: &KRef) -> bool {
+    r.dentry != 0 && inode_of(r.dentry) == r.inode
+}
+
+#[inline(always)]
+pub fn fs_of(task: u64) -> u64 {
+    read_u64(task + conf!(offsets.task_fs) as u64)
+}
+
 /// The task's root directory (what `/` means to it: differs in a chroot
-/// or container) and its working directory.
+/// or container).
 #[inline(always)]
-pub fn root_and_pwd(o: &KernelOffsets, task: u64) -> (KPath, KPath) {
-    let fs = read_u64(task + o.task_fs as u64);
-    (
-        read_path(o, fs + o.fs_root as u64),
-        read_path(o, fs + o.fs_pwd as u64),
-    )
+pub fn root_of(fs: u64) -> KRef {
+    read_path(fs + conf!(offsets.fs_root) as u64)
 }
 
-/// The path of the file open as `fd` in the task, if any.
 #[inline(always)]
-pub fn fd_path(o: &KernelOffsets, task: u64, fd: i32) -> Option<KPath> {
+pub fn pwd_of(fs: u64) -> KRef {
+    read_path(fs + conf!(offsets.fs_pwd) as u64)
+}
+
+/// The `struct file *` open as `fd` in the task, or 0.
+#[inline(always)]
+pub fn fd_file(task: u64, fd: i64) -> u64 {
     if fd < 0 {
-        return None;
+        return 0;
     }
-    let files = read_u64(task + o.task_files as u64);
-    let fdt = read_u64(files + o.files_fdt as u64);
-    let max = read_u32(fdt + o.fdt_max_fds as u64);
-    if fd as u32 >= max {
-        return None;
+    let files = read_u64(task + conf!(offsets.task_files) as u64);
+    let fdt = read_u64(files + conf!(offsets.files_fdt) as u64);
+    let max = read_u32(fdt + conf!(offsets.fdt_max_fds) as u64);
+    if fd as u64 >= max as u64 {
+        return 0;
     }
-    let fds = read_u64(fdt + o.fdt_fd as u64);
-    let file = read_u64(fds + (fd as u64) * 8);
-    if file == 0 {
-        return None;
-    }
-    Some(read_path(o, file + o.file_path as u64))
+    let fds = read_u64(fdt + conf!(offsets.fdt_fd) as u64);
+    read_u64(fds + (fd as u64) * 8)
 }
 
-/// The file the task's current program image runs (`/proc/self/exe`).
+/// The path of the file open as `fd`, if any.
 #[inline(always)]
-pub fn exe_path(o: &KernelOffsets, task: u64) -> Option<KPath> {
-    let mm = read_u64(task + o.task_mm as u64);
-    let file = read_u64(mm + o.mm_exe_file as u64);
+pub fn fd_path(task: u64, fd: i64) -> Option<KRef> {
+    let file = fd_file(task, fd);
     if file == 0 {
         return None;
     }
-    Some(read_path(o, file + o.file_path as u64))
+    Some(file_path(file))
+}
+
+#[inline(always)]
+pub fn file_path(file: u64) -> KRef {
+    read_path(file + conf!(offsets.file_path) as u64)
 }
 
 /// The inode number of the task's mount namespace.
 #[inline(always)]
-pub fn mnt_ns(o: &KernelOffsets, task: u64) -> u32 {
-    let nsproxy = read_u64(task + o.task_nsproxy as u64);
-    let ns = read_u64(nsproxy + o.nsproxy_mnt_ns as u64);
-    read_u32(ns + o.mntns_inum as u64)
+pub fn mnt_ns(task: u64) -> u32 {
+    let nsproxy = read_u64(task + conf!(offsets.task_nsproxy) as u64);
+    let ns = read_u64(nsproxy + conf!(offsets.nsproxy_mnt_ns) as u64);
+    read_u32(ns + conf!(offsets.mntns_inum) as u64)
+}
+
+/// `task->start_boottime`: with the pid, identifies one process for good.
+#[inline(always)]
+pub fn start_time(task: u64) -> u64 {
+    read_u64(task + conf!(offsets.task_start_boottime) as u64)
+}
+
+#[inline(always)]
+pub fn dentry_sb(dentry: u64) -> u64 {
+    read_u64(dentry + conf!(offsets.dentry_sb) as u64)
+}
+
+#[inline(always)]
+pub fn dentry_parent(dentry: u64) -> u64 {
+    read_u64(dentry + conf!(offsets.dentry_parent) as u64)
+}
+
+/// The current syscall is a compat-ABI one (ia32 on x86_64).
+#[inline(always)]
+pub fn in_compat_syscall(task: u64) -> bool {
+    let mask = conf!(offsets.compat_mask);
+    mask != 0 && read_u32(task + conf!(offsets.compat_word) as u64) & mask != 0
 }
 
 /// User addresses of the task's argv block.
 #[inline(always)]
-pub fn arg_range(o: &KernelOffsets, task: u64) -> (u64, u64) {
-    let mm = read_u64(task + o.task_mm as u64);
+pub fn arg_range(task: u64) -> (u64, u64) {
+    let mm = read_u64(task + conf!(offsets.task_mm) as u64);
     (
-        read_u64(mm + o.mm_arg_start as u64),
-        read_u64(mm + o.mm_arg_end as u64),
+        read_u64(mm + conf!(offsets.mm_arg_start) as u64),
+        read_u64(mm + conf!(offsets.mm_arg_end) as u64),
     )
 }
 
-const END_ROOT: u64 = 0;
-const END_OUTSIDE: u64 = 1;
-const END_TRUNCATED: u64 = 2;
+const END_RUNNING: u64 = 0;
 
 /// One step of the walk: emit one name or cross one mount. Returns 1 to
 /// stop. The walk's state lives in map memory (`WALK`), whose contents the
 /// verifier does not track, so the callback converges after one pass
 /// instead of being re-verified for every value `pos` could take.
+///
+/// On the scope's root filesystem the walk follows `d_parent` only and
+/// ignores mounts: a file reached through a bind mount, a chroot, a
+/// private mount namespace or a `pivot_root` is named where it lies in
+/// that filesystem, which is where it lies in the image. On any other
+/// filesystem (a tmpfs, /proc, a bind from the host) it crosses mounts the
+/// way `d_path` does, so the name is the one the process saw, and it
+/// records where it first crossed.
 #[inline(never)]
 extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let (Some(c), Some(buf)) = (WALK.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
+    let (Some(c), Some(buf)) = (WALK.get_ptr_mut(0), scratch()) else {
         return 1;
     };
     let c = unsafe { &mut *c };
-    let o = offsets();
-    if c.dentry == c.root_dentry && c.mnt == c.root_mnt {
-        c.end = END_ROOT;
+    if c.dentry == c.stop_dentry {
+        c.end = walk_end::ROOT as u64;
         return 1;
     }
-    let mnt_root = read_u64(c.mnt + o.vfsmount_root as u64);
-    let parent = read_u64(c.dentry + o.dentry_parent as u64);
-    if c.dentry == mnt_root || c.dentry == parent {
-        let mount_parent = read_u64(c.mount + o.mount_parent as u64);
-        if mount_parent == c.mount || mount_parent == 0 {
-            // The top of the namespace, and the root was not on the way.
-            c.end = END_OUTSIDE;
-            return 1;
+    let parent = dentry_parent(c.dentry);
+    if c.on_root_sb == 0 {
+        let sb = dentry_sb(c.dentry);
+        if sb == c.root_sb && sb != 0 {
+            c.on_root_sb = 1;
+        } else {
+            if c.first != 0 {
+                c.magic = read_u32(sb + conf!(offsets.sb_magic) as u64) as u64;
+            }
+            c.first = 0;
+            let mnt_root = read_u64(c.mnt + conf!(offsets.vfsmount_root) as u64);
+            if c.dentry == mnt_root || c.dentry == parent {
+                let mount_parent = read_u64(c.mount + conf!(offsets.mount_parent) as u64);
+                if mount_parent == c.mount || mount_parent == 0 {
+                    // The top of the mount tree, and the root was not on
+                    // the way.
+                    c.end = walk_end::OUTSIDE as u64;
+                    return 1;
+                }
+                if c.cross == Section::NO_CROSS as u64 {
+                    c.cross = c.pos - c.start;
+                }
+                c.dentry = read_u64(c.mount + conf!(offsets.mount_mountpoint) as u64);
+                c.mount = mount_parent;
+                c.mnt = mount_parent + conf!(offsets.mount_mnt) as u64;
+                return 0;
+            }
         }
-        c.dentry = read_u64(c.mount + o.mount_mountpoint as u64);
-        c.mount = mount_parent;
-        c.mnt = mount_parent + o.mount_mnt as u64;
-        return 0;
+    }
+    c.first = 0;
+    if c.on_root_sb != 0 && c.dentry == parent {
+        // The top of the root filesystem without meeting the scope's root
+        // (a file outside `--root`'s directory).
+        c.end = walk_end::OUTSIDE as u64;
+        return 1;
     }
     let pos = c.pos as usize;
-    if pos > DATA_WALK_LIMIT {
-        c.end = END_TRUNCATED;
+    if pos > WALK_LIMIT - NAME_BUF {
+        c.end = walk_end::TRUNCATED as u64;
         return 1;
     }
-    let name = read_u64(c.dentry + (o.dentry_name + o.qstr_name) as u64);
+    let name = read_u64(c.dentry + (conf!(offsets.dentry_name) + conf!(offsets.qstr_name)) as u64);
     let n = unsafe {
         bpf_probe_read_kernel_str(
-            (*buf).data.as_mut_ptr().add(pos & DATA_WALK_MASK) as *mut c_void,
+            (*buf).data.as_mut_ptr().add(pos & DATA_MASK) as *mut c_void,
             NAME_BUF as u32,
             name as *const c_void,
         )
     };
     if n <= 0 {
-        c.end = END_TRUNCATED;
+        c.end = walk_end::TRUNCATED as u64;
         return 1;
     }
     c.pos = (pos + ((n as usize) & (NAME_BUF * 2 - 1))) as u64;
@@ -176,24 +231,35 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 /// Writes the names of `at` and its ancestors, leaf first, each with its
-/// NUL, into the scratch record's data from `pos`, stopping at the task's
-/// `root`. Mount points are crossed the way `d_path` does. Returns the new
-/// position and how the walk ended.
+/// NUL, into the scratch record's data from `pos`, up to `stop_dentry`
+/// (the scope's root). Returns the new position and the section's walk
+/// facts (`len` is filled in; `end`, `cross`, `magic`).
 #[inline(always)]
-pub fn walk(o: &KernelOffsets, pos: usize, at: KPath, root: KPath) -> (usize, WalkEnd) {
+pub fn walk(pos: usize, at: &KRef, stop_dentry: u64, root_sb: u64) -> (usize, Section) {
+    let mut section = Section {
+        len: 0,
+        cross: Section::NO_CROSS,
+        end: walk_end::TRUNCATED,
+        _pad: [0; 3],
+        magic: 0,
+    };
     let Some(c) = WALK.get_ptr_mut(0) else {
-        return (pos, WalkEnd::Truncated);
+        return (pos, section);
     };
     unsafe {
         *c = WalkCursor {
             pos: pos as u64,
+            start: pos as u64,
             mnt: at.mnt,
             dentry: at.dentry,
-            mount: at.mnt - o.mount_mnt as u64,
-            root_mnt: root.mnt,
-            root_dentry: root.dentry,
-            // Stays so if the iterations run out before an end is met.
-            end: END_TRUNCATED,
+            mount: at.mnt - conf!(offsets.mount_mnt) as u64,
+            stop_dentry,
+            root_sb,
+            on_root_sb: 0,
+            end: END_RUNNING,
+            cross: Section::NO_CROSS as u64,
+            magic: 0,
+            first: 1,
         };
         bpf_loop(
             WALK_MAX_DEPTH,
@@ -202,14 +268,23 @@ pub fn walk(o: &KernelOffsets, pos: usize, at: KPath, root: KPath) -> (usize, Wa
             0,
         );
     }
-    let (end, new_pos) = unsafe { ((*c).end, (*c).pos as usize) };
-    let how = match end {
-        END_ROOT => WalkEnd::Root,
-        END_OUTSIDE => WalkEnd::OutsideRoot,
-        _ => WalkEnd::Truncated,
-    };
-    if new_pos < pos || new_pos > DATA_WALK_LIMIT + NAME_BUF {
-        return (pos, WalkEnd::Truncated);
+    let (end, new_pos, cross, magic) =
+        unsafe { ((*c).end, (*c).pos as usize, (*c).cross, (*c).magic) };
+    if new_pos < pos || new_pos > WALK_LIMIT {
+        return (pos, section);
     }
-    (new_pos, how)
+    // Iterations ran out before an end was met: the path is cut.
+    section.end = if end == END_RUNNING {
+        walk_end::TRUNCATED
+    } else {
+        end as u8
+    };
+    section.len = (new_pos - pos) as u16;
+    section.cross = if cross > u16::MAX as u64 {
+        Section::NO_CROSS
+    } else {
+        cross as u16
+    };
+    section.magic = magic as u32;
+    (new_pos, section)
 }

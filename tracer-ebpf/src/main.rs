@@ -1,5 +1,6 @@
-//! eBPF programs of `trace`: tracepoints on the file syscalls and on
-//! process exec/fork/exit. See `tracer-common` for the record format.
+//! eBPF programs of `trace`: raw tracepoints on every syscall's entry and
+//! exit, on process exec/fork/exit and on io_uring submission and
+//! completion. See `tracer-common` for the record format.
 #![no_std]
 #![no_main]
 
@@ -10,15 +11,16 @@ mod kernel;
 mod maps;
 mod scope;
 mod syscalls;
+mod uring;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_common::scope_mode;
+use tracer_common::{arm, scope_mode};
 
-use crate::maps::{ARMED, CONFIG, SCOPE_PIDS};
+use crate::maps::{ARMED, INFLIGHT, SCOPE_PIDS};
 
 // Raw tracepoints, not the per-syscall `syscalls:*` ones: those attach
 // through perf events, and detaching each waits for an RCU grace period
@@ -49,41 +51,72 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// Pid scope: children of traced processes are traced. Container mode:
-/// children of armed processes are armed.
+#[raw_tracepoint(tracepoint = "io_uring_submit_req")]
+pub fn uring_submit(ctx: RawTracePointContext) -> i32 {
+    uring::on_submit(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "io_uring_complete")]
+pub fn uring_complete(ctx: RawTracePointContext) -> i32 {
+    uring::on_complete(&ctx);
+    0
+}
+
+/// Pid scope: children of traced processes are traced. Armed scopes:
+/// children of armed processes are armed. Threads are not processes: the
+/// maps hold thread group ids.
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn process_fork(ctx: RawTracePointContext) -> i32 {
-    let cfg = CONFIG.load();
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let pids = cfg.scope_mode == scope_mode::PIDS && unsafe { SCOPE_PIDS.get(tgid) }.is_some();
-    let armed = cfg.arm_on_foreign_exec != 0 && unsafe { ARMED.get(tgid) }.is_some();
+    let pids = conf!(scope_mode) == scope_mode::PIDS && unsafe { SCOPE_PIDS.get(tgid) }.is_some();
+    let armed = conf!(arm) != arm::ALWAYS && unsafe { ARMED.get(tgid) }.is_some();
     if !pids && !armed {
         return 0;
     }
     let child: u64 = ctx.arg(1);
-    let pid_addr = child + cfg.offsets.task_pid as u64;
-    if let Ok(pid) = unsafe { bpf_probe_read_kernel(pid_addr as *const u32) } {
-        if pids {
-            let _ = SCOPE_PIDS.insert(pid, 1, 0);
-        }
-        if armed {
-            let _ = ARMED.insert(pid, 1, 0);
-        }
+    let read = |off: u32| unsafe { bpf_probe_read_kernel((child + off as u64) as *const u32) };
+    let (Ok(pid), Ok(child_tgid)) = (
+        read(conf!(offsets.task_pid)),
+        read(conf!(offsets.task_tgid)),
+    ) else {
+        return 0;
+    };
+    if pid != child_tgid {
+        // A new thread of a traced process: covered by its tgid.
+        return 0;
+    }
+    let start = kernel::start_time(child);
+    if pids {
+        let _ = SCOPE_PIDS.insert(pid, start, 0);
+    }
+    if armed {
+        let _ = ARMED.insert(pid, start, 0);
     }
     0
 }
 
-/// Forget exited tasks so a reused pid is not traced.
+/// Forget a process when its last thread exits (not when its leader
+/// does: the others go on), so a reused pid is not traced.
+/// `sched_process_exit(struct task_struct *p, bool group_dead)`.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
-    let cfg = CONFIG.load();
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if cfg.scope_mode == scope_mode::PIDS {
-        let _ = SCOPE_PIDS.remove(tid);
+pub fn process_exit(ctx: RawTracePointContext) -> i32 {
+    if !scope::in_base_scope() {
+        return 0;
     }
-    if cfg.arm_on_foreign_exec != 0 {
-        let _ = ARMED.remove(tid);
+    // A thread that dies inside a syscall leaves its entry behind.
+    let _ = INFLIGHT.remove(bpf_get_current_pid_tgid());
+    let group_dead: u64 = ctx.arg(1);
+    if group_dead & 0xff == 0 {
+        return 0;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if conf!(scope_mode) == scope_mode::PIDS {
+        let _ = SCOPE_PIDS.remove(tgid);
+    }
+    if conf!(arm) != arm::ALWAYS {
+        let _ = ARMED.remove(tgid);
     }
     0
 }

@@ -1,118 +1,237 @@
 //! Maps and load-time globals shared by all programs.
 use aya_ebpf::{
-    Global,
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use tracer_common::{Config, DEDUP_PATH, EventBuf, loss, stats};
+use tracer_common::{
+    Config, EventBuf, KernelOffsets, SPECS_LEN, ScopeRoot, StartTime, SyscallSpec, URING_OPS,
+    UnobservedKey, UringSpec, UringSpecs, abi, loss, stats,
+};
 
+const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
+    task_fs: 0,
+    task_files: 0,
+    task_mm: 0,
+    mm_exe_file: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    fs_root: 0,
+    fs_pwd: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    dentry_parent: 0,
+    dentry_name: 0,
+    dentry_inode: 0,
+    dentry_sb: 0,
+    qstr_name: 0,
+    sb_magic: 0,
+    vfsmount_root: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    file_path: 0,
+    files_fdt: 0,
+    fdt_fd: 0,
+    fdt_max_fds: 0,
+    task_pid: 0,
+    task_tgid: 0,
+    task_start_boottime: 0,
+    bprm_filename: 0,
+    bprm_interp: 0,
+    bprm_file: 0,
+    regs_arg: [[0; 6]; abi::COUNT],
+    regs_nr: 0,
+    task_nsproxy: 0,
+    nsproxy_mnt_ns: 0,
+    mntns_inum: 0,
+    compat_word: 0,
+    compat_mask: 0,
+    x32_bit: 0,
+    req_opcode: 0,
+    req_async_data: 0,
+    msghdr_addr: 0,
+    filename_name: 0,
+    cqe_res: 0,
+    uring_known: 0,
+    _pad: 0,
+};
+
+/// Set by the loader (`override_global`). Read one field at a time with
+/// [`conf!`]: a copy of the whole struct would not fit the 512-byte stack.
 #[unsafe(no_mangle)]
-pub static CONFIG: Global<Config> = Global::new(Config {
+pub static CONFIG: Config = Config {
     scope_mode: 0,
     cgroup_level: 0,
     cgroup_id: 0,
     ringbuf_wakeup_bytes: 0,
-    arm_on_foreign_exec: 0,
+    arm: 0,
     host_mntns: 0,
-    offsets: tracer_common::KernelOffsets {
-        task_fs: 0,
-        task_files: 0,
-        task_mm: 0,
-        mm_exe_file: 0,
-        mm_arg_start: 0,
-        mm_arg_end: 0,
-        fs_root: 0,
-        fs_pwd: 0,
-        path_mnt: 0,
-        path_dentry: 0,
-        dentry_parent: 0,
-        dentry_name: 0,
-        qstr_name: 0,
-        vfsmount_root: 0,
-        mount_mnt: 0,
-        mount_parent: 0,
-        mount_mountpoint: 0,
-        file_path: 0,
-        files_fdt: 0,
-        fdt_fd: 0,
-        fdt_max_fds: 0,
-        task_pid: 0,
-        bprm_filename: 0,
-        regs_arg: [0; 6],
-        task_nsproxy: 0,
-        nsproxy_mnt_ns: 0,
-        mntns_inum: 0,
-        _pad: 0,
-    },
-});
+    root_pid: 0,
+    _pad: 0,
+    offsets: ZERO_OFFSETS,
+};
+
+/// Set by the loader: what each syscall number records.
+#[unsafe(no_mangle)]
+pub static SPECS: [SyscallSpec; SPECS_LEN] = [SyscallSpec {
+    id: 0,
+    class: 0,
+    dirfd1: -1,
+    path1: -1,
+    dirfd2: -1,
+    path2: -1,
+    flags: -1,
+    flags2: -1,
+    aux: -1,
+    spec_flags: 0,
+    _pad: [0; 5],
+    fixed_flags: 0,
+}; SPECS_LEN];
+
+/// Set by the loader: what each io_uring opcode names.
+#[unsafe(no_mangle)]
+pub static URING_SPECS: UringSpecs = [UringSpec::UNKNOWN; URING_OPS];
+
+/// The io_uring spec of `op`.
+#[inline(always)]
+pub fn uring_spec(op: u8) -> UringSpec {
+    // SAFETY: the index is masked into the array.
+    unsafe { core::ptr::read_volatile(URING_SPECS.as_ptr().add(op as usize & (URING_OPS - 1))) }
+}
+
+/// One field of [`CONFIG`], read so that the compiler cannot fold it to
+/// the placeholder value above.
+#[macro_export]
+macro_rules! conf {
+    ($($field:tt)+) => {{
+        let p = &raw const $crate::maps::CONFIG.$($field)+;
+        #[allow(unused_unsafe)]
+        // SAFETY: a read of a plain integer of a static.
+        let v = unsafe { core::ptr::read_volatile(p) };
+        v
+    }};
+}
+
+/// The spec for syscall `nr` of `abi`; `id == 0` when it is not recorded.
+#[inline(always)]
+pub fn spec(abi: u8, nr: u64) -> SyscallSpec {
+    let index =
+        (usize::from(abi & 1) * tracer_common::SYSCALL_NR_MAX + nr as usize) & (SPECS_LEN - 1);
+    // SAFETY: the index is masked into the array.
+    unsafe { core::ptr::read_volatile(SPECS.as_ptr().add(index)) }
+}
+
+/// A kernel `struct path` plus the inode its dentry held when it was
+/// saved, to tell later whether the dentry still names the same file.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct KRef {
+    pub mnt: u64,
+    pub dentry: u64,
+    pub inode: u64,
+}
 
 /// A syscall seen at entry, waiting for its exit. Keyed by pid_tgid.
+/// Everything a relative path resolves against is read here, at entry:
+/// a thread sharing the working directory (CLONE_FS) may change it
+/// before the syscall returns.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Inflight {
-    pub syscall: u8,
+    pub spec: SyscallSpec,
+    pub abi: u8,
     pub _pad: [u8; 3],
-    pub dirfd: i32,
-    /// User pointer to the path argument (0 for fchdir).
-    pub path: u64,
+    /// The syscall number, to check at exit that this entry is its own
+    /// (an entry whose exit was never seen must not be taken for a later
+    /// syscall's).
+    pub nr: u32,
+    pub dirfd1: i32,
+    pub dirfd2: i32,
+    pub bad_dirfd: u32,
+    /// User pointers to the path arguments (0: none).
+    pub path1: u64,
+    pub path2: u64,
     pub flags: u64,
-    /// Syscall-specific: `struct open_how *` for openat2.
+    pub flags2: u64,
+    /// Class-specific: `struct open_how *`, sockaddr length, socketcall
+    /// argument block.
     pub aux: u64,
-    /// chdir only: the working directory before the call, which a
-    /// relative argument is resolved against (at exit it has changed).
-    pub cwd_mnt: u64,
-    pub cwd_dentry: u64,
+    /// Where a relative `path1` / `path2` starts.
+    pub base1: KRef,
+    pub base2: KRef,
+    /// The task's root at entry (where an absolute path starts).
+    pub root: KRef,
+    /// FD_ARG: the file the descriptor argument names.
+    pub file: KRef,
 }
 
-/// Identity of one access for deduplication: the same path string,
-/// resolved from the same directory, with the same kind and result.
+/// Work for the `finish` program, in map memory so that `finish` is
+/// verified once whatever led to it.
 #[repr(C)]
-pub struct DedupKey {
-    /// Dentry of the base directory (relative paths) or of the root.
-    pub base: u64,
-    /// Syscall class and intent, see `syscalls::dedup_kind`.
-    pub kind: u32,
-    /// 0 on success, -errno on failure.
-    pub ret: i32,
-    pub path: [u8; DEDUP_PATH],
-}
-
-/// Work left for the `finish` program: directory walks and argv. Kept
-/// in map memory so `finish` is verified once, whatever path led to it.
-#[repr(C)]
+#[derive(Clone, Copy, Default)]
 pub struct Pending {
-    /// Where the variable data written so far ends.
+    /// Where the data written so far ends.
     pub pos: u64,
-    pub root_mnt: u64,
-    pub root_dentry: u64,
-    /// Base directory of a relative path (dentry 0: none).
-    pub base_mnt: u64,
-    pub base_dentry: u64,
-    /// File the new image runs (dentry 0: none).
-    pub exe_mnt: u64,
-    pub exe_dentry: u64,
+    /// Walks still to do, in section order (dentry 0: none).
+    pub base1: KRef,
+    pub obs: KRef,
+    pub base2: KRef,
+    pub exe: KRef,
+    /// Where walks stop: the scope's root (or the task's root while the
+    /// scope's is not known yet) and its superblock.
+    pub stop_dentry: u64,
+    pub root_sb: u64,
     pub argv_start: u64,
     pub argv_end: u64,
+    /// Kernel string: a `#!` interpreter's name.
+    pub interp: u64,
+    /// Not deduplicated (io_uring halves, which only make sense together).
+    pub no_dedup: u32,
+    pub _pad: u32,
+    /// io_uring: the dirfds its two names start from and whether each name
+    /// is absolute (bit 0: first, bit 1: second; bit 2: second present).
+    pub uring_dfd: [i32; 2],
+    pub uring_names: u64,
 }
 
 /// A directory walk in progress (see `kernel::walk`).
 #[repr(C)]
 pub struct WalkCursor {
     pub pos: u64,
+    pub start: u64,
     pub mnt: u64,
     pub dentry: u64,
     pub mount: u64,
-    pub root_mnt: u64,
-    pub root_dentry: u64,
+    pub stop_dentry: u64,
+    pub root_sb: u64,
+    pub on_root_sb: u64,
     pub end: u64,
+    pub cross: u64,
+    pub magic: u64,
+    pub first: u64,
+}
+
+/// The running hash of a record (see `finish::hash`).
+#[repr(C)]
+pub struct HashState {
+    pub h1: u64,
+    pub h2: u64,
+    pub len: u64,
 }
 
 #[map]
 pub static WALK: PerCpuArray<WalkCursor> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
+pub static HASH: PerCpuArray<HashState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
 pub static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+
+/// A syscall's saved entry, copied out of `INFLIGHT` at its exit.
+#[map]
+pub static EXITING: PerCpuArray<Inflight> = PerCpuArray::with_max_entries(1, 0);
 
 /// Slot 0: the `finish` program.
 #[map]
@@ -124,31 +243,55 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 pub static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
 
+/// Records already sent, by a 128-bit hash of everything they say but
+/// who said it. Marked only once a record is in the ring buffer. Not
+/// preallocated (that cost start-up time); when it is full, new records
+/// are simply sent every time, never lost.
 #[map]
-/// Not preallocated: creating a preallocated map of this size cost ~9 ms
-/// of every run's start-up. When it is full, new accesses are simply not
-/// deduplicated (reported every time), never lost.
-pub static DEDUP: HashMap<DedupKey, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+pub static DEDUP: HashMap<[u64; 2], u8> = HashMap::with_max_entries(262_144, BPF_F_NO_PREALLOC);
 
-/// Container mode: thread groups that have exec'd inside the container
-/// (see `Config::arm_on_foreign_exec`), and their descendants.
+/// Thread groups being traced (`Config::arm`), by tgid, with their start
+/// time. Children of armed processes are armed at fork.
 #[map]
-pub static ARMED: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
-
-#[map]
-pub static SCOPE_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
+pub static ARMED: HashMap<u32, StartTime> = HashMap::with_max_entries(32768, 0);
 
 #[map]
-pub static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
+pub static SCOPE_PIDS: HashMap<u32, StartTime> = HashMap::with_max_entries(32768, 0);
 
+/// Slot 0: the scope's root, set once by the first armed exec (or by
+/// `Config::root_pid`'s first event).
 #[map]
-pub static KEY_SCRATCH: PerCpuArray<DedupKey> = PerCpuArray::with_max_entries(1, 0);
+pub static ROOT: Array<ScopeRoot> = Array::with_max_entries(1, 0);
 
-/// Every syscall number made in scope, one bit each (per CPU; userspace
-/// ORs them).
+/// io_uring requests submitted with a path, waiting for completion:
+/// request address -> opcode | slot flag << 16.
+#[map]
+pub static URING: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+
+/// Accesses that could only be counted, not recorded.
+#[map]
+pub static UNOBSERVED: HashMap<UnobservedKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// One record under construction per CPU, indexed by CPU number. A plain
+/// array, not a per-CPU one: a per-CPU value is limited to 32 KiB, and a
+/// record with two raw paths, three walks and argv needs more. The loader
+/// sizes it to the machine's possible CPUs; programs do not migrate while
+/// they run.
+#[map]
+pub static SCRATCH: Array<EventBuf> = Array::with_max_entries(1, 0);
+
+/// This CPU's scratch record.
+#[inline(always)]
+pub fn scratch() -> Option<*mut EventBuf> {
+    let cpu = unsafe { aya_ebpf::helpers::generated::bpf_get_smp_processor_id() };
+    SCRATCH.get_ptr_mut(cpu)
+}
+
+/// Every syscall number made in scope, one bit each, per ABI (per CPU;
+/// userspace ORs them).
 #[map]
 pub static SYSCALL_BITS: PerCpuArray<[u64; tracer_common::SYSCALL_WORDS]> =
-    PerCpuArray::with_max_entries(1, 0);
+    PerCpuArray::with_max_entries(abi::COUNT as u32, 0);
 
 #[map]
 pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);
@@ -172,4 +315,24 @@ pub fn count_loss(index: u32) {
 #[inline(always)]
 pub fn count_stat(index: u32) {
     bump(&STATS, index);
+}
+
+/// Counts an access that could not be recorded.
+#[inline(always)]
+pub fn count_unobserved(channel: u8, op: u16, pid: u32) {
+    let key = UnobservedKey {
+        channel,
+        _pad: 0,
+        op,
+        pid,
+    };
+    if let Some(n) = UNOBSERVED.get_ptr_mut(key) {
+        // SAFETY: map value; a lost increment under a race still leaves
+        // the count above zero, which is what makes the trace incomplete.
+        unsafe { *n += 1 };
+        return;
+    }
+    if UNOBSERVED.insert(key, 1, 0).is_err() {
+        count_loss(loss::UNOBSERVED_FULL);
+    }
 }

@@ -1,35 +1,111 @@
-//! Is the current task one of the traced ones?
+//! Is the current task one of the traced ones? And what is the scope's
+//! root, which every recorded path is relative to?
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_ancestor_cgroup_id};
-use tracer_common::scope_mode;
+use tracer_common::{ScopeRoot, arm, scope_mode};
 
-use crate::maps::{ARMED, CONFIG, SCOPE_PIDS};
+use crate::{
+    conf, kernel,
+    maps::{ARMED, KRef, ROOT, SCOPE_PIDS},
+};
 
-/// In scope, and in container mode also armed.
+/// In scope, and armed unless the configuration traces at once.
 #[inline(always)]
 pub fn in_scope() -> bool {
-    if !in_base_scope() {
-        return false;
-    }
-    if CONFIG.load().arm_on_foreign_exec == 0 {
+    in_base_scope() && armed()
+}
+
+/// The current process is traced (given it is in the base scope).
+#[inline(always)]
+pub fn armed() -> bool {
+    if conf!(arm) == arm::ALWAYS {
         return true;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     unsafe { ARMED.get(tgid).is_some() }
 }
 
+/// Arms the current process at an exec (its entry, or its success): from
+/// here on it counts, unless in container mode it is still in the host's
+/// mount namespace (the runtime). False when it stays unarmed.
+#[inline(always)]
+pub fn arm_at_exec(task: u64) -> bool {
+    let mode = conf!(arm);
+    if mode == arm::ALWAYS {
+        return true;
+    }
+    if mode == arm::ON_FOREIGN_EXEC && kernel::mnt_ns(task) == conf!(host_mntns) {
+        return false;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = ARMED.insert(tgid, kernel::start_time(task), 0);
+    true
+}
+
 /// In the cgroup or pid set, armed or not.
 #[inline(always)]
 pub fn in_base_scope() -> bool {
-    let cfg = CONFIG.load();
-    if cfg.scope_mode == scope_mode::CGROUP {
+    let mode = conf!(scope_mode);
+    if mode == scope_mode::CGROUP {
         // Ancestor, not current: processes that move into a child cgroup
         // (a container runtime, systemd-run) stay in scope.
-        let id = unsafe { bpf_get_current_ancestor_cgroup_id(cfg.cgroup_level as i32) };
-        id == cfg.cgroup_id
-    } else if cfg.scope_mode == scope_mode::PIDS {
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(conf!(cgroup_level) as i32) };
+        id == conf!(cgroup_id)
+    } else if mode == scope_mode::PIDS {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         unsafe { SCOPE_PIDS.get(tgid).is_some() }
     } else {
         false
+    }
+}
+
+/// The scope's root, if known.
+#[inline(always)]
+pub fn root() -> Option<ScopeRoot> {
+    let r = ROOT.get(0)?;
+    (r.dentry != 0).then_some(*r)
+}
+
+/// Makes `root` the scope's root unless one is set already. Only one task
+/// ever gets here first in practice (the command `trace run` starts, the
+/// container's first program, the attach target), so a plain write will
+/// do.
+#[inline(always)]
+pub fn set_root(root: &KRef) {
+    let Some(r) = ROOT.get_ptr_mut(0) else {
+        return;
+    };
+    unsafe {
+        if (*r).dentry != 0 {
+            return;
+        }
+        (*r).mnt = root.mnt;
+        (*r).sb = kernel::dentry_sb(root.dentry);
+        (*r).dentry = root.dentry;
+    }
+}
+
+/// `trace attach`: the target's root becomes the scope's root at its
+/// first event.
+#[inline(always)]
+pub fn maybe_root_from_target(task: u64, fs: u64) {
+    if conf!(arm) != arm::ALWAYS {
+        return;
+    }
+    let target = conf!(root_pid);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if target != 0 && tgid != target {
+        return;
+    }
+    let _ = task;
+    set_root(&kernel::root_of(fs));
+}
+
+/// Where a walk stops, and the filesystem that is the image: the scope's
+/// root, or the task's own root while the scope's is not known.
+#[inline(always)]
+pub fn walk_stop(task_root: &KRef) -> (u64, u64) {
+    match root() {
+        Some(r) => (r.dentry, r.sb),
+        None => (task_root.dentry, kernel::dentry_sb(task_root.dentry)),
     }
 }

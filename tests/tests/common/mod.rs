@@ -57,6 +57,28 @@ pub fn trace_cmd(dir: &Path, extra: &[&str], cmd: &[&str]) -> Command {
     c
 }
 
+/// Starts `trace run` of `sh -c SCRIPT` in the background and returns once
+/// the traced shell is running (it touches a marker first), so a test can
+/// signal a trace that is certainly set up, however slow start-up is.
+pub fn spawn_started(dir: &Path, script: &str) -> std::process::Child {
+    let marker = dir.join("started");
+    let full = format!("touch {}; exec {script}", marker.display());
+    let child = trace_cmd(dir, &[], &["sh", "-c", &full])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("trace binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the traced command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&marker);
+    child
+}
+
 pub fn run_in(dir: &Path, extra: &[&str], cmd: &[&str]) -> Run {
     let out = trace_cmd(dir, extra, cmd)
         .output()

@@ -2,8 +2,10 @@
 //! they report.
 pub mod btf;
 pub mod cgroup;
+pub mod collect;
 pub mod decode;
 pub mod offsets;
+pub mod preexisting;
 
 use std::{
     collections::BTreeMap,
@@ -18,9 +20,13 @@ use aya::{
 };
 use thiserror::Error;
 use tokio::io::{Interest, unix::AsyncFd};
-use tracer_common::{Config, loss, scope_mode, stats};
+use tracer_common::{
+    Config, ScopeRoot, URING_OPS, UnobservedKey, UringSpec, abi, abis, arm, channel, loss,
+    scope_mode, stats,
+};
 
-use crate::model::{collect::Collector, trace::LostEvents};
+use crate::model::trace::{LostEvents, Syscalls, Unobserved};
+use collect::Collector;
 
 /// The eBPF object, built by `build.rs` through aya-build.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -66,14 +72,25 @@ pub enum Scope {
     Pids,
 }
 
+/// From when a task in scope is traced.
+#[derive(Clone, Copy, Debug)]
+pub enum Arm {
+    /// At once: `trace attach`. The scope's root is `root_pid`'s root (0:
+    /// the first traced task's).
+    Always { root_pid: u32 },
+    /// From the command's exec on: `trace run`.
+    OnExec,
+    /// From the first exec inside a container (a mount namespace other
+    /// than ours), so the runtime's own work is left out.
+    OnForeignExec,
+}
+
 /// What to capture.
 pub struct Options<'a> {
     pub scope: Scope,
     pub ringbuf_bytes: u32,
     pub btf: &'a Path,
-    /// Trace only what runs inside a container started in the scope (see
-    /// `Config::arm_on_foreign_exec`), not the runtime itself.
-    pub container: bool,
+    pub arm: Arm,
 }
 
 /// The inode number of this process's mount namespace.
@@ -97,22 +114,38 @@ pub fn preflight(btf: &Path) -> Result<(), CaptureError> {
     Ok(())
 }
 
-/// Where each program attaches. Raw tracepoints, not the per-syscall
-/// `syscalls:*` ones: those attach through perf events, and detaching each
-/// waits for an RCU grace period (35 of them took 1.4-2.5 s at exit).
-const ATTACH: [(&str, &str); 3] = [
-    ("sys_enter", "sys_enter"),
+/// Where each program attaches, in this order: what ends an event before
+/// what begins one, so that no entry is saved whose exit is not watched
+/// yet. Raw tracepoints, not the per-syscall `syscalls:*` ones: those
+/// attach through perf events, and detaching each waits for an RCU grace
+/// period (35 of them took 1.4-2.5 s at exit).
+const ATTACH: [(&str, &str); 5] = [
+    ("process_exit", "sched_process_exit"),
+    ("process_fork", "sched_process_fork"),
     ("sys_exit", "sys_exit"),
     ("process_exec", "sched_process_exec"),
+    ("sys_enter", "sys_enter"),
 ];
-/// Only needed to follow forks (pid scope, container mode).
-const ATTACH_PIDS: [(&str, &str); 2] = [
-    ("process_fork", "sched_process_fork"),
-    ("process_exit", "sched_process_exit"),
+/// io_uring's tracepoints exist only where the kernel has io_uring.
+const ATTACH_URING: [(&str, &str); 2] = [
+    ("uring_complete", "io_uring_complete"),
+    ("uring_submit", "io_uring_submit_req"),
 ];
 
 /// How often the reader looks at the ring buffer between wake-ups.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What the kernel side counted over a whole capture.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub lost: LostEvents,
+    /// Syscalls in scope examined, and of those dropped as repeats.
+    pub seen: u64,
+    pub deduplicated: u64,
+    pub syscalls: Syscalls,
+    pub unobserved: Vec<Unobserved>,
+    pub missed_by_kernel: u64,
+}
 
 pub struct Capture {
     ebpf: Ebpf,
@@ -120,6 +153,9 @@ pub struct Capture {
     /// Holding this fd keeps the tail-call slot filled.
     _finish: ProgramArray<MapData>,
     links: Vec<RawTracePointLink>,
+    /// False when the io_uring tracepoints could not be attached: any use
+    /// of io_uring then goes unrecorded, which `unobserved` says.
+    uring_traced: bool,
 }
 
 impl Capture {
@@ -135,26 +171,46 @@ impl Capture {
         // aya's EbpfLoader::new() parses the kernel's BTF itself (~15 ms)
         // and cannot be told not to; read our offsets on a thread meanwhile.
         let btf_path = btf.to_path_buf();
-        let offsets = std::thread::spawn(move || offsets::from_file(&btf_path));
+        let offsets = std::thread::spawn(move || -> Result<_, btf::BtfError> {
+            let btf = btf::Btf::from_file(&btf_path)?;
+            let offsets = offsets::from_btf(&btf)?;
+            let uring = offsets::uring_specs(&btf).unwrap_or([UringSpec::UNKNOWN; URING_OPS]);
+            Ok((offsets, uring))
+        });
         let mut loader = EbpfLoader::new();
-        let offsets = offsets
+        let (offsets, uring_specs) = offsets
             .join()
             .map_err(|_| CaptureError::Missing("kernel offsets (BTF reader panicked)"))??;
+        let (arm_mode, root_pid) = match opts.arm {
+            Arm::Always { root_pid } => (arm::ALWAYS, root_pid),
+            Arm::OnExec => (arm::ON_EXEC, 0),
+            Arm::OnForeignExec => (arm::ON_FOREIGN_EXEC, 0),
+        };
         let config = Config {
             scope_mode,
             cgroup_level,
             cgroup_id,
             ringbuf_wakeup_bytes: u64::from(ringbuf_bytes / 4),
-            arm_on_foreign_exec: u32::from(opts.container),
-            host_mntns: if opts.container { own_mnt_ns()? } else { 0 },
+            arm: arm_mode,
+            host_mntns: if matches!(opts.arm, Arm::OnForeignExec) {
+                own_mnt_ns()?
+            } else {
+                0
+            },
+            root_pid,
+            _pad: 0,
             offsets,
         };
+        let specs = abis::specs();
         // No BTF relocation: the programs use no CO-RE (offsets come in
         // through CONFIG).
         let mut ebpf = loader
             .btf(None)
             .override_global("CONFIG", &config, true)
+            .override_global("SPECS", &*specs, true)
+            .override_global("URING_SPECS", &uring_specs, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
+            .map_max_entries("SCRATCH", possible_cpus())
             .load(EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
         // `finish` is reached by tail call only; it must be in place before
@@ -174,20 +230,28 @@ impl Capture {
         })?;
         finish_map.set(0, fd, 0).map_err(map_err)?;
 
+        // Everything is loaded (verified) before anything is attached.
+        for (prog, _) in ATTACH {
+            load(&mut ebpf, prog)?;
+        }
+        let uring_loaded = ATTACH_URING
+            .iter()
+            .all(|(prog, _)| load(&mut ebpf, prog).is_ok());
         let mut links = Vec::new();
-        let extra: &[(&str, &str)] = if matches!(scope, Scope::Pids) || opts.container {
-            &ATTACH_PIDS
-        } else {
-            &[]
-        };
-        for (prog, tracepoint) in ATTACH.iter().chain(extra) {
-            let err = |source| CaptureError::Program {
-                name: format!("{prog} (raw tracepoint {tracepoint})"),
-                source,
-            };
-            let p = load(&mut ebpf, prog)?;
-            let id = p.attach(tracepoint).map_err(err)?;
-            links.push(p.take_link(id).map_err(err)?);
+        for (prog, tracepoint) in ATTACH {
+            links.push(attach(&mut ebpf, prog, tracepoint)?);
+        }
+        let mut uring_traced = uring_loaded;
+        if uring_loaded {
+            for (prog, tracepoint) in ATTACH_URING {
+                match attach(&mut ebpf, prog, tracepoint) {
+                    Ok(link) => links.push(link),
+                    Err(_) => uring_traced = false,
+                }
+            }
+        }
+        if std::env::var_os(VERIFIER_STATS_ENV).is_some() {
+            print_verifier_stats(&ebpf);
         }
         let events = ebpf
             .take_map("EVENTS")
@@ -205,6 +269,7 @@ impl Capture {
             ring,
             _finish: finish_map,
             links,
+            uring_traced,
         })
     }
 
@@ -215,35 +280,50 @@ impl Capture {
         }
     }
 
-    /// Puts running processes into the pid scope (`trace attach --pid`).
-    pub fn add_pids(&mut self, pids: &[u32]) -> Result<(), CaptureError> {
+    /// Puts running processes into the pid scope (`trace attach --pid`),
+    /// each with its start time (`task->start_boottime`, ns).
+    pub fn add_pids(&mut self, pids: &[(u32, u64)]) -> Result<(), CaptureError> {
         let map = self
             .ebpf
             .map_mut("SCOPE_PIDS")
             .ok_or(CaptureError::Missing("SCOPE_PIDS map"))?;
-        let mut map: BpfHashMap<_, u32, u8> =
+        let mut map: BpfHashMap<_, u32, u64> =
             BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
                 name: "SCOPE_PIDS",
                 source,
             })?;
-        for pid in pids {
-            map.insert(pid, 1, 0).map_err(|source| CaptureError::Map {
-                name: "SCOPE_PIDS",
-                source,
-            })?;
+        for (pid, start) in pids {
+            map.insert(pid, start, 0)
+                .map_err(|source| CaptureError::Map {
+                    name: "SCOPE_PIDS",
+                    source,
+                })?;
         }
         Ok(())
     }
 
-    /// Pids still in the pid scope (pid mode only).
-    pub fn scope_pids(&self) -> Vec<u32> {
+    /// Processes still in the pid scope (pid mode only), with the start
+    /// time the kernel recorded for each, so that a process that reused
+    /// the pid is never taken for one of ours.
+    pub fn scope_pids(&self) -> Vec<(u32, u64)> {
         let Some(map) = self.ebpf.map("SCOPE_PIDS") else {
             return Vec::new();
         };
-        match BpfHashMap::<_, u32, u8>::try_from(map) {
-            Ok(m) => m.keys().filter_map(Result::ok).collect(),
+        match BpfHashMap::<_, u32, u64>::try_from(map) {
+            Ok(m) => m.iter().filter_map(Result::ok).collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The scope's root was set by the kernel side (some task ran).
+    pub fn root_known(&self) -> bool {
+        let Some(map) = self.ebpf.map("ROOT") else {
+            return false;
+        };
+        aya::maps::Array::<_, ScopeRoot>::try_from(map)
+            .ok()
+            .and_then(|a| a.get(&0, 0).ok())
+            .is_some_and(|r| r.dentry != 0)
     }
 
     /// Waits until the ring buffer may have data: the kernel woke us (it
@@ -261,10 +341,16 @@ impl Capture {
 
     /// Decodes every record now in the ring buffer into `collector`.
     pub fn drain(&mut self, collector: &mut Collector) {
+        let debug = std::env::var_os(RECORDS_ENV).is_some();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             match decode::Event::decode(&item) {
-                Ok(e) => collector.add(e),
+                Ok(e) => {
+                    if debug {
+                        eprintln!("trace: debug: {e:?}");
+                    }
+                    collector.add(e)
+                }
                 Err(_) => collector.malformed_record(),
             }
         }
@@ -304,24 +390,98 @@ impl Capture {
         })
     }
 
-    /// Every syscall number made in scope.
-    pub fn syscalls(&self) -> Result<Vec<u32>, CaptureError> {
+    /// Every syscall made in scope, per ABI, with names from the ABI's
+    /// own table.
+    pub fn syscalls(&self) -> Result<Syscalls, CaptureError> {
         let name = "SYSCALL_BITS";
         let map = self.ebpf.map(name).ok_or(CaptureError::Missing(name))?;
         let arr: PerCpuArray<_, [u64; tracer_common::SYSCALL_WORDS]> =
             PerCpuArray::try_from(map).map_err(|source| CaptureError::Map { name, source })?;
-        let per_cpu = arr
-            .get(&0, 0)
-            .map_err(|source| CaptureError::Map { name, source })?;
-        let mut words = [0u64; tracer_common::SYSCALL_WORDS];
-        for cpu in per_cpu.iter() {
-            for (w, c) in words.iter_mut().zip(cpu) {
-                *w |= c;
+        let numbers = |which: u8| -> Result<Vec<u32>, CaptureError> {
+            let per_cpu = arr
+                .get(&u32::from(which), 0)
+                .map_err(|source| CaptureError::Map { name, source })?;
+            let mut words = [0u64; tracer_common::SYSCALL_WORDS];
+            for cpu in per_cpu.iter() {
+                for (w, c) in words.iter_mut().zip(cpu) {
+                    *w |= c;
+                }
             }
+            Ok((0..(tracer_common::SYSCALL_WORDS * 64) as u32)
+                .filter(|n| words[(n / 64) as usize] & (1 << (n % 64)) != 0)
+                .collect())
+        };
+        let mut native = Syscalls::from_numbers(&abis::native(), numbers(abi::NATIVE)?);
+        let compat = numbers(abi::COMPAT)?;
+        if let Some(c) = abis::compat()
+            && !compat.is_empty()
+        {
+            native.compat = Some(Box::new(Syscalls::from_numbers(&c, compat)));
         }
-        Ok((0..(tracer_common::SYSCALL_WORDS * 64) as u32)
-            .filter(|n| words[(n / 64) as usize] & (1 << (n % 64)) != 0)
-            .collect())
+        Ok(native)
+    }
+
+    /// Accesses the kernel side could only count, and io_uring itself
+    /// when its tracepoints could not be attached but it was used.
+    pub fn unobserved(&self, syscalls: &Syscalls) -> Result<Vec<Unobserved>, CaptureError> {
+        let name = "UNOBSERVED";
+        let map = self.ebpf.map(name).ok_or(CaptureError::Missing(name))?;
+        let map: BpfHashMap<_, UnobservedKey, u64> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name, source })?;
+        let mut out: Vec<Unobserved> = map
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, count)| Unobserved {
+                channel: match k.channel {
+                    channel::IO_URING => "io_uring".into(),
+                    channel::X32 => "x32".into(),
+                    other => format!("channel_{other}"),
+                },
+                op: match k.channel {
+                    channel::IO_URING if k.op == 0xffff => "any (io_uring structs unknown)".into(),
+                    channel::IO_URING => format!("op_{}", k.op),
+                    _ => format!("syscall_{}", k.op),
+                },
+                pid: k.pid,
+                count,
+            })
+            .collect();
+        if !self.uring_traced && syscalls.names.iter().any(|n| n == "io_uring_enter") {
+            out.push(Unobserved {
+                channel: "io_uring".into(),
+                op: "any (tracepoints unavailable)".into(),
+                pid: 0,
+                count: 1,
+            });
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Events the kernel skipped because one of our programs was already
+    /// running on that CPU (a preempted task), summed over the programs.
+    pub fn missed_by_kernel(&self) -> u64 {
+        self.ebpf
+            .programs()
+            .filter_map(|(_, p)| p.fd().ok())
+            .map(|fd| recursion_misses(fd.as_fd()))
+            .sum()
+    }
+
+    /// The end of a capture: the last records into `collector`, then every
+    /// counter.
+    pub fn finish(&mut self, collector: &mut Collector) -> Result<Totals, CaptureError> {
+        self.drain(collector);
+        let (seen, deduplicated) = self.stats()?;
+        let syscalls = self.syscalls()?;
+        Ok(Totals {
+            lost: self.lost()?,
+            seen,
+            deduplicated,
+            unobserved: self.unobserved(&syscalls)?,
+            syscalls,
+            missed_by_kernel: self.missed_by_kernel(),
+        })
     }
 
     /// (syscalls seen, deduplicated in the kernel).
@@ -337,6 +497,74 @@ impl Drop for Capture {
     /// object (maps, programs) is torn down.
     fn drop(&mut self) {
         self.links.clear();
+    }
+}
+
+/// How many CPUs the kernel may ever run programs on (`cpu_possible`):
+/// one scratch record each.
+fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map(|n| n as u32).unwrap_or(256).max(1)
+}
+
+/// Loads `prog` and attaches it to the raw tracepoint `tracepoint`.
+fn attach(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    tracepoint: &str,
+) -> Result<RawTracePointLink, CaptureError> {
+    let err = |source| CaptureError::Program {
+        name: format!("{prog} (raw tracepoint {tracepoint})"),
+        source,
+    };
+    let p: &mut RawTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or(CaptureError::Missing("a program"))?
+        .try_into()
+        .map_err(err)?;
+    let id = p.attach(tracepoint).map_err(err)?;
+    p.take_link(id).map_err(err)
+}
+
+/// `bpf_prog_info.recursion_misses` of a loaded program (0 if unknown).
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
+    prog_info(fd).map_or(0, |i| i.recursion_misses)
+}
+
+/// Debugging hook: print every record as decoded.
+const RECORDS_ENV: &str = "TRACE_DEBUG_RECORDS";
+
+/// Test and profiling hook: print each program's verifier effort.
+const VERIFIER_STATS_ENV: &str = "TRACE_DEBUG_VERIFIER_STATS";
+
+fn print_verifier_stats(ebpf: &Ebpf) {
+    for (name, p) in ebpf.programs() {
+        if let Some(info) = p.fd().ok().and_then(|fd| prog_info(fd.as_fd())) {
+            eprintln!(
+                "trace: debug: {name}: {} instructions verified, {} translated",
+                info.verified_insns,
+                info.xlated_prog_len / 8
+            );
+        }
+    }
+}
+
+fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> Option<aya_obj::generated::bpf_prog_info> {
+    use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
+    // SAFETY: zeroed plain C structs; the kernel fills at most info_len
+    // bytes of `info` and reads only the `info` member of the attr.
+    unsafe {
+        let mut info: bpf_prog_info = std::mem::zeroed();
+        let mut attr: bpf_attr = std::mem::zeroed();
+        attr.info.bpf_fd = fd.as_raw_fd() as u32;
+        attr.info.info_len = std::mem::size_of::<bpf_prog_info>() as u32;
+        attr.info.info = &mut info as *mut bpf_prog_info as u64;
+        let rc = libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            std::mem::size_of::<bpf_attr>() as libc::c_uint,
+        );
+        (rc == 0).then_some(info)
     }
 }
 

@@ -13,11 +13,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::run::{self, Format};
 use crate::{
-    capture::{Capture, Options, Scope, cgroup},
-    model::{
+    capture::{
+        Arm, Capture, Options, Scope, cgroup,
         collect::{Collector, RunInfo},
-        trace::{ExitInfo, ScopeInfo, Syscalls},
     },
+    model::trace::{ExitInfo, ScopeInfo},
+    runtime::child,
 };
 
 #[derive(Debug, Args)]
@@ -104,6 +105,28 @@ fn container_cgroup(mount: &Path, id: &str) -> Result<PathBuf> {
             found.len()
         ),
     }
+}
+
+/// Every process in a cgroup and the cgroups below it, now.
+fn cgroup_pids(dir: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            stack.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// A pid and every process descending from it, now.
@@ -205,12 +228,27 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
         scope,
         ringbuf_bytes: run::DEFAULT_RINGBUF,
         btf: &btf,
-        container: false,
+        arm: Arm::Always {
+            root_pid: t.pid.unwrap_or(0),
+        },
     })?;
-    if let Some(pid) = t.pid {
-        capture.add_pids(&descendants(pid))?;
-    }
+    // Tracing is on: what the targets hold from now on is seen; what they
+    // held before is read from /proc.
+    let present = match (t.pid, &cgroup_path) {
+        (Some(pid), _) => {
+            let pids = descendants(pid);
+            let with_start: Vec<(u32, u64)> = pids
+                .iter()
+                .filter_map(|&p| Some((p, child::start_time_ns(p)?)))
+                .collect();
+            capture.add_pids(&with_start)?;
+            pids
+        }
+        (None, Some(dir)) => cgroup_pids(dir),
+        (None, None) => Vec::new(),
+    };
     let mut collector = Collector::new();
+    collector.add_preexisting(&crate::capture::preexisting::scan(&present));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let duration = tokio::time::sleep(Duration::from_secs_f64(
@@ -236,14 +274,11 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
             }
         }
     }
-    capture.drain(&mut collector);
-    let lost = capture.lost()?;
-    let (seen, dedup) = capture.stats()?;
-    let syscalls = capture.syscalls()?;
+    let totals = capture.finish(&mut collector)?;
     drop(capture);
     let mut command = vec!["attach".to_string()];
     command.extend(label);
-    let mut trace = collector.finish(RunInfo {
+    let trace = collector.finish(RunInfo {
         command,
         exit: ExitInfo {
             code: 0,
@@ -258,14 +293,12 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
             cgroup: cgroup_path.map(|p| p.display().to_string()),
             leftovers_killed: 0,
             image: None,
+            root: None,
             container: t.container.clone(),
             bind_mounts: Vec::new(),
         },
-        lost,
-        syscalls_seen: seen,
-        deduplicated_in_kernel: dedup,
+        totals,
     });
-    trace.syscalls = Some(Syscalls::from_numbers(std::env::consts::ARCH, syscalls));
     let format = args.format.unwrap_or(if args.output.is_some() {
         Format::Json
     } else {

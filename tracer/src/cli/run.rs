@@ -8,13 +8,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::verify::ContainerArgs;
 use crate::{
     capture::{
-        Capture, Scope,
+        Arm, Capture, Scope,
         cgroup::{self, RunCgroup},
+        collect::{Collector, RunInfo},
     },
     model::{
-        collect::{Collector, RunInfo},
         text,
-        trace::{ExitInfo, ScopeInfo, Syscalls, Trace},
+        trace::{ExitInfo, ScopeInfo, Trace},
         write,
     },
     runtime::{
@@ -167,7 +167,11 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         scope,
         ringbuf_bytes: args.ringbuf_size,
         btf: &args.btf,
-        container: container.is_some(),
+        arm: if container.is_some() {
+            Arm::OnForeignExec
+        } else {
+            Arm::OnExec
+        },
     })?;
     let join = match &handle {
         ScopeHandle::Cgroup(cg) => Join::Cgroup(cg.path.clone()),
@@ -175,6 +179,9 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     };
 
     let mut collector = Collector::new();
+    // Handlers first: a signal sent as soon as the command runs must be
+    // passed on, not kill trace with its default action.
+    let signals = Signals::new()?;
     let exit = match child::spawn(
         container
             .as_ref()
@@ -182,7 +189,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         join,
         args.root.as_deref(),
     ) {
-        Ok(child) => supervise(child, &mut capture, &mut collector).await?,
+        Ok(child) => supervise(child, signals, &mut capture, &mut collector).await?,
         Err(e) => {
             // As a shell reports it: 127 not found, 126 found but not
             // runnable.
@@ -203,11 +210,8 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
 
     let leftovers_killed =
         drain_descendants(&handle, &mut capture, &mut collector, args.wait_descendants).await;
-    capture.drain(&mut collector);
-    let lost = capture.lost()?;
-    let (seen, dedup) = capture.stats()?;
-    let syscalls = capture.syscalls()?;
-    let mut trace = collector.finish(RunInfo {
+    let totals = capture.finish(&mut collector)?;
+    let trace = collector.finish(RunInfo {
         command: args.command.clone(),
         exit: exit.clone(),
         scope: ScopeInfo {
@@ -221,17 +225,15 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
             },
             leftovers_killed,
             image: args.image.as_ref().map(|p| p.display().to_string()),
+            root: args.root.as_ref().map(|p| p.display().to_string()),
             container: container.as_ref().map(|c| c.id().to_string()),
             bind_mounts: container
                 .as_ref()
                 .map(|c| c.bind_targets.clone())
                 .unwrap_or_default(),
         },
-        lost,
-        syscalls_seen: seen,
-        deduplicated_in_kernel: dedup,
+        totals,
     });
-    trace.syscalls = Some(Syscalls::from_numbers(std::env::consts::ARCH, syscalls));
     drop(capture);
     // The runtime's state and the overlay go before the cgroup does.
     drop(container);
@@ -239,17 +241,39 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     Ok(trace)
 }
 
+/// The signals `trace run` passes on to the command.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Waits for the child while draining events and passing signals on.
 async fn supervise(
     mut child: child::Child,
+    signals: Signals,
     capture: &mut Capture,
     collector: &mut Collector,
 ) -> Result<ExitInfo> {
     let pid = child.id();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let Signals {
+        mut term,
+        mut hup,
+        mut quit,
+        mut int,
+    } = signals;
     // Ctrl-C in a terminal already reaches the child (same process group).
     let forward_int = !std::io::stdin().is_terminal();
     let read = std::env::var_os(STALL_READER_ENV).is_none();
@@ -299,11 +323,12 @@ async fn drain_descendants(
     let killed = match handle {
         ScopeHandle::Cgroup(cg) => cg.kill_all(),
         ScopeHandle::Pids => {
+            // Only processes that are still the ones traced: a pid reused
+            // by an unrelated process since is left alone.
             let pids = capture.scope_pids();
-            for p in &pids {
-                child::signal(*p, libc::SIGKILL);
-            }
-            pids.len() as u32
+            pids.iter()
+                .filter(|(pid, start)| child::signal_if_same(*pid, *start, libc::SIGKILL))
+                .count() as u32
         }
     };
     eprintln!(
@@ -325,22 +350,9 @@ pub fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -
         }
     }
     if !trace.complete {
-        let lost = &trace.lost_events;
-        let causes: Vec<String> = lost
-            .by_cause
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect();
         eprintln!(
-            "trace: warning: the trace is incomplete: {} events lost ({}), {} paths truncated",
-            lost.total,
-            if causes.is_empty() {
-                "none".to_string()
-            } else {
-                causes.join(", ")
-            },
-            trace.counters.truncated_paths
+            "trace: warning: the trace is incomplete: {}",
+            trace.incomplete_reasons.join("; ")
         );
     }
     Ok(())

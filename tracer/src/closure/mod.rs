@@ -18,9 +18,34 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    model::trace::{Op, Trace},
+    model::trace::{Access, Need, Op, Trace},
     source::rootfs::{Kind, Rootfs},
 };
+
+/// Whether what `access` reached at `path` can be the image's: not a
+/// runtime filesystem (/proc, /dev, ...), not below a bind mount into the
+/// container, and, for traces made in an image or `--root`, on the
+/// image's own filesystem and below its root.
+pub fn from_image(trace: &Trace, path: &str, access: &Access) -> bool {
+    if essentials::RUNTIME_PREFIXES
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        return false;
+    }
+    let p = Path::new(path);
+    if trace.scope.bind_mounts.iter().any(|b| p.starts_with(b)) {
+        return false;
+    }
+    if access.outside_root {
+        return false;
+    }
+    // On the host the host's filesystems are the "image" (a separate /usr
+    // is still /usr); in an image or a `--root`, another filesystem (a
+    // tmpfs, a bind from outside) never is.
+    let in_image = trace.scope.image.is_some() || trace.scope.root.is_some();
+    !(in_image && access.mount.is_some())
+}
 use resolve::{ResolveError, parents, resolve};
 use rules::Rules;
 
@@ -43,6 +68,8 @@ pub enum Reason {
     Essential,
     /// A directory above a kept path.
     Parent,
+    /// The directory the run created a file in.
+    CreatedIn,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,30 +188,46 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
     w.keep(PathBuf::from("/"), Reason::Parent);
 
     for trace in traces {
-        // Host directories bound into the container were never the image's.
-        let binds: Vec<&Path> = trace.scope.bind_mounts.iter().map(Path::new).collect();
         for file in &trace.files {
-            let path = PathBuf::from(&file.path);
-            if file.path_hex.is_some()
-                || essentials::RUNTIME_PREFIXES
-                    .iter()
-                    .any(|p| file.path.starts_with(p))
-                || binds.iter().any(|b| path.starts_with(b))
-            {
+            if file.path_hex.is_some() {
                 continue;
             }
-            // lstat and readlink look at the link itself; the rest follow
-            // it. Each way is resolved once, however many accesses.
-            let ways: BTreeSet<bool> = file
-                .accesses
-                .iter()
-                .filter(|a| a.ok())
-                .map(|a| !(a.nofollow || a.op == Op::Readlink))
-                .collect();
-            for follow in ways {
-                if !w.keep_resolved(&path, follow, Reason::Traced)? {
-                    w.kept.not_in_source.insert(path.clone());
+            // Each way (follow the last symlink or not) of each name is
+            // resolved once, however many accesses.
+            let mut exists: BTreeSet<(PathBuf, bool)> = BTreeSet::new();
+            let mut parents_of: BTreeSet<PathBuf> = BTreeSet::new();
+            for a in &file.accesses {
+                if !from_image(trace, &file.path, a) {
+                    continue;
                 }
+                let name = PathBuf::from(a.requested.as_deref().unwrap_or(&file.path));
+                match a.need() {
+                    Need::Exists => {
+                        // lstat and readlink look at the link itself; the
+                        // rest follow it.
+                        let follow = !(a.nofollow || a.op == Op::Readlink);
+                        exists.insert((name, follow));
+                    }
+                    Need::Parent => {
+                        // An O_CREAT open may have found the file there.
+                        exists.insert((name.clone(), !a.nofollow));
+                        if let Some(dir) = name.parent() {
+                            parents_of.insert(dir.to_path_buf());
+                        }
+                    }
+                    Need::Nothing => {}
+                }
+            }
+            for (name, follow) in exists {
+                if !w.keep_resolved(&name, follow, Reason::Traced)? {
+                    w.kept.not_in_source.insert(name);
+                }
+            }
+            // What the program made needs the directory it made it in,
+            // with that directory's mode and owner, even when the program
+            // never looked the directory up itself.
+            for dir in parents_of {
+                w.keep_resolved(&dir, true, Reason::CreatedIn)?;
             }
         }
     }

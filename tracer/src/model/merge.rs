@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::trace::{
     Counters, Exec, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, LostEvents, ScopeInfo,
-    Syscalls, Trace,
+    Syscalls, Trace, Unobserved,
 };
 
 /// One input: its label (for `seen_in`) and the trace.
@@ -46,6 +46,9 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.unresolved_paths += from.unresolved_paths;
     into.truncated_paths += from.truncated_paths;
     into.malformed_records += from.malformed_records;
+    into.stale_bases += from.stale_bases;
+    into.unobserved_results += from.unobserved_results;
+    into.missed_by_kernel += from.missed_by_kernel;
 }
 
 pub fn merge(inputs: &[Input]) -> Trace {
@@ -57,6 +60,9 @@ pub fn merge(inputs: &[Input]) -> Trace {
     let mut counters = Counters::default();
     let (mut complete, mut code, mut leftovers) = (true, 0, 0);
     let mut numbers: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut compat: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut unobserved: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
+    let mut reasons: BTreeSet<String> = BTreeSet::new();
     for input in inputs {
         let t = &input.trace;
         let leaf = leaves(input);
@@ -72,7 +78,19 @@ pub fn merge(inputs: &[Input]) -> Trace {
                 .entry(s.arch.clone())
                 .or_default()
                 .extend(s.numbers.iter().copied());
+            if let Some(c) = &s.compat {
+                compat
+                    .entry(c.arch.clone())
+                    .or_default()
+                    .extend(c.numbers.iter().copied());
+            }
         }
+        for u in &t.unobserved {
+            *unobserved
+                .entry((u.channel.clone(), u.op.clone(), u.pid))
+                .or_default() += u.count;
+        }
+        reasons.extend(t.incomplete_reasons.iter().cloned());
         for e in &t.execs {
             let key = (e.path.clone(), e.raw.clone(), e.exe.clone(), e.argv.clone());
             // The smallest entry wins whatever the order.
@@ -113,10 +131,23 @@ pub fn merge(inputs: &[Input]) -> Trace {
         .collect();
     let merged_from: Vec<String> = labels.into_iter().collect();
     // One architecture per trace file; shards of another are not mixed in.
-    let syscalls = numbers
+    let syscalls = numbers.into_iter().next().map(|(arch, n)| {
+        let mut s = Syscalls::named(&arch, n.into_iter().collect());
+        s.compat = compat
+            .into_iter()
+            .next()
+            .map(|(arch, n)| Box::new(Syscalls::named(&arch, n.into_iter().collect())));
+        s
+    });
+    let unobserved: Vec<Unobserved> = unobserved
         .into_iter()
-        .next()
-        .map(|(arch, n)| Syscalls::from_numbers(&arch, n.into_iter().collect()));
+        .map(|((channel, op, pid), count)| Unobserved {
+            channel,
+            op,
+            pid,
+            count,
+        })
+        .collect();
     let mut command = vec!["merge".to_string()];
     command.extend(merged_from.iter().cloned());
     Trace {
@@ -130,11 +161,14 @@ pub fn merge(inputs: &[Input]) -> Trace {
             cgroup: None,
             leftovers_killed: leftovers,
             image: None,
+            root: None,
             container: None,
             bind_mounts: binds.into_iter().collect(),
         },
         complete,
+        incomplete_reasons: reasons.into_iter().collect(),
         lost_events: lost,
+        unobserved,
         counters,
         syscalls,
         merged_from,
@@ -153,15 +187,9 @@ mod tests {
 
     fn access(op: Op, result: &str) -> Access {
         Access {
-            op,
-            syscall: "openat".into(),
-            mode: None,
-            create: false,
-            nofollow: false,
-            exe: false,
             result: result.into(),
             errno: (result != "ok").then_some(2),
-            raw: None,
+            ..Access::new(op, "openat")
         }
     }
 
@@ -177,6 +205,8 @@ mod tests {
                 ..ScopeInfo::default()
             },
             complete: lost == 0,
+            incomplete_reasons: Vec::new(),
+            unobserved: Vec::new(),
             lost_events: LostEvents {
                 total: lost,
                 per_cpu: vec![lost, 0],

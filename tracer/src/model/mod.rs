@@ -1,10 +1,8 @@
 //! The trace model: what a run used, how it is folded from events, and how
 //! it is written and read.
-pub mod collect;
 pub mod merge;
 pub mod path;
 pub mod seccomp;
-pub mod syscall_names;
 pub mod text;
 pub mod trace;
 pub mod write;

@@ -1,8 +1,9 @@
 //! Lexical path arithmetic on raw bytes (paths need not be UTF-8).
 //!
-//! `..` is folded lexically. The kernel resolved the real lookup, possibly
-//! through symlinks, so the trace keeps the raw argument beside the
-//! normalized path for consumers that resolve inside an image.
+//! `..` is folded lexically here, which is right only where no symlink
+//! comes before it: the trace uses this for an entry's key and keeps the
+//! exact request beside it (`Access::requested`), which `trace build`
+//! resolves in the image component by component.
 
 /// Joins `raw` onto `base` (when `raw` is relative) and normalizes the
 /// result into an absolute path without `.`, `..`, `//` or trailing `/`.
@@ -32,24 +33,6 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
     for p in &parts {
         out.push(b'/');
         out.extend_from_slice(p);
-    }
-    if out.is_empty() {
-        out.push(b'/');
-    }
-    out
-}
-
-/// Builds an absolute path from names listed leaf first, as the kernel's
-/// directory walk emits them (each ends with a NUL).
-pub fn from_leaf_first(components: &[u8]) -> Vec<u8> {
-    let names: Vec<&[u8]> = components
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-        .collect();
-    let mut out = Vec::with_capacity(components.len() + 1);
-    for name in names.iter().rev() {
-        out.push(b'/');
-        out.extend_from_slice(name);
     }
     if out.is_empty() {
         out.push(b'/');
@@ -90,13 +73,6 @@ mod tests {
         assert_eq!(r("/abs", Some("/ignored")), "/abs");
         assert_eq!(r("rel", None), "/rel");
         assert_eq!(r(".", Some("/srv")), "/srv");
-    }
-
-    #[test]
-    fn leaf_first_components() {
-        assert_eq!(from_leaf_first(b"c\0b\0a\0"), b"/a/b/c");
-        assert_eq!(from_leaf_first(b""), b"/");
-        assert_eq!(from_leaf_first(b"only\0"), b"/only");
     }
 
     #[test]

@@ -107,10 +107,8 @@ pub fn profile(trace: &Trace) -> Result<(Value, Vec<String>), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        collect::{Collector, RunInfo},
-        trace::{ExitInfo, LostEvents, ScopeInfo, Syscalls},
-    };
+    use crate::capture::collect::{Collector, RunInfo};
+    use crate::model::trace::{ExitInfo, ScopeInfo, Syscalls};
 
     #[test]
     fn profile_allows_recorded_and_runtime_syscalls() {
@@ -118,12 +116,10 @@ mod tests {
             command: vec!["x".into()],
             exit: ExitInfo::default(),
             scope: ScopeInfo::default(),
-            lost: LostEvents::default(),
-            syscalls_seen: 0,
-            deduplicated_in_kernel: 0,
+            totals: Default::default(),
         });
         assert!(matches!(profile(&t), Err(SeccompError::NoSyscalls)));
-        t.syscalls = Some(Syscalls::from_numbers("x86_64", vec![0, 1, 257, 500]));
+        t.syscalls = Some(Syscalls::named("x86_64", vec![0, 1, 257, 500]));
         let (p, unknown) = profile(&t).unwrap();
         assert_eq!(unknown, vec!["syscall_500"]);
         let names: Vec<&str> = p["syscalls"][0]["names"]

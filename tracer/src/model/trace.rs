@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; readers reject other versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: observed names, requested paths with `..` kept, mounts, roles, the
+/// new ops, per-ABI syscalls, `unobserved` and `incomplete_reasons`.
+pub const FORMAT_VERSION: u32 = 2;
 pub const FORMAT_NAME: &str = "trace";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -18,10 +20,17 @@ pub struct Trace {
     pub command: Vec<String>,
     pub exit: ExitInfo,
     pub scope: ScopeInfo,
-    /// False when any event was lost or any path could not be recorded
-    /// whole: the file list may then miss something.
+    /// False when any event was lost, any path could not be recorded
+    /// whole, or a channel was used that the capture can only count: the
+    /// file list may then miss something. `incomplete_reasons` says why.
     pub complete: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete_reasons: Vec<String>,
     pub lost_events: LostEvents,
+    /// Accesses the capture saw happen but could not record (an io_uring
+    /// request it cannot decode, x32 syscalls): by channel, op and process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unobserved: Vec<Unobserved>,
     pub counters: Counters,
     /// The syscalls made in scope (for `trace seccomp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,31 +43,61 @@ pub struct Trace {
     pub files: Vec<FileEntry>,
 }
 
-/// Syscalls by number and name, for one architecture.
+/// Syscalls by number and name, for one ABI.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Syscalls {
-    /// `x86_64`, as `uname -m` says.
+    /// `x86_64`, `aarch64`; `x86` (ia32) and `arm` (aarch32) for `compat`.
     pub arch: String,
     pub numbers: Vec<u32>,
     /// Names in the same order; `syscall_<n>` where the number is unknown.
     pub names: Vec<String>,
+    /// The compat ABI's syscalls (ia32 on x86_64), when any were made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Box<Syscalls>>,
 }
 
 impl Syscalls {
-    pub fn from_numbers(arch: &str, numbers: Vec<u32>) -> Syscalls {
+    /// Names from the table of the ABI called `arch` (`syscall_<n>` for an
+    /// ABI `trace` does not know).
+    pub fn named(arch: &str, numbers: Vec<u32>) -> Syscalls {
+        match tracer_common::abis::Abi::by_arch(arch) {
+            Some(abi) => Syscalls::from_numbers(&abi, numbers),
+            None => Syscalls {
+                arch: arch.to_string(),
+                names: numbers.iter().map(|n| format!("syscall_{n}")).collect(),
+                numbers,
+                compat: None,
+            },
+        }
+    }
+
+    /// Names from the ABI's own table (`syscalls` crate).
+    pub fn from_numbers(abi: &tracer_common::abis::Abi, numbers: Vec<u32>) -> Syscalls {
         let names = numbers
             .iter()
-            .map(|&n| match super::syscall_names::X86_64.get(n as usize) {
-                Some(name) if !name.is_empty() && arch == "x86_64" => name.to_string(),
-                _ => format!("syscall_{n}"),
+            .map(|&n| match abi.name(n) {
+                Some(name) => name.to_string(),
+                None => format!("syscall_{n}"),
             })
             .collect();
         Syscalls {
-            arch: arch.to_string(),
+            arch: abi.arch.to_string(),
             numbers,
             names,
+            compat: None,
         }
     }
+}
+
+/// A count of accesses the capture could not record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unobserved {
+    /// `io_uring`, `x32`.
+    pub channel: String,
+    /// The operation (`openat`, `op_63`, `syscall_2`).
+    pub op: String,
+    pub pid: u32,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,6 +119,9 @@ pub struct ScopeInfo {
     /// The image the command ran in (`trace run --image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The directory the command was chrooted into (`trace run --root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     /// The container's id with the OCI runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -113,6 +155,18 @@ pub struct Counters {
     pub truncated_paths: u64,
     /// Records userspace could not decode.
     pub malformed_records: u64,
+    /// Relative paths whose directory was freed and reused between the
+    /// syscall's entry and its exit, so they could not be named.
+    #[serde(default)]
+    pub stale_bases: u64,
+    /// Files opened whose descriptor was closed by another thread before
+    /// the syscall's exit could look at it.
+    #[serde(default)]
+    pub unobserved_results: u64,
+    /// Events the kernel did not deliver because a program was already
+    /// running on that CPU (preemption; `recursion_misses`).
+    #[serde(default)]
+    pub missed_by_kernel: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,6 +182,9 @@ pub struct Exec {
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub argv_truncated: bool,
+    /// The interpreter a `#!` line named, as written there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
     pub pid: u32,
     pub comm: String,
 }
@@ -149,7 +206,7 @@ pub struct FileEntry {
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     Open,
     Stat,
@@ -157,6 +214,66 @@ pub enum Op {
     Readlink,
     Chdir,
     Exec,
+    /// A directory listed (getdents).
+    List,
+    /// Extended attributes read (getxattr, listxattr).
+    Xattr,
+    /// Extended attributes changed (setxattr, removexattr).
+    Setxattr,
+    Statfs,
+    /// inotify_add_watch, fanotify_mark.
+    Watch,
+    /// connect() to an `AF_UNIX` path.
+    Connect,
+    /// bind() to an `AF_UNIX` path (creates the socket file).
+    Bind,
+    Link,
+    Rename,
+    Mkdir,
+    Rmdir,
+    Unlink,
+    Symlink,
+    Mknod,
+    Truncate,
+    Utime,
+    Chmod,
+    Chown,
+    Chroot,
+    Mount,
+    Umount,
+    PivotRoot,
+    MoveMount,
+    /// name_to_handle_at, fspick: looked up like stat.
+    Lookup,
+    /// `trace attach`: in use by a process when the trace started (its
+    /// executable, a mapped file, its cwd or root, an open file).
+    Preexisting,
+}
+
+/// Which path of a two-path syscall an access is.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// link, rename, move_mount, a bind mount's source: must exist.
+    Source,
+    /// link, rename, move_mount: the new name; mount: the mount point.
+    Target,
+    /// pivot_root's new root.
+    NewRoot,
+    /// pivot_root's put_old.
+    PutOld,
+}
+
+/// The filesystem an access reached when it is not the scope's root
+/// filesystem (the image): a tmpfs, /proc, a bind mount from the host.
+/// Such files are never taken from the image.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mount {
+    /// Its type, from the superblock's magic (`tmpfs`, `proc`, `ext4`,
+    /// or `0x...` when unknown).
+    pub fs: String,
+    /// Where it is mounted, as the process saw it.
+    pub at: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -192,18 +309,121 @@ pub struct Access {
     /// The path argument exactly as passed, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// The path as the program asked for it, made absolute against the
+    /// directory it started from (read at syscall entry), with `..` kept:
+    /// present when it differs from the entry's path (through a symlink
+    /// or `..`). `trace build` resolves it in the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// `requested`'s exact bytes in hex, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_hex: Option<String>,
+    /// Two-path syscalls: which path this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Not on the scope's root filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<Mount>,
+    /// The file lies outside the scope's root (reached through a
+    /// descriptor or mount from outside it): the path is relative to the
+    /// top of its filesystem, not to the root.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_root: bool,
+    /// The kernel named the file itself (the new descriptor's file, the
+    /// program run): no lookup of ours is involved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub observed: bool,
+    /// `io_uring` when the access was an io_uring request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `x86` (ia32) or `arm` (aarch32) for a compat-ABI syscall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abi: Option<String>,
+    /// A symlink's content, or a mount's source when it is not a path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// What an access says about its path in the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The path existed: the image must have it.
+    Exists,
+    /// The program made the path: the image needs its parent directory.
+    Parent,
+    /// Nothing (a failed lookup, or not the image's file).
+    Nothing,
 }
 
 impl Access {
+    /// A successful access with nothing else said.
+    pub fn new(op: Op, syscall: &str) -> Access {
+        Access {
+            op,
+            syscall: syscall.to_string(),
+            mode: None,
+            create: false,
+            nofollow: false,
+            exe: false,
+            result: "ok".into(),
+            errno: None,
+            raw: None,
+            requested: None,
+            requested_hex: None,
+            role: None,
+            mount: None,
+            outside_root: false,
+            observed: false,
+            channel: None,
+            abi: None,
+            content: None,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.errno.is_none()
+    }
+
+    /// Succeeded, or proved that the path exists all the same (readlink
+    /// fails with EINVAL only on an existing path that is not a symlink).
+    pub fn found(&self) -> bool {
+        self.ok() || (self.op == Op::Readlink && self.errno == Some(libc::EINVAL))
+    }
+
+    /// The access created its path (or may have: O_CREAT).
+    pub fn creates(&self) -> bool {
+        match self.op {
+            Op::Open => self.create,
+            Op::Mkdir | Op::Mknod | Op::Symlink | Op::Bind => true,
+            Op::Link | Op::Rename => self.role == Some(Role::Target),
+            _ => false,
+        }
+    }
+
+    /// What this access needs of the image (whether its path can be the
+    /// image's at all is `closure::from_image`).
+    pub fn need(&self) -> Need {
+        if self.creates() {
+            // An O_CREAT open of a file that was there keeps the file too:
+            // `Exists` applies where the image has it (see closure).
+            return if self.ok() {
+                Need::Parent
+            } else {
+                Need::Nothing
+            };
+        }
+        if self.found() {
+            Need::Exists
+        } else {
+            Need::Nothing
+        }
     }
 }
 
 impl FileEntry {
     /// The run read from (or executed, or probed) this path successfully.
     pub fn used(&self) -> bool {
-        self.accesses.iter().any(Access::ok)
+        self.accesses.iter().any(Access::found)
     }
     pub fn written(&self) -> bool {
         self.accesses.iter().any(|a| {
@@ -214,6 +434,10 @@ impl FileEntry {
     }
     pub fn failed_only(&self) -> bool {
         !self.used()
+    }
+    /// A failed lookup of a path the program did not then create.
+    pub fn looked_up_missing(&self) -> bool {
+        self.failed_only() && !self.accesses.iter().any(Access::creates)
     }
 }
 

@@ -29,7 +29,7 @@ pub enum TraceFileError {
         source: serde_json::Error,
     },
     #[error(
-        "{path} is trace format {found:?} version {version}; this trace reads {FORMAT_NAME:?} version {FORMAT_VERSION}"
+        "{path} is trace format {found:?} version {version}; this trace reads {FORMAT_NAME:?} versions 1 to {FORMAT_VERSION}"
     )]
     Version {
         path: PathBuf,
@@ -92,7 +92,8 @@ pub fn read(path: &Path) -> Result<Trace, TraceFileError> {
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(parse)?;
     let found = v.get("format").and_then(|f| f.as_str()).unwrap_or("");
     let version = v.get("version").and_then(|f| f.as_u64()).unwrap_or(0);
-    if found != FORMAT_NAME || version != u64::from(FORMAT_VERSION) {
+    // Version 1 is a subset of 2 (the fields 2 added are optional).
+    if found != FORMAT_NAME || !(1..=u64::from(FORMAT_VERSION)).contains(&version) {
         return Err(TraceFileError::Version {
             path: path.to_path_buf(),
             found: found.to_string(),
@@ -105,8 +106,8 @@ pub fn read(path: &Path) -> Result<Trace, TraceFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::collect::{Collector, RunInfo};
-    use crate::model::trace::{ExitInfo, LostEvents, ScopeInfo};
+    use crate::capture::collect::{Collector, RunInfo};
+    use crate::model::trace::{ExitInfo, ScopeInfo};
 
     fn sample() -> Trace {
         Collector::new().finish(RunInfo {
@@ -120,12 +121,14 @@ mod tests {
                 cgroup: None,
                 leftovers_killed: 0,
                 image: None,
+                root: None,
                 container: None,
                 bind_mounts: Vec::new(),
             },
-            lost: LostEvents::default(),
-            syscalls_seen: 1,
-            deduplicated_in_kernel: 0,
+            totals: crate::capture::Totals {
+                seen: 1,
+                ..Default::default()
+            },
         })
     }
 
@@ -162,7 +165,7 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         assert_eq!(v["format"], "trace");
     }
 

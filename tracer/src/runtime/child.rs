@@ -104,12 +104,14 @@ fn join_scope(join: &PreExec) -> io::Result<()> {
         PreExec::PidMap(fd) => {
             // SAFETY: getpid cannot fail; the attr points at live locals.
             let pid: u32 = unsafe { libc::getpid() } as u32;
-            let one: u8 = 1;
+            // Start time unknown here: 0 marks trace's own child, which
+            // trace waits for itself (its descendants get theirs at fork).
+            let start: u64 = 0;
             let attr = BpfMapElemAttr {
                 map_fd: *fd as u32,
                 _pad: 0,
                 key: &pid as *const u32 as u64,
-                value: &one as *const u8 as u64,
+                value: &start as *const u64 as u64,
                 flags: 0,
             };
             let rc = unsafe {
@@ -216,6 +218,63 @@ fn spawn_pre_exec(argv: &[String], join: PreExec, root: Option<CString>) -> io::
         pid,
         kind: Kind::Tokio(child),
     })
+}
+
+/// The start time of `pid` in clock ticks since boot (`/proc/PID/stat`
+/// field 22), which is `task->start_boottime` divided down.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may hold spaces and parens: fields resume after the
+    // last ')'; starttime is field 22, the 20th after it.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Converts the kernel's `start_boottime` (ns) to `/proc`'s ticks.
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ns / (1_000_000_000 / hz)
+}
+
+/// `/proc`'s start time of `pid`, as the kernel side records it (ns,
+/// rounded down to a tick), for pids put into the scope by hand.
+pub fn start_time_ns(pid: u32) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(start_ticks(pid)? * (1_000_000_000 / hz))
+}
+
+/// Sends `sig` to `pid` only if it is still the process that started at
+/// `start_ns` (the kernel's record of the process traced): a pid reused
+/// by an unrelated process is never signalled. The check is made through
+/// a pidfd, which pins the process it was opened on. True when sent.
+pub fn signal_if_same(pid: u32, start_ns: u64, sig: i32) -> bool {
+    if start_ns == 0 {
+        return false;
+    }
+    // SAFETY: plain syscalls; the fd is closed below on every path.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
+        if fd < 0 {
+            return false;
+        }
+        let same = start_ticks(pid) == Some(ns_to_ticks(start_ns));
+        let sent = same
+            && libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            ) == 0;
+        libc::close(fd);
+        sent
+    }
 }
 
 /// Sends `sig` to `pid`; a process that is already gone is not an error.

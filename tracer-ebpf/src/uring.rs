@@ -1,0 +1,307 @@
+//! io_uring: requests that name paths are recorded at submission
+//! (`io_uring_submit_req(struct io_kiocb *req)`, after the op's prep has
+//! copied its paths into the kernel) and joined by userspace with their
+//! completion (`io_uring_complete(ctx, req, struct io_uring_cqe *cqe)`),
+//! which gives the result and, for an open, the new descriptor's file.
+//! What each opcode holds where comes from the loader (`URING_SPECS`);
+//! opcodes it does not know are counted, never silently skipped.
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_loop, bpf_probe_read_kernel_str},
+    },
+    programs::RawTracePointContext,
+};
+use tracer_common::{
+    AT_FDCWD, PATH_MAX, UringSpec, channel, flags, kind, loss, uring_class, walk_end,
+};
+
+use crate::{
+    conf, event, finish,
+    kernel::{self, read_u32, read_u64, still_valid},
+    maps::{PENDING, URING, count_loss, count_unobserved, scratch, uring_spec},
+    scope::{self, in_scope},
+};
+
+/// `URING` value bit: the open went into a fixed-file slot.
+const SLOT: u32 = 1 << 16;
+/// `sizeof(sun_path)`.
+const SUN_PATH: u64 = 108;
+
+#[inline(always)]
+fn field_u32(req: u64, off: u16) -> u32 {
+    if off == UringSpec::NONE {
+        return 0;
+    }
+    read_u32(req + off as u64)
+}
+
+#[inline(always)]
+fn field_u64(req: u64, off: u16) -> u64 {
+    if off == UringSpec::NONE {
+        return 0;
+    }
+    read_u64(req + off as u64)
+}
+
+#[inline(always)]
+fn dfd(req: u64, off: u16) -> i32 {
+    if off == UringSpec::NONE {
+        AT_FDCWD
+    } else {
+        read_u32(req + off as u64) as i32
+    }
+}
+
+/// A `struct filename *` field, as a kernel string pointer.
+#[inline(always)]
+fn filename(req: u64, off: u16) -> u64 {
+    let f = field_u64(req, off);
+    if f == 0 {
+        return 0;
+    }
+    read_u64(f + conf!(offsets.filename_name) as u64)
+}
+
+/// Reads a kernel string of at most `max` bytes into the record at `pos`.
+#[inline(always)]
+fn read_name(data: *mut u8, pos: usize, ptr: u64, max: u32) -> usize {
+    if ptr == 0 {
+        return 0;
+    }
+    let n = unsafe {
+        bpf_probe_read_kernel_str(
+            data.add(pos & (PATH_MAX - 1)) as *mut c_void,
+            max,
+            ptr as *const c_void,
+        )
+    };
+    if n <= 0 {
+        0
+    } else {
+        (n as usize - 1) & (PATH_MAX - 1)
+    }
+}
+
+/// Resolves the starting directory of name `index` (0 or 1) of the
+/// request in `PENDING`: the root for an absolute one, the dirfd's file or
+/// the cwd (read now, at submission) otherwise. A `bpf_loop` callback, so
+/// the verifier checks it once rather than once per path to it.
+#[inline(never)]
+extern "C" fn base_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(p), Some(buf)) = (PENDING.get_ptr_mut(0), scratch()) else {
+        return 1;
+    };
+    let p = unsafe { &mut *p };
+    let h = unsafe { &mut (*buf).header };
+    let second = index != 0;
+    let present = if second {
+        p.uring_names & 4 != 0
+    } else {
+        p.uring_names & 8 != 0
+    };
+    if !present {
+        return 0;
+    }
+    let absolute = p.uring_names & (1 << (index & 1)) != 0;
+    let dfd = p.uring_dfd[(index & 1) as usize];
+    let task = kernel::current_task();
+    let fs = kernel::fs_of(task);
+    let b = if absolute {
+        Some(kernel::root_of(fs))
+    } else if dfd == AT_FDCWD {
+        Some(kernel::pwd_of(fs))
+    } else {
+        kernel::fd_path(task, dfd as i64)
+    };
+    let Some(b) = b else {
+        h.flags |= if second {
+            flags::BAD_DIRFD2
+        } else {
+            flags::BAD_DIRFD1
+        };
+        return 0;
+    };
+    if b.dentry == p.stop_dentry {
+        return 0;
+    }
+    h.flags |= if second {
+        flags::HAS_BASE2
+    } else {
+        flags::HAS_BASE1
+    };
+    if !still_valid(&b) {
+        let s = if second { 4 } else { 2 };
+        h.sections[s].end = walk_end::STALE;
+    } else if second {
+        p.base2 = b;
+    } else {
+        p.base1 = b;
+    }
+    0
+}
+
+#[inline(always)]
+pub fn on_submit(ctx: &RawTracePointContext) {
+    if !in_scope() {
+        return;
+    }
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if conf!(offsets.uring_known) == 0 {
+        // This kernel's io_uring structs are unknown: nothing can be read.
+        count_unobserved(channel::IO_URING, 0xffff, pid);
+        return;
+    }
+    let req: u64 = ctx.arg(0);
+    let op = read_u32(req + conf!(offsets.req_opcode) as u64) as u8;
+    let spec = uring_spec(op);
+    match spec.class {
+        uring_class::NO_PATH => return,
+        uring_class::PATHS | uring_class::SOCKADDR | uring_class::OPEN => {}
+        _ => {
+            // An opcode newer than this table may name paths.
+            count_unobserved(channel::IO_URING, op as u16, pid);
+            return;
+        }
+    }
+    // A connect's or bind's address, copied by the prep into async data.
+    let mut sun: u64 = 0;
+    let mut sun_len: u64 = 0;
+    if spec.class == uring_class::SOCKADDR {
+        let len = field_u32(req, spec.name1) as u64;
+        let addr = read_u64(req + conf!(offsets.req_async_data) as u64)
+            + conf!(offsets.msghdr_addr) as u64;
+        let family = read_u32(addr) & 0xffff;
+        let first = read_u32(addr + 2) & 0xff;
+        if family != 1 || len <= 2 || first == 0 {
+            // Not a filesystem socket: nothing to record.
+            return;
+        }
+        sun = addr + 2;
+        sun_len = if len - 2 > SUN_PATH {
+            SUN_PATH
+        } else {
+            len - 2
+        };
+    }
+    let flags = if spec.flags32 != 0 {
+        field_u32(req, spec.flags) as u64
+    } else {
+        field_u64(req, spec.flags)
+    };
+    let slot = spec.class == uring_class::OPEN && field_u32(req, spec.slot) != 0;
+    let (dfd1, dfd2) = (dfd(req, spec.dfd1), dfd(req, spec.dfd2));
+    let Some(buf) = event::start(&event::Head {
+        kind: kind::URING_SUBMIT,
+        abi: 0,
+        syscall: op as u16,
+        dirfd1: dfd1,
+        dirfd2: dfd2,
+        ret: 0,
+        arg_flags: flags,
+        arg_flags2: field_u64(req, spec.flags2),
+        cookie: req,
+    }) else {
+        return;
+    };
+    let Some(p) = finish::pending() else {
+        return;
+    };
+    let p = unsafe { &mut *p };
+    p.no_dedup = 1;
+    let task = kernel::current_task();
+    let fs = kernel::fs_of(task);
+    let (stop, root_sb) = scope::walk_stop(&kernel::root_of(fs));
+    p.stop_dentry = stop;
+    p.root_sb = root_sb;
+    let data = unsafe { (*buf).data.as_mut_ptr() };
+    let n1 = if sun != 0 {
+        read_name(data, 0, sun, ((sun_len + 1) & 127) as u32)
+    } else {
+        read_name(data, 0, filename(req, spec.name1), PATH_MAX as u32)
+    };
+    let n2 = if sun != 0 {
+        0
+    } else {
+        read_name(data, n1, filename(req, spec.name2), PATH_MAX as u32)
+    };
+    let content2 = spec.content2 != 0;
+    unsafe {
+        (*buf).header.sections[0].len = n1 as u16;
+        (*buf).header.sections[1].len = n2 as u16;
+        if content2 {
+            (*buf).header.flags |= flags::RAW2_CONTENT;
+        }
+        if slot {
+            (*buf).header.flags |= flags::FIXED_SLOT;
+        }
+    }
+    let abs1 = unsafe { *data } == b'/';
+    let abs2 = unsafe { *data.add(n1 & (PATH_MAX - 1)) } == b'/';
+    p.uring_dfd = [dfd1, dfd2];
+    p.uring_names = (abs1 as u64)
+        | (abs2 as u64) << 1
+        | ((n2 > 0 && !content2) as u64) << 2
+        | ((n1 > 0) as u64) << 3;
+    unsafe {
+        bpf_loop(2, base_step as *mut c_void, core::ptr::null_mut(), 0);
+    }
+    let open = if spec.class == uring_class::OPEN {
+        1 << 8
+    } else {
+        0
+    };
+    let v = op as u32 | open | if slot { SLOT } else { 0 };
+    if URING.insert(req, v, 0).is_err() {
+        count_loss(loss::URING_FULL);
+    }
+    p.pos = (n1 + n2) as u64;
+    finish::tail_call(ctx);
+}
+
+#[inline(always)]
+pub fn on_complete(ctx: &RawTracePointContext) {
+    if !in_scope() {
+        return;
+    }
+    let req: u64 = ctx.arg(1);
+    let Some(v) = (unsafe { URING.get(req) }).copied() else {
+        return;
+    };
+    let _ = URING.remove(req);
+    let cqe: u64 = ctx.arg(2);
+    let res = read_u32(cqe + conf!(offsets.cqe_res) as u64) as i32;
+    let op = (v & 0xff) as u8;
+    let Some(buf) = event::start(&event::Head {
+        kind: kind::URING_COMPLETE,
+        abi: 0,
+        syscall: op as u16,
+        dirfd1: AT_FDCWD,
+        dirfd2: AT_FDCWD,
+        ret: res as i64,
+        arg_flags: 0,
+        arg_flags2: 0,
+        cookie: req,
+    }) else {
+        return;
+    };
+    let Some(p) = finish::pending() else {
+        return;
+    };
+    let p = unsafe { &mut *p };
+    p.no_dedup = 1;
+    let task = kernel::current_task();
+    let (stop, root_sb) = scope::walk_stop(&kernel::root_of(kernel::fs_of(task)));
+    p.stop_dentry = stop;
+    p.root_sb = root_sb;
+    if v & SLOT != 0 {
+        unsafe { (*buf).header.flags |= flags::FIXED_SLOT };
+    } else if v & (1 << 8) != 0 && res >= 0 {
+        match kernel::fd_path(task, res as i64) {
+            Some(f) => p.obs = f,
+            None => unsafe { (*buf).header.flags |= flags::OBS_GONE },
+        }
+    }
+    finish::tail_call(ctx);
+}
