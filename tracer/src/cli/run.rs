@@ -95,8 +95,9 @@ fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
-/// Test hook: do not read the ring buffer until the command has exited,
-/// so tests can fill it and check that losses are reported.
+/// Test hook: do not read the ring buffer until the command has exited
+/// (or, when the value is a path, until that file exists), so tests can
+/// fill it, check that losses are reported, and repeat what was lost.
 const STALL_READER_ENV: &str = "TRACE_DEBUG_STALL_READER";
 
 /// What the scope is made of, kept alive for the whole run.
@@ -276,13 +277,22 @@ async fn supervise(
     } = signals;
     // Ctrl-C in a terminal already reaches the child (same process group).
     let forward_int = !std::io::stdin().is_terminal();
-    let read = std::env::var_os(STALL_READER_ENV).is_none();
+    let stall = std::env::var_os(STALL_READER_ENV);
+    let until = stall
+        .as_ref()
+        .filter(|v| v.as_encoded_bytes().first() == Some(&b'/'))
+        .map(std::path::PathBuf::from);
+    let mut read = stall.is_none();
     loop {
+        if !read && until.as_ref().is_some_and(|p| p.exists()) {
+            read = true;
+        }
         tokio::select! {
             r = capture.readable(), if read => {
                 r?;
                 capture.drain(collector);
             }
+            _ = tokio::time::sleep(Duration::from_millis(20)), if !read => {}
             st = child.wait() => {
                 return Ok(status::from_status(st.context("waiting for the command")?));
             }
