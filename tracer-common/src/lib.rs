@@ -100,6 +100,10 @@ pub mod spec_flags {
     /// `path2` is not looked up: it is the content of a new symlink (or a
     /// mount source that is not a path).
     pub const PATH2_CONTENT: u8 = 1 << 0;
+    /// The syscall can change what existing names lead to (rename, mount,
+    /// umount, move_mount, pivot_root): whoever makes it, names the kernel
+    /// side remembered may be stale (`GEN`).
+    pub const NS_CHANGE: u8 = 1 << 1;
 }
 
 /// Kinds of ring-buffer record.
@@ -357,6 +361,8 @@ pub struct KernelOffsets {
     pub dentry_inode: u32,
     pub dentry_sb: u32,
     pub qstr_name: u32,
+    /// `qstr.hash_len`: the name's hash and length in one word.
+    pub qstr_hash_len: u32,
     pub sb_magic: u32,
     pub vfsmount_root: u32,
     pub mount_mnt: u32,
@@ -400,7 +406,6 @@ pub struct KernelOffsets {
     /// 1 when the io_uring offsets above were found in BTF; 0: every
     /// io_uring request is counted as unobserved.
     pub uring_known: u32,
-    pub _pad: u32,
 }
 
 /// Load-time configuration, a read-only global of the eBPF object.

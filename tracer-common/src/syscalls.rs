@@ -156,6 +156,11 @@ const fn only(mut r: Row, abi: u8) -> Row {
     r
 }
 
+const fn ns(mut r: Row) -> Row {
+    r.spec_flags |= spec_flags::NS_CHANGE;
+    r
+}
+
 const NOFOLLOW: u64 = AT_SYMLINK_NOFOLLOW;
 
 /// Every recorded syscall. The order is the record ABI (`SyscallSpec::id`
@@ -284,9 +289,9 @@ pub const TABLE: &[Row] = &[
     // Namespace changes.
     two("link", op::LINK),
     two_at("linkat", op::LINK, 4),
-    two("rename", op::RENAME),
-    two_at("renameat", op::RENAME, N),
-    two_at("renameat2", op::RENAME, 4),
+    ns(two("rename", op::RENAME)),
+    ns(two_at("renameat", op::RENAME, N)),
+    ns(two_at("renameat2", op::RENAME, 4)),
     p("mkdir", op::MKDIR, 1),
     at("mkdirat", op::MKDIR, 2),
     p("rmdir", op::RMDIR, N),
@@ -331,16 +336,16 @@ pub const TABLE: &[Row] = &[
     // Mounts.
     {
         // mount(source, target, fstype, flags, data).
-        let mut r = class_of(row("mount", op::MOUNT), class::MOUNT);
+        let mut r = ns(class_of(row("mount", op::MOUNT), class::MOUNT));
         r.path1 = 1;
         r.path2 = 0;
         r.flags = 3;
         r
     },
-    p("umount", op::UMOUNT, N),
-    p("umount2", op::UMOUNT, 1),
-    two("pivot_root", op::PIVOT_ROOT),
-    two_at("move_mount", op::MOVE_MOUNT, 4),
+    ns(p("umount", op::UMOUNT, N)),
+    ns(p("umount2", op::UMOUNT, 1)),
+    ns(two("pivot_root", op::PIVOT_ROOT)),
+    ns(two_at("move_mount", op::MOVE_MOUNT, 4)),
 ];
 
 impl Row {

@@ -14,7 +14,7 @@ use tracer_common::{AT_FDCWD, PATH_MAX, arm, flags, kind, stats, walk_end};
 use crate::{
     conf, event, finish,
     kernel::{self, read_u64, still_valid},
-    maps::{EXITING, INFLIGHT, Inflight, count_stat},
+    maps::{EXEC_ENTRY, INFLIGHT, Inflight, count_stat},
     scope::{self, in_base_scope},
 };
 
@@ -46,12 +46,12 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     }
     count_stat(stats::SEEN);
     let fs = kernel::fs_of(task);
-    scope::maybe_root_from_target(task, fs);
+    scope::maybe_root_from_target(task);
     // A thread other than the leader that execs takes the leader's pid:
     // its entry was saved under its old thread id.
     let old_tid: u32 = ctx.arg(1);
     let key = (bpf_get_current_pid_tgid() & !0xffff_ffff) | old_tid as u64;
-    let Some(x) = EXITING.get_ptr_mut(0) else {
+    let Some(x) = EXEC_ENTRY.get_ptr_mut(0) else {
         return;
     };
     unsafe {

@@ -11,11 +11,15 @@ use aya_ebpf::{
     },
     programs::RawTracePointContext,
 };
-use tracer_common::{ARGV_MAX, DATA_MASK, EventBuf, PATH_MAX, flags, loss, section, stats};
+use tracer_common::{
+    ARGV_MAX, DATA_MASK, EventBuf, PATH_MAX, Section, flags, loss, section, stats,
+};
 
 use crate::{
     event, kernel,
-    maps::{DEDUP, FINISH, HASH, PENDING, Pending, count_loss, count_stat, scratch},
+    maps::{
+        DEDUP, FAST, FINISH, HASH, PENDING, Pending, count_loss, count_stat, generation, scratch,
+    },
 };
 
 /// Hands the record over to `finish`; only returns if the tail call failed.
@@ -113,15 +117,26 @@ pub fn run(_ctx: &RawTracePointContext) {
     };
     if unsafe { DEDUP.get(key) }.is_some() {
         count_stat(stats::DEDUPLICATED);
+        // The same record came through another way: remember this one.
+        if p.fast != 0 && generation() == p.fast_seen.generation {
+            let _ = FAST.insert(p.fast_key, p.fast_seen, 0);
+        }
         return;
     }
     // Marked only once sent: a record lost to a full ring buffer must not
     // hide the next identical access.
     if event::submit(buf, pos) {
         let _ = DEDUP.insert(key, 1, 0);
+        // The names walked are the ones the generation the key was made
+        // under gives: if a rename or mount came in between, forget it.
+        if p.fast != 0 && generation() == p.fast_seen.generation {
+            let _ = FAST.insert(p.fast_key, p.fast_seen, 0);
+        }
     }
 }
 
+/// Data up to this many bytes is hashed inline.
+const SHORT: usize = 64;
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
@@ -155,14 +170,48 @@ extern "C" fn hash_step(index: u64, _ctx: *mut c_void) -> i64 {
 /// the walks) and a successful result's value (a new fd's number).
 #[inline(always)]
 fn hash(buf: *mut EventBuf, len: usize) -> Option<[u64; 2]> {
-    let s = HASH.get_ptr_mut(0)?;
     let h = unsafe { &(*buf).header };
-    let ret = if h.ret < 0 { h.ret as u64 } else { 0 };
+    hash_parts(
+        &RecordKey {
+            kind: h.kind,
+            abi: h.abi,
+            syscall: h.syscall,
+            flags: h.flags,
+            ret: h.ret,
+            arg_flags: h.arg_flags,
+            arg_flags2: h.arg_flags2,
+        },
+        &h.sections,
+        len,
+    )
+}
+
+/// The header fields a record's hash covers.
+pub struct RecordKey {
+    pub kind: u8,
+    pub abi: u8,
+    pub syscall: u16,
+    pub flags: u32,
+    pub ret: i64,
+    pub arg_flags: u64,
+    pub arg_flags2: u64,
+}
+
+/// The hash of a record with these header fields and sections whose
+/// `len` bytes of data are in this CPU's scratch record.
+#[inline(always)]
+pub fn hash_parts(
+    k: &RecordKey,
+    sections: &[Section; section::COUNT],
+    len: usize,
+) -> Option<[u64; 2]> {
+    let s = HASH.get_ptr_mut(0)?;
+    let ret = if k.ret < 0 { k.ret as u64 } else { 0 };
     let head = [
-        h.kind as u64 | (h.abi as u64) << 8 | (h.syscall as u64) << 16 | (h.flags as u64) << 32,
+        k.kind as u64 | (k.abi as u64) << 8 | (k.syscall as u64) << 16 | (k.flags as u64) << 32,
         ret,
-        h.arg_flags,
-        h.arg_flags2,
+        k.arg_flags,
+        k.arg_flags2,
         len as u64,
     ];
     let (mut h1, mut h2) = (K2, K1);
@@ -170,7 +219,7 @@ fn hash(buf: *mut EventBuf, len: usize) -> Option<[u64; 2]> {
         h1 = mix(h1, w, K1);
         h2 = mix(h2, w.rotate_left(17), K2);
     }
-    for sec in h.sections {
+    for sec in sections {
         let w = sec.len as u64
             | (sec.cross as u64) << 16
             | (sec.end as u64) << 32
@@ -178,6 +227,43 @@ fn hash(buf: *mut EventBuf, len: usize) -> Option<[u64; 2]> {
         h1 = mix(h1, w, K1);
         h2 = mix(h2, w.rotate_left(17), K2);
     }
+    let _ = s;
+    hash_data(h1, h2, len)
+}
+
+/// Continues the hash `(h1, h2)` over `words`, then over the first `len`
+/// bytes of this CPU's scratch record's data.
+#[inline(always)]
+pub fn hash_with(words: &[u64], len: usize) -> Option<[u64; 2]> {
+    let (mut h1, mut h2) = (K1, K2);
+    for &w in words {
+        h1 = mix(h1, w, K1);
+        h2 = mix(h2, w.rotate_left(17), K2);
+    }
+    hash_data(h1, h2, len)
+}
+
+#[inline(always)]
+fn hash_data(mut h1: u64, mut h2: u64, len: usize) -> Option<[u64; 2]> {
+    if len <= SHORT {
+        // Most records are short: hashed inline, without a callback per
+        // word.
+        let buf = scratch()?;
+        let d = unsafe { (*buf).data.as_ptr() };
+        let mut i = 0;
+        while i < SHORT / 8 && i * 8 < len {
+            let mut w = unsafe { core::ptr::read_unaligned(d.add(i * 8) as *const u64) };
+            let left = len - i * 8;
+            if left < 8 {
+                w &= (1u64 << (left * 8)) - 1;
+            }
+            h1 = mix(h1, w, K1);
+            h2 = mix(h2, w.rotate_left(17), K2);
+            i += 1;
+        }
+        return Some([h1, h2]);
+    }
+    let s = HASH.get_ptr_mut(0)?;
     unsafe {
         (*s).h1 = h1;
         (*s).h2 = h2;

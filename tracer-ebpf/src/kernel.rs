@@ -15,7 +15,7 @@ use tracer_common::{DATA_MASK, NAME_BUF, Section, WALK_LIMIT, WALK_MAX_DEPTH, wa
 
 use crate::{
     conf,
-    maps::{KRef, WALK, WalkCursor, scratch},
+    maps::{DentryLook, KRef, WALK, WalkCursor, scratch},
 };
 
 #[inline(always)]
@@ -59,16 +59,38 @@ pub fn still_valid(r: &KRef) -> bool {
     r.dentry != 0 && inode_of(r.dentry) == r.inode
 }
 
+/// What `dentry` looks like now (see `maps::DentryLook`); all zero for
+/// no dentry.
+#[inline(always)]
+pub fn look(dentry: u64) -> DentryLook {
+    if dentry == 0 {
+        return DentryLook::default();
+    }
+    DentryLook {
+        inode: read_u64(dentry + conf!(offsets.dentry_inode) as u64),
+        parent: read_u64(dentry + conf!(offsets.dentry_parent) as u64),
+        hash_len: read_u64(
+            dentry + (conf!(offsets.dentry_name) + conf!(offsets.qstr_hash_len)) as u64,
+        ),
+    }
+}
+
 #[inline(always)]
 pub fn fs_of(task: u64) -> u64 {
     read_u64(task + conf!(offsets.task_fs) as u64)
 }
 
 /// The task's root directory (what `/` means to it: differs in a chroot
-/// or container).
+/// or container). Its inode is not read: a task's root is pinned for as
+/// long as it is the root, so it needs no check.
 #[inline(always)]
 pub fn root_of(fs: u64) -> KRef {
-    read_path(fs + conf!(offsets.fs_root) as u64)
+    let addr = fs + conf!(offsets.fs_root) as u64;
+    KRef {
+        mnt: read_u64(addr + conf!(offsets.path_mnt) as u64),
+        dentry: read_u64(addr + conf!(offsets.path_dentry) as u64),
+        inode: 0,
+    }
 }
 
 #[inline(always)]

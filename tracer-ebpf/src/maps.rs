@@ -25,6 +25,7 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_inode: 0,
     dentry_sb: 0,
     qstr_name: 0,
+    qstr_hash_len: 0,
     sb_magic: 0,
     vfsmount_root: 0,
     mount_mnt: 0,
@@ -54,7 +55,6 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
     filename_name: 0,
     cqe_res: 0,
     uring_known: 0,
-    _pad: 0,
 };
 
 /// Set by the loader (`override_global`). Read one field at a time with
@@ -166,6 +166,20 @@ pub struct Inflight {
     pub file: KRef,
 }
 
+/// A syscall entry under construction (sys_enter's own per-CPU slot).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct EntryWork {
+    pub inflight: Inflight,
+    /// The first 16 words of the syscall's `struct pt_regs`.
+    pub regs: [u64; 16],
+    pub task: u64,
+    pub fs: u64,
+}
+
+#[map]
+pub static ENTRY: PerCpuArray<EntryWork> = PerCpuArray::with_max_entries(1, 0);
+
 /// Work for the `finish` program, in map memory so that `finish` is
 /// verified once whatever led to it.
 #[repr(C)]
@@ -193,6 +207,10 @@ pub struct Pending {
     /// is absolute (bit 0: first, bit 1: second; bit 2: second present).
     pub uring_dfd: [i32; 2],
     pub uring_names: u64,
+    /// `FAST`: the key to mark once the record is sent (`fast` 0: none).
+    pub fast: u64,
+    pub fast_key: [u64; 2],
+    pub fast_seen: FastSeen,
 }
 
 /// A directory walk in progress (see `kernel::walk`).
@@ -229,9 +247,72 @@ pub static HASH: PerCpuArray<HashState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 
-/// A syscall's saved entry, copied out of `INFLIGHT` at its exit.
+/// A syscall's exit in progress: its saved entry, copied out of
+/// `INFLIGHT`, and what the steps of `syscalls::exit_step` found.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct ExitWork {
+    pub inflight: Inflight,
+    pub ret: i64,
+    pub task: u64,
+    pub arg_flags2: u64,
+    /// The first path (for socketcall, the sockaddr it points to).
+    pub path1: u64,
+    pub sock_len: u64,
+    pub fl: u32,
+    pub _pad: u32,
+    pub raw1: u64,
+    pub raw2: u64,
+    pub abs1: u64,
+    /// Set when the syscall turned out to name nothing to record.
+    pub skip: u64,
+    /// The `FAST` key and what its dentries look like, when this syscall
+    /// can be looked up there (`fast` 0: it cannot).
+    pub fast: u64,
+    pub fast_key: [u64; 2],
+    pub fast_seen: FastSeen,
+}
+
+/// sys_exit's own per-CPU slot.
 #[map]
-pub static EXITING: PerCpuArray<Inflight> = PerCpuArray::with_max_entries(1, 0);
+pub static EXITING: PerCpuArray<ExitWork> = PerCpuArray::with_max_entries(1, 0);
+
+/// An io_uring submission being decoded (the submit program's own
+/// per-CPU slot).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UringWork {
+    pub req: u64,
+    pub spec: UringSpec,
+    pub sun: u64,
+    pub sun_len: u64,
+    pub slot: u64,
+    pub n1: u64,
+    pub n2: u64,
+    pub skip: u64,
+}
+
+impl Default for UringWork {
+    fn default() -> UringWork {
+        UringWork {
+            req: 0,
+            spec: UringSpec::UNKNOWN,
+            sun: 0,
+            sun_len: 0,
+            slot: 0,
+            n1: 0,
+            n2: 0,
+            skip: 0,
+        }
+    }
+}
+
+#[map]
+pub static URING_WORK: PerCpuArray<UringWork> = PerCpuArray::with_max_entries(1, 0);
+
+/// sched_process_exec's own per-CPU slot for the saved entry.
+#[map]
+pub static EXEC_ENTRY: PerCpuArray<Inflight> = PerCpuArray::with_max_entries(1, 0);
 
 /// Slot 0: the `finish` program.
 #[map]
@@ -249,6 +330,54 @@ pub static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0
 /// are simply sent every time, never lost.
 #[map]
 pub static DEDUP: HashMap<[u64; 2], u8> = HashMap::with_max_entries(262_144, BPF_F_NO_PREALLOC);
+
+/// Slot 0: bumped whenever any task on the machine makes a syscall that
+/// can change what existing names lead to (`spec_flags::NS_CHANGE`, an
+/// io_uring rename): what `FAST` remembers holds only under one value.
+#[map]
+pub static GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn generation() -> u64 {
+    GEN.get(0).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+pub fn bump_generation() {
+    if let Some(g) = GEN.get_ptr_mut(0) {
+        // A lost increment under a race still changes the value.
+        unsafe { *g += 1 };
+    }
+}
+
+/// What a dentry looked like when a record naming it was sent: if it
+/// still does, and no name changed anywhere since (`GEN`), a walk of it
+/// gives the same names again.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct DentryLook {
+    pub inode: u64,
+    pub parent: u64,
+    pub hash_len: u64,
+}
+
+/// Value of `FAST`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastSeen {
+    pub generation: u64,
+    pub obs: DentryLook,
+    pub base: DentryLook,
+}
+
+/// Records already sent, by a key of what determines them before any
+/// walk: the header's fields, the path as passed, and the identity of the
+/// dentries its walks would start from (see `syscalls::fast_key`). A hit
+/// whose dentries still look the same and whose generation is current is
+/// a repeat, dropped before the record is built. Marked only once sent.
+#[map]
+pub static FAST: HashMap<[u64; 2], FastSeen> =
+    HashMap::with_max_entries(131_072, BPF_F_NO_PREALLOC);
 
 /// Thread groups being traced (`Config::arm`), by tgid, with their start
 /// time. Children of armed processes are armed at fork.

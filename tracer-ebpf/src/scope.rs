@@ -87,7 +87,7 @@ pub fn set_root(root: &KRef) {
 /// `trace attach`: the target's root becomes the scope's root at its
 /// first event.
 #[inline(always)]
-pub fn maybe_root_from_target(task: u64, fs: u64) {
+pub fn maybe_root_from_target(task: u64) {
     if conf!(arm) != arm::ALWAYS {
         return;
     }
@@ -96,15 +96,20 @@ pub fn maybe_root_from_target(task: u64, fs: u64) {
     if target != 0 && tgid != target {
         return;
     }
-    let _ = task;
-    set_root(&kernel::root_of(fs));
+    set_root(&kernel::root_of(kernel::fs_of(task)));
 }
 
 /// Where a walk stops, and the filesystem that is the image: the scope's
 /// root, or the task's own root while the scope's is not known.
 #[inline(always)]
 pub fn walk_stop(task_root: &KRef) -> (u64, u64) {
-    match root() {
+    walk_stop_of(root(), task_root)
+}
+
+/// [`walk_stop`] with the scope's root already looked up.
+#[inline(always)]
+pub fn walk_stop_of(root: Option<ScopeRoot>, task_root: &KRef) -> (u64, u64) {
+    match root {
         Some(r) => (r.dentry, r.sb),
         None => (task_root.dentry, kernel::dentry_sb(task_root.dentry)),
     }

@@ -7,7 +7,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::bpf_probe_read_user_str,
+        generated::{bpf_loop, bpf_probe_read_user_str},
     },
     programs::RawTracePointContext,
 };
@@ -20,10 +20,11 @@ use crate::{
     conf, event, finish,
     kernel::{self, still_valid},
     maps::{
-        EXITING, INFLIGHT, Inflight, KRef, SYSCALL_BITS, count_loss, count_stat, count_unobserved,
-        spec,
+        DentryLook, ENTRY, EXITING, EntryWork, ExitWork, FAST, FastSeen, INFLIGHT, Inflight, KRef,
+        PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved,
+        generation, scratch, spec,
     },
-    scope::{self, in_base_scope, in_scope},
+    scope::{self, in_base_scope},
 };
 
 use tracer_common::fcntl::{MS_BIND, MS_MOVE, RESOLVE_IN_ROOT};
@@ -33,9 +34,11 @@ const SUN_PATH: u64 = 108;
 const SYS_BIND: u64 = 2;
 const SYS_CONNECT: u64 = 3;
 
-/// Syscall argument `index` from the saved user registers.
+/// Syscall argument `index` from the user registers copied at entry (the
+/// first 16 words of `struct pt_regs`, which hold every argument on the
+/// architectures `trace` supports; the loader checks).
 #[inline(always)]
-fn arg(abi: u8, regs: u64, index: i8) -> u64 {
+fn arg(abi: u8, regs: &[u64; 16], index: i8) -> u64 {
     if !(0..6).contains(&index) {
         return 0;
     }
@@ -44,7 +47,7 @@ fn arg(abi: u8, regs: u64, index: i8) -> u64 {
     } else {
         conf!(offsets.regs_arg[0][index as usize & 7])
     };
-    let v = unsafe { bpf_probe_read_kernel((regs + off as u64) as *const u64) }.unwrap_or(0);
+    let v = regs[(off as usize / 8) & 15];
     // Compat registers hold 32-bit values (pointers, ints) in 64-bit slots.
     if abi == abi::COMPAT {
         v & 0xffff_ffff
@@ -55,7 +58,7 @@ fn arg(abi: u8, regs: u64, index: i8) -> u64 {
 
 /// A dirfd argument as the kernel reads it: the low 32 bits, signed.
 #[inline(always)]
-fn dirfd_arg(abi: u8, regs: u64, index: i8) -> i32 {
+fn dirfd_arg(abi: u8, regs: &[u64; 16], index: i8) -> i32 {
     if index < 0 {
         AT_FDCWD
     } else {
@@ -87,11 +90,25 @@ fn base_of(task: u64, fs: u64, dirfd: i32) -> Option<KRef> {
 /// syscall on the machine, so the scope check comes first.
 #[inline(always)]
 pub fn on_enter(ctx: &RawTracePointContext) {
+    let id: i64 = ctx.arg(1);
+    // Anyone's rename or mount may change what a remembered name leads
+    // to. (Both ABIs' numbers are checked rather than telling them apart:
+    // a needless bump only costs a few repeats sent again.)
+    if (0..SYSCALL_NR_MAX as i64).contains(&id)
+        && (spec(abi::NATIVE, id as u64).spec_flags | spec(abi::COMPAT, id as u64).spec_flags)
+            & spec_flags::NS_CHANGE
+            != 0
+    {
+        bump_generation();
+    }
     if !in_base_scope() {
         return;
     }
-    let armed = scope::armed();
-    let id: i64 = ctx.arg(1);
+    // Container mode leaves the runtime out entirely; `trace run` only its
+    // own few set-up syscalls before the command's first exec, which need
+    // not be looked up for every syscall.
+    let foreign = conf!(arm) == tracer_common::arm::ON_FOREIGN_EXEC;
+    let armed = !foreign || scope::armed();
     let task = kernel::current_task();
     let abi = if kernel::in_compat_syscall(task) {
         abi::COMPAT
@@ -111,7 +128,8 @@ pub fn on_enter(ctx: &RawTracePointContext) {
     }
     // The command starts with its first exec attempt: its PATH search is
     // its own, what came before is trace's set-up.
-    if !armed && (spec(abi, id as u64).class != class::EXEC || !scope::arm_at_exec(task)) {
+    let spec = spec(abi, id as u64);
+    if !armed && (spec.class != class::EXEC || !scope::arm_at_exec(task)) {
         return;
     }
     // The set of syscalls made, per ABI, for seccomp profiles.
@@ -120,37 +138,50 @@ pub fn on_enter(ctx: &RawTracePointContext) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { (*bits)[word] |= 1u64 << (id & 63) };
     }
-    let spec = spec(abi, id as u64);
     if spec.id == 0 {
+        return;
+    }
+    if !foreign && !scope::armed() && (spec.class != class::EXEC || !scope::arm_at_exec(task)) {
         return;
     }
     save_entry(ctx, task, abi, id, spec);
 }
 
-#[inline(always)]
-fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: SyscallSpec) {
-    let regs: u64 = ctx.arg(0);
-    let fs = kernel::fs_of(task);
-    let mut i = Inflight {
-        spec,
-        abi,
-        nr: nr as u32,
-        dirfd1: dirfd_arg(abi, regs, spec.dirfd1),
-        dirfd2: dirfd_arg(abi, regs, spec.dirfd2),
-        path1: arg(abi, regs, spec.path1),
-        path2: arg(abi, regs, spec.path2),
-        flags: arg(abi, regs, spec.flags) | spec.fixed_flags,
-        flags2: arg(abi, regs, spec.flags2),
-        aux: arg(abi, regs, spec.aux),
-        root: kernel::root_of(fs),
-        ..Inflight::default()
+/// The arguments of the syscall being entered, into `ENTRY`. A
+/// `bpf_loop` callback: verified once, not once per path through the
+/// caller.
+#[inline(never)]
+extern "C" fn entry_arg_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = ENTRY.get_ptr_mut(0) else {
+        return 1;
     };
-    let c = spec.class;
-    if c == class::MOUNT && i.flags & (MS_BIND | MS_MOVE) == 0 {
-        // A filesystem's source ("tmpfs", "overlay", a device) is not a
-        // path lookup of the mount's own.
-        i.spec.spec_flags |= spec_flags::PATH2_CONTENT;
-    }
+    let w = unsafe { &mut *w };
+    let regs = &w.regs;
+    let i = &mut w.inflight;
+    let abi = i.abi;
+    let s = i.spec;
+    i.dirfd1 = dirfd_arg(abi, regs, s.dirfd1);
+    i.dirfd2 = dirfd_arg(abi, regs, s.dirfd2);
+    i.path1 = arg(abi, regs, s.path1);
+    i.path2 = arg(abi, regs, s.path2);
+    i.flags = arg(abi, regs, s.flags) | s.fixed_flags;
+    i.flags2 = arg(abi, regs, s.flags2);
+    i.aux = arg(abi, regs, s.aux);
+    0
+}
+
+/// The directories (and the descriptor's file) the syscall in `ENTRY`
+/// starts from, read now, at entry: the FD_ARG/execveat file, the base of
+/// path1, the base of path2. A `bpf_loop` callback.
+#[inline(never)]
+extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = ENTRY.get_ptr_mut(0) else {
+        return 1;
+    };
+    let w = unsafe { &mut *w };
+    let (task, fs) = (w.task, w.fs);
+    let i = &mut w.inflight;
+    let c = i.spec.class;
     if c == class::FD_ARG || (c == class::EXEC && i.dirfd1 != AT_FDCWD) {
         match kernel::fd_path(task, i.dirfd1 as i64) {
             Some(f) => i.file = f,
@@ -177,8 +208,52 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
             None => i.bad_dirfd |= flags::BAD_DIRFD2,
         }
     }
-    if INFLIGHT.insert(bpf_get_current_pid_tgid(), i, 0).is_err() {
-        count_loss(loss::INFLIGHT_FULL);
+    0
+}
+
+#[inline(always)]
+fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: SyscallSpec) {
+    let Some(w) = ENTRY.get_ptr_mut(0) else {
+        count_loss(loss::NO_SCRATCH);
+        return;
+    };
+    let fs = kernel::fs_of(task);
+    // This CPU's slot: sys_enter does not run twice at once on one CPU
+    // (the kernel skips a nested run), so nothing else writes it.
+    unsafe {
+        *w = EntryWork {
+            inflight: Inflight {
+                spec,
+                abi,
+                nr: nr as u32,
+                root: kernel::root_of(fs),
+                ..Inflight::default()
+            },
+            regs: [0; 16],
+            task,
+            fs,
+        };
+        let regs: u64 = ctx.arg(0);
+        // One read of the registers rather than one per argument.
+        let _ = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (*w).regs.as_mut_ptr() as *mut c_void,
+            128,
+            regs as *const c_void,
+        );
+        bpf_loop(1, entry_arg_step as *mut c_void, core::ptr::null_mut(), 0);
+        let i = &mut (*w).inflight;
+        if spec.class == class::MOUNT && i.flags & (MS_BIND | MS_MOVE) == 0 {
+            // A filesystem's source ("tmpfs", "overlay", a device) is not
+            // a path lookup of the mount's own.
+            i.spec.spec_flags |= spec_flags::PATH2_CONTENT;
+        }
+        bpf_loop(1, entry_base_step as *mut c_void, core::ptr::null_mut(), 0);
+        if INFLIGHT
+            .insert(bpf_get_current_pid_tgid(), (*w).inflight, 0)
+            .is_err()
+        {
+            count_loss(loss::INFLIGHT_FULL);
+        }
     }
 }
 
@@ -200,31 +275,248 @@ fn read_user_path(data: *mut u8, pos: usize, ptr: u64, max: u32) -> (usize, bool
     (len, n as u32 >= max, false)
 }
 
+/// One step of building an exit's record from `EXITING` into the scratch
+/// record and `PENDING`: 0 the first path (or the AF_UNIX socket path), 1
+/// the observed file, 2 the first path's base, 3 the second path and its
+/// base. A `bpf_loop` callback (verified once); returns 1 to stop when the
+/// syscall turns out to name nothing.
+#[inline(never)]
+extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(w), Some(p), Some(buf)) = (EXITING.get_ptr_mut(0), PENDING.get_ptr_mut(0), scratch())
+    else {
+        return 1;
+    };
+    let (w, p) = unsafe { (&mut *w, &mut *p) };
+    let h = unsafe { &mut (*buf).header };
+    let data = unsafe { (*buf).data.as_mut_ptr() };
+    let x = &w.inflight;
+    let c = x.spec.class;
+    match index {
+        0 => {
+            if c == class::SOCKADDR || c == class::SOCKETCALL {
+                let path1 = w.path1;
+                let family = unsafe { bpf_probe_read_user(path1 as *const u16) }.unwrap_or(0);
+                let first = unsafe { bpf_probe_read_user((path1 + 2) as *const u8) }.unwrap_or(0);
+                let len = w.sock_len.saturating_sub(2);
+                if family != AF_UNIX || len == 0 || first == 0 {
+                    // Not a filesystem socket (abstract, unnamed, INET...).
+                    w.skip = 1;
+                    return 1;
+                }
+                let max = if len > SUN_PATH { SUN_PATH } else { len };
+                let (n, _, bad) = read_user_path(data, 0, path1 + 2, (max + 1) as u32);
+                if bad {
+                    w.fl |= flags::RAW1_UNREADABLE;
+                }
+                w.raw1 = n as u64;
+                w.abs1 = (first == b'/') as u64;
+            } else if w.path1 != 0 {
+                let (n, cut, bad) = read_user_path(data, 0, w.path1, PATH_MAX as u32);
+                if cut {
+                    w.fl |= flags::RAW1_TRUNCATED;
+                }
+                if bad {
+                    w.fl |= flags::RAW1_UNREADABLE;
+                }
+                w.raw1 = n as u64;
+                w.abs1 = (n > 0 && unsafe { *data } == b'/') as u64;
+            }
+            h.sections[0].len = w.raw1 as u16;
+        }
+        1 => {
+            // The file the result or the descriptor argument names.
+            if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
+                match kernel::fd_path(w.task, w.ret) {
+                    Some(f) => p.obs = f,
+                    None => w.fl |= flags::OBS_GONE,
+                }
+            } else if c == class::FD_ARG && x.file.dentry != 0 {
+                if still_valid(&x.file) {
+                    p.obs = x.file;
+                } else {
+                    w.fl |= flags::OBS_GONE;
+                }
+            } else if c == class::FD_ARG {
+                // fchdir or getdents on a bad descriptor: nothing to record.
+                w.skip = 1;
+                return 1;
+            }
+        }
+        2 => {
+            // Where the first path starts, unless the scope's root.
+            if w.raw1 == 0 || w.fl & flags::BAD_DIRFD1 != 0 {
+                return 0;
+            }
+            let in_root = c == class::OPENAT2 && w.arg_flags2 & RESOLVE_IN_ROOT != 0;
+            let from_root = w.abs1 != 0 && !in_root;
+            let base = if from_root { x.root } else { x.base1 };
+            if base.dentry == p.stop_dentry {
+                return 0;
+            }
+            w.fl |= flags::HAS_BASE1;
+            if p.obs.dentry != 0
+                && base.mnt == p.obs.mnt
+                && kernel::dentry_parent(p.obs.dentry) == base.dentry
+            {
+                // The file opened lies in that very directory: its name
+                // without the last component is the base's.
+                w.fl |= flags::BASE1_IS_OBS_PARENT;
+            } else if from_root || still_valid(&base) {
+                p.base1 = base;
+            } else {
+                h.sections[2].end = tracer_common::walk_end::STALE;
+            }
+        }
+        _ => {
+            // The second path (link, rename, mount, symlink) and its base.
+            if x.path2 == 0 {
+                return 0;
+            }
+            let pos = w.raw1 as usize;
+            let content = x.spec.spec_flags & spec_flags::PATH2_CONTENT != 0;
+            let (n, cut, bad) = read_user_path(data, pos, x.path2, PATH_MAX as u32);
+            if cut {
+                w.fl |= flags::RAW2_TRUNCATED;
+            }
+            if bad {
+                w.fl |= flags::RAW2_UNREADABLE;
+            }
+            if content {
+                w.fl |= flags::RAW2_CONTENT;
+            }
+            let abs2 = n > 0 && unsafe { *data.add(pos & (PATH_MAX - 1)) } == b'/';
+            h.sections[1].len = n as u16;
+            w.raw2 = n as u64;
+            if n > 0 && !content && w.fl & flags::BAD_DIRFD2 == 0 {
+                let base = if abs2 { x.root } else { x.base2 };
+                if base.dentry != p.stop_dentry {
+                    w.fl |= flags::HAS_BASE2;
+                    if abs2 || still_valid(&base) {
+                        p.base2 = base;
+                    } else {
+                        h.sections[4].end = tracer_common::walk_end::STALE;
+                    }
+                }
+            }
+        }
+    }
+    0
+}
+
+/// Whether a repeat of this syscall can be recognized before its record
+/// is built (`FAST`): one path at most, no socket address.
+#[inline(always)]
+fn fast_eligible(x: &Inflight) -> bool {
+    let c = x.spec.class;
+    (c == class::PLAIN || c == class::FD_RESULT || c == class::OPENAT2 || c == class::FD_ARG)
+        && x.path2 == 0
+}
+
+/// Reads the first path into the scratch record and works out the
+/// `FAST` key of this exit and what its dentries look like: the header's
+/// fields, the path as passed, and the dentries its walks start from
+/// (the file the result names, the directory the path starts from, where
+/// walks stop). Together with an unchanged generation and dentries that
+/// look the same, they determine every byte of the record. `None` when
+/// the exit cannot be looked up this way.
+#[inline(always)]
+fn fast_key(
+    w: &ExitWork,
+    task: u64,
+    stop: u64,
+    arg_flags: u64,
+    arg_flags2: u64,
+) -> Option<([u64; 2], FastSeen)> {
+    let x = &w.inflight;
+    let c = x.spec.class;
+    let buf = scratch()?;
+    let data = unsafe { (*buf).data.as_mut_ptr() };
+    let mut n = 0usize;
+    if x.path1 != 0 {
+        let (len, cut, bad) = read_user_path(data, 0, x.path1, PATH_MAX as u32);
+        if cut || bad {
+            return None;
+        }
+        n = len;
+    }
+    let obs = if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
+        kernel::fd_path(task, w.ret)?
+    } else if c == class::FD_ARG {
+        x.file
+    } else {
+        KRef::default()
+    };
+    let absolute = n > 0 && unsafe { *data } == b'/';
+    let in_root = c == class::OPENAT2 && arg_flags2 & RESOLVE_IN_ROOT != 0;
+    let from_root = absolute && !in_root;
+    let base = if n == 0 {
+        KRef::default()
+    } else if from_root {
+        x.root
+    } else {
+        x.base1
+    };
+    // Names above the scope's root are never walked: its own look does
+    // not matter.
+    let seen = FastSeen {
+        generation: generation(),
+        obs: kernel::look(obs.dentry),
+        base: if base.dentry == stop {
+            DentryLook::default()
+        } else {
+            kernel::look(base.dentry)
+        },
+    };
+    // The base must still be the directory saved at entry.
+    if !from_root && base.dentry != 0 && base.dentry != stop && seen.base.inode != base.inode {
+        return None;
+    }
+    let ret = if w.ret < 0 { w.ret as u64 } else { 0 };
+    let words = [
+        (x.spec.id as u64) | (x.abi as u64) << 16 | (x.bad_dirfd as u64) << 32,
+        ret,
+        arg_flags,
+        arg_flags2,
+        obs.dentry,
+        obs.mnt,
+        base.dentry,
+        base.mnt,
+        stop,
+        n as u64,
+    ];
+    let key = finish::hash_with(&words, n)?;
+    Some((key, seen))
+}
+
 /// `raw_syscalls:sys_exit(struct pt_regs *regs, long ret)`: also runs for
 /// every syscall; tasks out of scope leave at the first check.
 #[inline(always)]
 pub fn on_exit(ctx: &RawTracePointContext) {
-    if !in_scope() {
+    // An entry is saved only for a task that was armed: its presence says
+    // enough.
+    if !in_base_scope() {
         return;
     }
     let id = bpf_get_current_pid_tgid();
-    let (Some(saved), Some(x)) = (unsafe { INFLIGHT.get(id) }, EXITING.get_ptr_mut(0)) else {
+    let (Some(saved), Some(w)) = (unsafe { INFLIGHT.get(id) }, EXITING.get_ptr_mut(0)) else {
         return;
     };
     // Out of the hash map before it is removed (its slot may be reused at
-    // once), into this CPU's slot.
-    unsafe { *x = *saved };
+    // once), into this CPU's slot (sys_exit does not run twice at once on
+    // one CPU).
+    let w = unsafe { &mut *w };
+    w.inflight = *saved;
     let _ = INFLIGHT.remove(id);
-    let x = unsafe { &mut *x };
     let regs: u64 = ctx.arg(0);
     let nr = unsafe { bpf_probe_read_kernel((regs + conf!(offsets.regs_nr) as u64) as *const u64) }
         .unwrap_or(u64::MAX);
-    if nr as u32 != x.nr {
+    if nr as u32 != w.inflight.nr {
         // An entry left by a syscall whose exit was never seen (one that
         // began before tracing did): not this syscall's.
         return;
     }
     let ret: i64 = ctx.arg(1);
+    let x = &w.inflight;
     let c = x.spec.class;
     if c == class::EXEC && ret == 0 {
         // Reported by `sched_process_exec`, which sees the new image.
@@ -232,8 +524,7 @@ pub fn on_exit(ctx: &RawTracePointContext) {
     }
     count_stat(stats::SEEN);
     let task = kernel::current_task();
-    let fs = kernel::fs_of(task);
-    scope::maybe_root_from_target(task, fs);
+    scope::maybe_root_from_target(task);
 
     let mut arg_flags = x.flags;
     let mut arg_flags2 = x.flags2;
@@ -242,7 +533,7 @@ pub fn on_exit(ctx: &RawTracePointContext) {
         arg_flags = unsafe { bpf_probe_read_user(x.aux as *const u64) }.unwrap_or(0);
         arg_flags2 = unsafe { bpf_probe_read_user((x.aux + 16) as *const u64) }.unwrap_or(0);
     }
-    let mut path1 = x.path1;
+    let (mut path1, mut sock_len) = (x.path1, x.aux);
     if c == class::SOCKETCALL {
         // socketcall(call, args): only bind and connect name a path.
         if arg_flags != SYS_BIND && arg_flags != SYS_CONNECT {
@@ -250,8 +541,28 @@ pub fn on_exit(ctx: &RawTracePointContext) {
         }
         // args[1] is the sockaddr, args[2] its length (32-bit words).
         path1 = unsafe { bpf_probe_read_user((x.aux + 4) as *const u32) }.unwrap_or(0) as u64;
-        x.aux = unsafe { bpf_probe_read_user((x.aux + 8) as *const u32) }.unwrap_or(0) as u64;
+        sock_len = unsafe { bpf_probe_read_user((x.aux + 8) as *const u32) }.unwrap_or(0) as u64;
     }
+    // A repeat of a record already sent is dropped before it is built.
+    w.ret = ret;
+    w.fast = 0;
+    let root = scope::root();
+    let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
+    if fast_eligible(x)
+        && root.is_some()
+        && let Some((key, seen)) = fast_key(w, task, stop, arg_flags, arg_flags2)
+    {
+        if let Some(old) = unsafe { FAST.get(key) }
+            && *old == seen
+        {
+            count_stat(stats::DEDUPLICATED);
+            return;
+        }
+        w.fast = 1;
+        w.fast_key = key;
+        w.fast_seen = seen;
+    }
+    let x = &w.inflight;
     let Some(buf) = event::start(&event::Head {
         kind: kind::SYSCALL,
         abi: x.abi,
@@ -268,121 +579,36 @@ pub fn on_exit(ctx: &RawTracePointContext) {
     let Some(p) = finish::pending() else {
         return;
     };
-    let p = unsafe { &mut *p };
-    let h = unsafe { &mut (*buf).header };
-    let data = unsafe { (*buf).data.as_mut_ptr() };
-    let mut fl = x.bad_dirfd;
-    let (stop, root_sb) = scope::walk_stop(&x.root);
-    p.stop_dentry = stop;
-    p.root_sb = root_sb;
-
-    // RAW1: the first path, or the AF_UNIX socket path.
-    let mut raw1: usize = 0;
-    let mut abs1 = false;
-    if c == class::SOCKADDR || c == class::SOCKETCALL {
-        let family = unsafe { bpf_probe_read_user(path1 as *const u16) }.unwrap_or(0);
-        let first = unsafe { bpf_probe_read_user((path1 + 2) as *const u8) }.unwrap_or(0);
-        let len = x.aux.saturating_sub(2);
-        if family != AF_UNIX || len == 0 || first == 0 {
-            // Not a filesystem socket (abstract, unnamed, INET...).
-            return;
-        }
-        let max = if len > SUN_PATH { SUN_PATH } else { len };
-        let (n, _, bad) = read_user_path(data, 0, path1 + 2, (max + 1) as u32);
-        if bad {
-            fl |= flags::RAW1_UNREADABLE;
-        }
-        raw1 = n;
-        abs1 = first == b'/';
-    } else if path1 != 0 {
-        let (n, cut, bad) = read_user_path(data, 0, path1, PATH_MAX as u32);
-        if cut {
-            fl |= flags::RAW1_TRUNCATED;
-        }
-        if bad {
-            fl |= flags::RAW1_UNREADABLE;
-        }
-        raw1 = n;
-        abs1 = n > 0 && unsafe { *data } == b'/';
+    unsafe {
+        (*p).stop_dentry = stop;
+        (*p).root_sb = root_sb;
+        (*p).fast = w.fast;
+        (*p).fast_key = w.fast_key;
+        (*p).fast_seen = w.fast_seen;
     }
-    h.sections[0].len = raw1 as u16;
-
-    // OBS: the file the result or the descriptor argument names.
-    if (c == class::FD_RESULT || c == class::OPENAT2) && ret >= 0 {
-        match kernel::fd_path(task, ret) {
-            Some(f) => p.obs = f,
-            None => fl |= flags::OBS_GONE,
-        }
-    } else if c == class::FD_ARG && x.file.dentry != 0 {
-        if still_valid(&x.file) {
-            p.obs = x.file;
-        } else {
-            fl |= flags::OBS_GONE;
-        }
-    } else if c == class::FD_ARG {
-        // fchdir or getdents on a bad descriptor: nothing to record.
+    w.task = task;
+    w.arg_flags2 = arg_flags2;
+    w.path1 = path1;
+    w.sock_len = sock_len;
+    w.fl = x.bad_dirfd;
+    w.raw1 = 0;
+    w.raw2 = 0;
+    w.abs1 = 0;
+    w.skip = 0;
+    unsafe { bpf_loop(4, exit_step as *mut c_void, core::ptr::null_mut(), 0) };
+    if w.skip != 0 {
         return;
     }
-
-    // BASE1: where RAW1 starts, unless the scope's root.
-    if raw1 > 0 && fl & flags::BAD_DIRFD1 == 0 {
-        let in_root = c == class::OPENAT2 && arg_flags2 & RESOLVE_IN_ROOT != 0;
-        let base = if abs1 && !in_root { x.root } else { x.base1 };
-        if base.dentry != stop {
-            if p.obs.dentry != 0
-                && base.mnt == p.obs.mnt
-                && kernel::dentry_parent(p.obs.dentry) == base.dentry
-            {
-                // The file opened lies in that very directory: its name
-                // without the last component is the base's.
-                fl |= flags::HAS_BASE1 | flags::BASE1_IS_OBS_PARENT;
-            } else if still_valid(&base) {
-                fl |= flags::HAS_BASE1;
-                p.base1 = base;
-            } else {
-                fl |= flags::HAS_BASE1;
-                h.sections[2].end = tracer_common::walk_end::STALE;
-            }
-        }
-    }
-
-    // RAW2 and BASE2: the second path (link, rename, mount, symlink).
-    let mut pos = raw1;
-    if x.path2 != 0 {
-        let content = x.spec.spec_flags & spec_flags::PATH2_CONTENT != 0;
-        let (n, cut, bad) = read_user_path(data, pos, x.path2, PATH_MAX as u32);
-        if cut {
-            fl |= flags::RAW2_TRUNCATED;
-        }
-        if bad {
-            fl |= flags::RAW2_UNREADABLE;
-        }
-        if content {
-            fl |= flags::RAW2_CONTENT;
-        }
-        let abs2 = n > 0 && unsafe { *data.add(pos & (PATH_MAX * 2 - 1)) } == b'/';
-        h.sections[1].len = n as u16;
-        pos += n;
-        if n > 0 && !content && fl & flags::BAD_DIRFD2 == 0 {
-            let base = if abs2 { x.root } else { x.base2 };
-            if base.dentry != stop {
-                fl |= flags::HAS_BASE2;
-                if still_valid(&base) {
-                    p.base2 = base;
-                } else {
-                    h.sections[4].end = tracer_common::walk_end::STALE;
-                }
-            }
-        }
-    }
-    if raw1 == 0 && h.sections[1].len == 0 && p.obs.dentry == 0 && fl & flags::OBS_GONE == 0 {
+    let fl = w.fl;
+    let named = w.raw1 != 0 || w.raw2 != 0 || unsafe { (*p).obs.dentry } != 0;
+    if !named && fl & (flags::OBS_GONE | flags::RAW1_UNREADABLE | flags::RAW2_UNREADABLE) == 0 {
         // fstat-style calls on a descriptor (an empty path with
         // AT_EMPTY_PATH, utimensat(fd, NULL)): no lookup happened.
-        if fl & (flags::RAW1_UNREADABLE | flags::RAW2_UNREADABLE) == 0 {
-            return;
-        }
+        return;
     }
-    h.flags = fl;
-    p.pos = pos as u64;
+    unsafe {
+        (*buf).header.flags = fl;
+        (*p).pos = w.raw1 + w.raw2;
+    }
     finish::tail_call(ctx);
 }

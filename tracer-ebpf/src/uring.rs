@@ -20,7 +20,9 @@ use tracer_common::{
 use crate::{
     conf, event, finish,
     kernel::{self, read_u32, read_u64, still_valid},
-    maps::{PENDING, URING, count_loss, count_unobserved, scratch, uring_spec},
+    maps::{
+        PENDING, URING, URING_WORK, UringWork, count_loss, count_unobserved, scratch, uring_spec,
+    },
     scope::{self, in_scope},
 };
 
@@ -131,13 +133,94 @@ extern "C" fn base_step(index: u64, _ctx: *mut c_void) -> i64 {
     } else {
         flags::HAS_BASE1
     };
-    if !still_valid(&b) {
+    if !absolute && !still_valid(&b) {
         let s = if second { 4 } else { 2 };
         h.sections[s].end = walk_end::STALE;
     } else if second {
         p.base2 = b;
     } else {
         p.base1 = b;
+    }
+    0
+}
+
+/// One step of decoding the request in `URING_WORK` into the scratch
+/// record: 0 its fields (dirfds, flags, slot, a socket address), 1 its
+/// first name, 2 its second. A `bpf_loop` callback (verified once);
+/// returns 1 to stop when the request names nothing to record.
+#[inline(never)]
+extern "C" fn submit_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(w), Some(p), Some(buf)) =
+        (URING_WORK.get_ptr_mut(0), PENDING.get_ptr_mut(0), scratch())
+    else {
+        return 1;
+    };
+    let (w, p) = unsafe { (&mut *w, &mut *p) };
+    let h = unsafe { &mut (*buf).header };
+    let data = unsafe { (*buf).data.as_mut_ptr() };
+    let (req, spec) = (w.req, w.spec);
+    match index {
+        0 => {
+            if spec.class == uring_class::SOCKADDR {
+                // The prep copied the address into the request's async data.
+                let len = field_u32(req, spec.name1) as u64;
+                let addr = read_u64(req + conf!(offsets.req_async_data) as u64)
+                    + conf!(offsets.msghdr_addr) as u64;
+                let family = read_u32(addr) & 0xffff;
+                let first = read_u32(addr + 2) & 0xff;
+                if family != 1 || len <= 2 || first == 0 {
+                    // Not a filesystem socket: nothing to record.
+                    w.skip = 1;
+                    return 1;
+                }
+                w.sun = addr + 2;
+                w.sun_len = if len - 2 > SUN_PATH {
+                    SUN_PATH
+                } else {
+                    len - 2
+                };
+            }
+            h.arg_flags = if spec.flags32 != 0 {
+                field_u32(req, spec.flags) as u64
+            } else {
+                field_u64(req, spec.flags)
+            };
+            h.arg_flags2 = field_u64(req, spec.flags2);
+            h.dirfd1 = dfd(req, spec.dfd1);
+            h.dirfd2 = dfd(req, spec.dfd2);
+            p.uring_dfd = [h.dirfd1, h.dirfd2];
+            if spec.class == uring_class::OPEN && field_u32(req, spec.slot) != 0 {
+                w.slot = 1;
+                h.flags |= flags::FIXED_SLOT;
+            }
+        }
+        1 => {
+            let n1 = if w.sun != 0 {
+                read_name(data, 0, w.sun, ((w.sun_len + 1) & 127) as u32)
+            } else {
+                read_name(data, 0, filename(req, spec.name1), PATH_MAX as u32)
+            };
+            h.sections[0].len = n1 as u16;
+            w.n1 = n1 as u64;
+            if n1 > 0 {
+                p.uring_names |= 8 | (unsafe { *data } == b'/') as u64;
+            }
+        }
+        _ => {
+            if w.sun != 0 {
+                return 0;
+            }
+            let n1 = w.n1 as usize;
+            let n2 = read_name(data, n1, filename(req, spec.name2), PATH_MAX as u32);
+            h.sections[1].len = n2 as u16;
+            w.n2 = n2 as u64;
+            if spec.content2 != 0 {
+                h.flags |= flags::RAW2_CONTENT;
+            } else if n2 > 0 {
+                let abs = unsafe { *data.add(n1 & (PATH_MAX - 1)) } == b'/';
+                p.uring_names |= 4 | (abs as u64) << 1;
+            }
+        }
     }
     0
 }
@@ -165,42 +248,18 @@ pub fn on_submit(ctx: &RawTracePointContext) {
             return;
         }
     }
-    // A connect's or bind's address, copied by the prep into async data.
-    let mut sun: u64 = 0;
-    let mut sun_len: u64 = 0;
-    if spec.class == uring_class::SOCKADDR {
-        let len = field_u32(req, spec.name1) as u64;
-        let addr = read_u64(req + conf!(offsets.req_async_data) as u64)
-            + conf!(offsets.msghdr_addr) as u64;
-        let family = read_u32(addr) & 0xffff;
-        let first = read_u32(addr + 2) & 0xff;
-        if family != 1 || len <= 2 || first == 0 {
-            // Not a filesystem socket: nothing to record.
-            return;
-        }
-        sun = addr + 2;
-        sun_len = if len - 2 > SUN_PATH {
-            SUN_PATH
-        } else {
-            len - 2
-        };
-    }
-    let flags = if spec.flags32 != 0 {
-        field_u32(req, spec.flags) as u64
-    } else {
-        field_u64(req, spec.flags)
+    let Some(w) = URING_WORK.get_ptr_mut(0) else {
+        return;
     };
-    let slot = spec.class == uring_class::OPEN && field_u32(req, spec.slot) != 0;
-    let (dfd1, dfd2) = (dfd(req, spec.dfd1), dfd(req, spec.dfd2));
-    let Some(buf) = event::start(&event::Head {
+    let Some(_buf) = event::start(&event::Head {
         kind: kind::URING_SUBMIT,
         abi: 0,
         syscall: op as u16,
-        dirfd1: dfd1,
-        dirfd2: dfd2,
+        dirfd1: AT_FDCWD,
+        dirfd2: AT_FDCWD,
         ret: 0,
-        arg_flags: flags,
-        arg_flags2: field_u64(req, spec.flags2),
+        arg_flags: 0,
+        arg_flags2: 0,
         cookie: req,
     }) else {
         return;
@@ -211,52 +270,32 @@ pub fn on_submit(ctx: &RawTracePointContext) {
     let p = unsafe { &mut *p };
     p.no_dedup = 1;
     let task = kernel::current_task();
-    let fs = kernel::fs_of(task);
-    let (stop, root_sb) = scope::walk_stop(&kernel::root_of(fs));
+    let (stop, root_sb) = scope::walk_stop(&kernel::root_of(kernel::fs_of(task)));
     p.stop_dentry = stop;
     p.root_sb = root_sb;
-    let data = unsafe { (*buf).data.as_mut_ptr() };
-    let n1 = if sun != 0 {
-        read_name(data, 0, sun, ((sun_len + 1) & 127) as u32)
-    } else {
-        read_name(data, 0, filename(req, spec.name1), PATH_MAX as u32)
+    // This CPU's slot: the submit program does not run twice at once on
+    // one CPU.
+    let w = unsafe { &mut *w };
+    *w = UringWork {
+        req,
+        spec,
+        ..UringWork::default()
     };
-    let n2 = if sun != 0 {
-        0
-    } else {
-        read_name(data, n1, filename(req, spec.name2), PATH_MAX as u32)
-    };
-    let content2 = spec.content2 != 0;
-    unsafe {
-        (*buf).header.sections[0].len = n1 as u16;
-        (*buf).header.sections[1].len = n2 as u16;
-        if content2 {
-            (*buf).header.flags |= flags::RAW2_CONTENT;
-        }
-        if slot {
-            (*buf).header.flags |= flags::FIXED_SLOT;
-        }
+    unsafe { bpf_loop(3, submit_step as *mut c_void, core::ptr::null_mut(), 0) };
+    if w.skip != 0 {
+        return;
     }
-    let abs1 = unsafe { *data } == b'/';
-    let abs2 = unsafe { *data.add(n1 & (PATH_MAX - 1)) } == b'/';
-    p.uring_dfd = [dfd1, dfd2];
-    p.uring_names = (abs1 as u64)
-        | (abs2 as u64) << 1
-        | ((n2 > 0 && !content2) as u64) << 2
-        | ((n1 > 0) as u64) << 3;
-    unsafe {
-        bpf_loop(2, base_step as *mut c_void, core::ptr::null_mut(), 0);
-    }
+    unsafe { bpf_loop(2, base_step as *mut c_void, core::ptr::null_mut(), 0) };
     let open = if spec.class == uring_class::OPEN {
         1 << 8
     } else {
         0
     };
-    let v = op as u32 | open | if slot { SLOT } else { 0 };
+    let v = op as u32 | open | if w.slot != 0 { SLOT } else { 0 };
     if URING.insert(req, v, 0).is_err() {
         count_loss(loss::URING_FULL);
     }
-    p.pos = (n1 + n2) as u64;
+    p.pos = w.n1 + w.n2;
     finish::tail_call(ctx);
 }
 

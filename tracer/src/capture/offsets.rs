@@ -26,6 +26,7 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         dentry_inode: o("dentry", "d_inode")?,
         dentry_sb: o("dentry", "d_sb")?,
         qstr_name: o("qstr", "name")?,
+        qstr_hash_len: o("qstr", "hash_len")?,
         sb_magic: o("super_block", "s_magic")?,
         vfsmount_root: o("vfsmount", "mnt_root")?,
         mount_mnt: o("mount", "mnt")?,
@@ -51,6 +52,14 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         x32_bit,
         ..KernelOffsets::default()
     };
+    // The kernel side copies the first 16 words of pt_regs once and picks
+    // the arguments from there.
+    let in_copy = |off: u32| off.is_multiple_of(8) && off < 128;
+    if !k.regs_arg.iter().flatten().all(|&o| in_copy(o)) || !in_copy(k.regs_nr) {
+        return Err(BtfError::Malformed(
+            "syscall arguments lie beyond the first 16 words of struct pt_regs".into(),
+        ));
+    }
     // io_uring's internals move between kernel versions; without them its
     // requests are counted as unobserved instead of decoded.
     if let Ok(r) = uring_request(btf) {
