@@ -110,6 +110,7 @@ fn container_cgroup(
             // Asked for by name: its answer is the answer.
             Err(e) if engine.is_some() => return Err(e.into()),
             Err(EngineError::NoContainer { .. }) => notes.push(m.to_string()),
+            Err(EngineError::Down { .. }) => notes.push(format!("{m} (not reachable)")),
             Err(e @ EngineError::NotRunning { .. }) => return Err(e.into()),
             Err(e) => notes.push(format!("{m} ({e})")),
         }

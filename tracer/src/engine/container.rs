@@ -34,7 +34,16 @@ impl Manager {
         }
     }
 
+    /// Its client is installed (and for containerd, its socket exists:
+    /// a missing one would cost a connection timeout).
     pub fn installed(&self) -> bool {
+        if let Manager::Containerd { .. } = self {
+            let address = std::env::var_os("CONTAINERD_ADDRESS")
+                .unwrap_or_else(|| "/run/containerd/containerd.sock".into());
+            if !std::path::Path::new(&address).exists() {
+                return false;
+            }
+        }
         super::which(self.program()).is_some()
     }
 }
@@ -76,7 +85,19 @@ pub fn main_pid(manager: &Manager, name: &str) -> Result<u32, EngineError> {
             out.trim().parse().unwrap_or(0)
         }
         Manager::Containerd { namespace } => {
-            let out = query(&label, "ctr", ["--namespace", namespace, "task", "ls"], none)?;
+            let out = query(
+                &label,
+                "ctr",
+                [
+                    "--connect-timeout",
+                    "3s",
+                    "--namespace",
+                    namespace,
+                    "task",
+                    "ls",
+                ],
+                none,
+            )?;
             // TASK PID STATUS, one task a line after the header.
             out.lines()
                 .skip(1)

@@ -150,9 +150,10 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// For clap: `value_parser = parse`.
-pub fn parse(s: &str) -> Result<ImageRef, String> {
-    s.parse().map_err(|e: TransportError| e.to_string())
+/// For clap: `value_parser = parse` (the error is kept as the source, so
+/// `main` can report it as trace's own failure).
+pub fn parse(s: &str) -> Result<ImageRef, TransportError> {
+    s.parse()
 }
 
 impl ImageRef {
