@@ -10,7 +10,10 @@ use std::{
 };
 
 use super::{Engine, EngineError, owner, query};
-use crate::progress;
+use crate::{
+    progress,
+    source::{ImageRef, transport::TransportError},
+};
 
 /// What an engine says about one of its images.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,26 +156,51 @@ pub struct TempImage {
 }
 
 impl TempImage {
-    /// Copies `source` (a skopeo image reference) into the engine with
-    /// skopeo, which reads every transport and talks to both engines.
-    pub fn copy_in(engine: Engine, source: &str) -> Result<TempImage, EngineError> {
+    /// Copies an image into the engine under a temporary name: skopeo
+    /// writes it as a docker archive carrying that name (so no name the
+    /// user has is touched), which the engine then loads. skopeo reads
+    /// every file transport; an image in the other engine is saved out of
+    /// it first (skopeo would not see DOCKER_HOST).
+    pub fn copy_in(engine: Engine, source: &ImageRef) -> Result<TempImage, TransportError> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{}:{}-{n}", owner::TEMP_REPO, owner::token());
-        let dest = format!("{}:{name}", engine.transport());
-        let bar = progress::bytes(format!("copying the image into {engine}"), None);
+        let label = source.to_string();
+        let io = |what: &'static str| {
+            let label = label.clone();
+            move |e: std::io::Error| TransportError::Io(format!("{label}: {what}"), e)
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("trace-copy-")
+            .tempdir()
+            .map_err(io("a temporary directory"))?;
+        let from = match source {
+            ImageRef::Engine { engine: other, name } => {
+                let mut saved = save(*other, name)
+                    .map_err(|e| TransportError::Engine(label.clone(), e))?;
+                let path = dir.path().join("saved.tar");
+                let mut file = File::create(&path).map_err(io("a temporary file"))?;
+                std::io::copy(&mut saved, &mut file).map_err(io("a temporary file"))?;
+                format!("docker-archive:{}", path.display())
+            }
+            other => other.skopeo()?,
+        };
+        let archive = dir.path().join("image.tar");
+        let dest = format!("docker-archive:{}:{name}", archive.display());
+        let bar = progress::bytes(format!("converting {label}"), None);
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         let copied = query(
             "skopeo",
             "skopeo",
-            ["--insecure-policy", "copy", "--quiet", source, &dest],
+            ["--insecure-policy", "copy", "--quiet", &from, &dest],
             || EngineError::Failed {
-                command: format!("skopeo copy {source} {dest}"),
+                command: format!("skopeo copy {from}"),
                 detail: "image not found".into(),
             },
         );
         bar.finish_and_clear();
-        copied?;
+        copied.map_err(|e| TransportError::Engine(label.clone(), e))?;
+        load(engine, &archive).map_err(|e| TransportError::Engine(label.clone(), e))?;
         Ok(TempImage { engine, name })
     }
 }

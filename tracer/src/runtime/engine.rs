@@ -213,9 +213,7 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
         }
         other => {
             engine::ping(engine)?;
-            let source = other.skopeo()?;
-            let t = TempImage::copy_in(engine, &source)
-                .map_err(|err| TransportError::Engine(other.to_string(), err))?;
+            let t = TempImage::copy_in(engine, other)?;
             (t.name.clone(), Some(t))
         }
     };
