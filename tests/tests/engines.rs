@@ -97,8 +97,7 @@ fn suite_mount(s: &tempfile::TempDir) -> String {
 }
 
 fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
+    serde_json::from_slice(&fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 fn kept(report: &Value) -> Vec<String> {
@@ -137,6 +136,24 @@ fn one_error_line(o: &Output) -> String {
 struct Engines {
     dir: tempfile::TempDir,
     dockerd: Option<Child>,
+    /// Cgroups the engines make for themselves (docker/, libpod_parent/)
+    /// that were not there before: removed at the end when empty.
+    new_cgroups: Vec<PathBuf>,
+}
+
+/// Where the engines put cgroups of their own, in every hierarchy.
+fn engine_cgroups() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        for name in ["docker", "libpod_parent"] {
+            out.push(e.path().join(name));
+        }
+    }
+    out
 }
 
 /// A cgroup parent of the test's own for the containers it starts itself.
@@ -156,6 +173,10 @@ impl Engines {
         let mut engines = Engines {
             dir,
             dockerd: None,
+            new_cgroups: engine_cgroups()
+                .into_iter()
+                .filter(|p| !p.exists())
+                .collect(),
         };
         fs::write(d.join("daemon.json"), "{}\n").map_err(|e| e.to_string())?;
         // The clients' own configuration (podman reads docker's too).
@@ -276,6 +297,9 @@ impl Drop for Engines {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
+        for p in &self.new_cgroups {
+            remove_cgroup_tree(p);
+        }
         // The test's own cgroup parent, in every hierarchy.
         let name = test_cgroup();
         if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
@@ -303,15 +327,39 @@ type Test = fn();
 
 fn tests() -> Vec<(&'static str, Test)> {
     vec![
-        ("docker_minimize_into_the_engine_then_plain_docker_run", docker_minimize),
-        ("podman_minimize_into_containers_storage_then_plain_podman_run", podman_minimize),
-        ("the_kept_set_is_the_same_under_runc_docker_and_podman", same_kept_set),
-        ("docker_daemon_input_gives_the_bytes_of_its_docker_save_archive", daemon_equals_archive),
-        ("docker_run_options_exit_status_stdout_and_the_engine_init", docker_options),
+        (
+            "docker_minimize_into_the_engine_then_plain_docker_run",
+            docker_minimize,
+        ),
+        (
+            "podman_minimize_into_containers_storage_then_plain_podman_run",
+            podman_minimize,
+        ),
+        (
+            "the_kept_set_is_the_same_under_runc_docker_and_podman",
+            same_kept_set,
+        ),
+        (
+            "docker_daemon_input_gives_the_bytes_of_its_docker_save_archive",
+            daemon_equals_archive,
+        ),
+        (
+            "docker_run_options_exit_status_stdout_and_the_engine_init",
+            docker_options,
+        ),
         ("podman_run_options_and_engine_args", podman_options),
-        ("sigterm_passes_through_docker_and_the_container_is_removed", docker_sigterm),
-        ("a_killed_trace_leaves_a_container_the_next_run_removes", docker_kill_9),
-        ("an_image_file_runs_under_docker_through_a_temporary_copy", file_under_docker),
+        (
+            "sigterm_passes_through_docker_and_the_container_is_removed",
+            docker_sigterm,
+        ),
+        (
+            "a_killed_trace_leaves_a_container_the_next_run_removes",
+            docker_kill_9,
+        ),
+        (
+            "an_image_file_runs_under_docker_through_a_temporary_copy",
+            file_under_docker,
+        ),
         ("attach_to_a_docker_container_by_name", attach_docker),
         ("attach_to_a_podman_container", attach_podman),
         ("attach_to_a_containerd_task", attach_ctr),
@@ -393,23 +441,45 @@ fn docker_minimize() {
     let report = read_json(&work.path().join("trace_app_min.report.json"));
     assert_eq!(report["loaded"]["id"], id.as_str());
     let t = read_json(&work.path().join("trace_app_min.trace.json"));
-    assert_eq!(t["scope"]["image"], format!("docker-daemon:{FULL}").as_str());
+    assert_eq!(
+        t["scope"]["image"],
+        format!("docker-daemon:{FULL}").as_str()
+    );
     assert_eq!(execs(&t).len(), 1, "{:?}", execs(&t));
     for p in paths(&t) {
-        assert!(!p.contains("docker") && !p.contains("containerd"), "engine path {p}");
+        assert!(
+            !p.contains("docker") && !p.contains("containerd"),
+            "engine path {p}"
+        );
     }
     // Plain docker, no trace: the suite passes in the minimal image, which
     // has no shell.
     let s = suite();
     let o = out(docker()
-        .args(["run", "--rm", "--network", "none", "--volume", &suite_mount(&s)])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--volume",
+            &suite_mount(&s),
+        ])
+        .args(["--cgroup-parent", &test_cgroup()])
         .args(["trace/app:min", "/usr/bin/python3", "/suite/test_app.py"]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("Ran 2 tests"));
-    let o = out(docker().args(["run", "--rm", "trace/app:min", "/bin/sh", "-c", "true"]));
+    let o = out(docker()
+        .args(["run", "--rm", "--cgroup-parent", &test_cgroup()])
+        .args(["trace/app:min", "/bin/sh", "-c", "true"]));
     assert_ne!(o.status.code(), Some(0), "a shell in the minimal image");
     // Nothing of the runs is left in the engine.
-    let left = ok(docker().args(["ps", "--all", "--quiet", "--filter", &format!("label={OWNER_LABEL}")]));
+    let left = ok(docker().args([
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label={OWNER_LABEL}"),
+    ]));
     assert_eq!(left.trim(), "");
 }
 
@@ -422,11 +492,25 @@ fn podman_minimize() {
     assert_eq!(execs(&t).len(), 1, "{:?}", execs(&t));
     let s = suite();
     let o = out(podman()
-        .args(["run", "--rm", "--network", "none", "--volume", &suite_mount(&s)])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--volume",
+            &suite_mount(&s),
+        ])
+        .args(["--cgroup-parent", &test_cgroup()])
         .args(["trace/app:min", "/usr/bin/python3", "/suite/test_app.py"]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("Ran 2 tests"));
-    let left = ok(podman().args(["ps", "--all", "--quiet", "--filter", &format!("label={OWNER_LABEL}")]));
+    let left = ok(podman().args([
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label={OWNER_LABEL}"),
+    ]));
     assert_eq!(left.trim(), "");
 }
 
@@ -461,7 +545,12 @@ fn same_kept_set() {
     let archive = fixtures().join("bookworm-docker.tar");
     let runc = trace_and_build(archive.to_str().unwrap(), "runc", work.path(), &s);
     let docker = trace_and_build(&format!("docker-daemon:{FULL}"), "docker", work.path(), &s);
-    let podman = trace_and_build(&format!("containers-storage:{FULL}"), "podman", work.path(), &s);
+    let podman = trace_and_build(
+        &format!("containers-storage:{FULL}"),
+        "podman",
+        work.path(),
+        &s,
+    );
     assert!(kept(&runc).contains(&"/usr/bin/python3.11".to_string()));
     assert_eq!(kept(&runc), kept(&docker), "runc vs docker");
     assert_eq!(kept(&runc), kept(&podman), "runc vs podman");
@@ -493,20 +582,31 @@ fn daemon_equals_archive() {
         fs::read(dest).unwrap()
     };
     let a = build(&format!("docker-daemon:{FULL}"), "from-daemon.tar");
-    let b = build(&format!("docker-archive:{}", saved.display()), "from-save.tar");
+    let b = build(
+        &format!("docker-archive:{}", saved.display()),
+        "from-save.tar",
+    );
     assert!(a.len() > 1_000_000);
     assert!(a == b, "docker-daemon: and its docker save archive differ");
     // The source digest is the engine's image ID either way.
     let id = ok(docker().args(["image", "inspect", "--format", "{{.Id}}", FULL]));
     let r = out(trace()
-        .args(["build", "--from", &format!("docker-daemon:{FULL}"), "--trace"])
+        .args([
+            "build",
+            "--from",
+            &format!("docker-daemon:{FULL}"),
+            "--trace",
+        ])
         .arg(&t)
         .arg("-o")
         .arg(work.path().join("x.oci"))
         .arg("--report")
         .arg(work.path().join("x.json")));
     assert!(r.status.success());
-    assert_eq!(read_json(&work.path().join("x.json"))["source_digest"], id.trim());
+    assert_eq!(
+        read_json(&work.path().join("x.json"))["source_digest"],
+        id.trim()
+    );
 }
 
 /// `trace run --image docker-daemon:...` with extra flags; (exit, stdout,
@@ -532,21 +632,36 @@ fn docker_options() {
     let script = "id -u; id -g; echo \"$GREETING\"; pwd; readlink /proc/self/ns/net";
     let (code, stdout, t) = run_docker(
         &[
-            "--user", "65534:65534", "--env", "GREETING=hello", "--workdir", "/usr/share",
+            "--user",
+            "65534:65534",
+            "--env",
+            "GREETING=hello",
+            "--workdir",
+            "/usr/share",
         ],
         &["/bin/sh", "-c", script],
     );
     assert_eq!(code, Some(0));
-    assert_eq!(stdout, format!("65534\n65534\nhello\n/usr/share\n{host_net}\n"));
+    assert_eq!(
+        stdout,
+        format!("65534\n65534\nhello\n/usr/share\n{host_net}\n")
+    );
     assert_eq!(t["exit"]["code"], 0);
     let (code, stdout, _) = run_docker(
         &["--network", "none"],
         &["/bin/readlink", "/proc/self/ns/net"],
     );
     assert_eq!(code, Some(0));
-    assert_ne!(stdout.trim(), host_net, "--network none has a namespace of its own");
+    assert_ne!(
+        stdout.trim(),
+        host_net,
+        "--network none has a namespace of its own"
+    );
     // The engine's init runs the command but is not recorded.
-    let (code, _, t) = run_docker(&["--engine-arg=--init"], &["/bin/cat", "/etc/debian_version"]);
+    let (code, _, t) = run_docker(
+        &["--engine-arg=--init"],
+        &["/bin/cat", "/etc/debian_version"],
+    );
     assert_eq!(code, Some(0));
     let ex: Vec<&Value> = execs(&t).iter().collect();
     assert_eq!(ex.len(), 1, "{ex:?}");
@@ -561,7 +676,12 @@ fn podman_options() {
     let cap = "grep CapEff /proc/self/status";
     let run = |extra: &[&str]| {
         let o = out(trace()
-            .args(["run", "--image", &format!("containers-storage:{FULL}"), "-o"])
+            .args([
+                "run",
+                "--image",
+                &format!("containers-storage:{FULL}"),
+                "-o",
+            ])
             .arg(&t)
             .args(extra)
             .args(["--", "/bin/sh", "-c", cap]));
@@ -572,11 +692,19 @@ fn podman_options() {
     };
     const CAP_NET_ADMIN: u64 = 1 << 12;
     assert_eq!(run(&[]) & CAP_NET_ADMIN, 0);
-    assert_ne!(run(&["--engine-arg=--cap-add=NET_ADMIN"]) & CAP_NET_ADMIN, 0);
+    assert_ne!(
+        run(&["--engine-arg=--cap-add=NET_ADMIN"]) & CAP_NET_ADMIN,
+        0
+    );
     let tr = read_json(&t);
-    assert_eq!(tr["scope"]["image"], format!("containers-storage:{FULL}").as_str());
+    assert_eq!(
+        tr["scope"]["image"],
+        format!("containers-storage:{FULL}").as_str()
+    );
     assert!(
-        execs(&tr).iter().any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/grep"))),
+        execs(&tr)
+            .iter()
+            .any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/grep"))),
         "{:?}",
         execs(&tr)
     );
@@ -584,10 +712,16 @@ fn podman_options() {
 
 /// Containers `trace` started that are still in the engine.
 fn ours(engine: fn() -> Command) -> Vec<String> {
-    ok(engine().args(["ps", "--all", "--quiet", "--filter", &format!("label={OWNER_LABEL}")]))
-        .lines()
-        .map(String::from)
-        .collect()
+    ok(engine().args([
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label={OWNER_LABEL}"),
+    ]))
+    .lines()
+    .map(String::from)
+    .collect()
 }
 
 /// Starts `trace run` under docker with a command that waits, and waits
@@ -625,10 +759,19 @@ fn docker_sigterm() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(143), "{err}");
     assert_eq!(read_json(&dir.path().join("t.json"))["exit"]["code"], 143);
-    assert!(ours(docker).is_empty(), "container left: {:?}", ours(docker));
+    assert!(
+        ours(docker).is_empty(),
+        "container left: {:?}",
+        ours(docker)
+    );
 }
 
 fn docker_kill_9() {
@@ -637,7 +780,11 @@ fn docker_kill_9() {
     // SAFETY: plain syscall on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
-    assert_eq!(ours(docker).len(), 1, "the killed run's container is still there");
+    assert_eq!(
+        ours(docker).len(),
+        1,
+        "the killed run's container is still there"
+    );
     // The next run finds it (its owner is gone) and removes it.
     let (code, _, _) = run_docker(&[], &["/bin/true"]);
     assert_eq!(code, Some(0));
@@ -672,7 +819,10 @@ fn file_under_docker() {
         assert!(has(&read_json(&t), "/etc/debian_version", "open", "ok"));
     }
     let images = ok(docker().args(["image", "ls", "--format", "{{.Repository}}"]));
-    assert!(!images.contains("trace-tmp"), "temporary image left: {images}");
+    assert!(
+        !images.contains("trace-tmp"),
+        "temporary image left: {images}"
+    );
     // A root filesystem directory is no image an engine can load.
     let o = out(trace()
         .args(["run", "--engine", "docker", "--image"])
@@ -695,17 +845,43 @@ fn attach_and_check(args: &[&str]) -> Value {
         .arg(&t));
     assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
     let tr = read_json(&t);
-    assert!(has(&tr, "/etc/debian_version", "open", "ok"), "{args:?}: {:?}", paths(&tr));
-    assert!(execs(&tr).iter().any(|e| e["path"] == "/bin/cat" || e["path"] == "/usr/bin/cat"));
+    assert!(
+        has(&tr, "/etc/debian_version", "open", "ok"),
+        "{args:?}: {:?}",
+        paths(&tr)
+    );
+    assert!(
+        execs(&tr)
+            .iter()
+            .any(|e| e["path"] == "/bin/cat" || e["path"] == "/usr/bin/cat")
+    );
     tr
 }
 
 fn attach_docker() {
     let id = ok(docker()
-        .args(["run", "--detach", "--name", "trace-att-docker", "--network", "none"])
-        .args(["--cgroup-parent", &test_cgroup(), FULL, "/bin/sh", "-c", LOOP]));
+        .args([
+            "run",
+            "--detach",
+            "--name",
+            "trace-att-docker",
+            "--network",
+            "none",
+        ])
+        .args([
+            "--cgroup-parent",
+            &test_cgroup(),
+            FULL,
+            "/bin/sh",
+            "-c",
+            LOOP,
+        ]));
     let t = attach_and_check(&["--container", "trace-att-docker"]);
-    assert!(t["scope"]["cgroup"].as_str().unwrap().ends_with(id.trim()), "{}", t["scope"]);
+    assert!(
+        t["scope"]["cgroup"].as_str().unwrap().ends_with(id.trim()),
+        "{}",
+        t["scope"]
+    );
     let t = attach_and_check(&["--container", &id.trim()[..12], "--engine", "docker"]);
     assert!(t["scope"]["cgroup"].as_str().unwrap().ends_with(id.trim()));
     ok(docker().args(["rm", "--force", "trace-att-docker"]));
@@ -713,10 +889,28 @@ fn attach_docker() {
 
 fn attach_podman() {
     let id = ok(podman()
-        .args(["run", "--detach", "--name", "trace-att-podman", "--network", "none"])
-        .args(["--cgroup-parent", &test_cgroup(), FULL, "/bin/sh", "-c", LOOP]));
+        .args([
+            "run",
+            "--detach",
+            "--name",
+            "trace-att-podman",
+            "--network",
+            "none",
+        ])
+        .args([
+            "--cgroup-parent",
+            &test_cgroup(),
+            FULL,
+            "/bin/sh",
+            "-c",
+            LOOP,
+        ]));
     let t = attach_and_check(&["--container", "trace-att-podman"]);
-    assert!(t["scope"]["cgroup"].as_str().unwrap().contains(id.trim()), "{}", t["scope"]);
+    assert!(
+        t["scope"]["cgroup"].as_str().unwrap().contains(id.trim()),
+        "{}",
+        t["scope"]
+    );
     ok(podman().args(["rm", "--force", "trace-att-podman"]));
 }
 
@@ -726,10 +920,19 @@ fn attach_ctr() {
         .arg(fixtures().join("bookworm-docker.tar")));
     let image = format!("docker.io/{FULL}");
     ok(ctr()
-        .args(["run", "--detach", "--cgroup", &format!("{}/ctr-task", test_cgroup())])
+        .args([
+            "run",
+            "--detach",
+            "--cgroup",
+            &format!("{}/ctr-task", test_cgroup()),
+        ])
         .args([&image, "trace-att-ctr", "/bin/sh", "-c", LOOP]));
     let t = attach_and_check(&["--container", "trace-att-ctr", "--namespace", CTR_NAMESPACE]);
-    assert!(t["scope"]["cgroup"].as_str().unwrap().ends_with("ctr-task"), "{}", t["scope"]);
+    assert!(
+        t["scope"]["cgroup"].as_str().unwrap().ends_with("ctr-task"),
+        "{}",
+        t["scope"]
+    );
     attach_and_check(&[
         "--container",
         "trace-att-ctr",
@@ -739,13 +942,21 @@ fn attach_ctr() {
         CTR_NAMESPACE,
     ]);
     // In another namespace there is no such task.
-    let o = out(trace().args(["attach", "--container", "trace-att-ctr", "--engine", "containerd"]));
+    let o = out(trace().args([
+        "attach",
+        "--container",
+        "trace-att-ctr",
+        "--engine",
+        "containerd",
+    ]));
     let e = one_error_line(&o);
     assert!(e.contains("no container"), "{e}");
     let _ = out(ctr().args(["task", "kill", "--signal", "SIGKILL", "trace-att-ctr"]));
     wait_for(Duration::from_secs(10), || {
         !ok(ctr().args(["task", "ls"])).contains("trace-att-ctr")
-            || out(ctr().args(["task", "rm", "trace-att-ctr"])).status.success()
+            || out(ctr().args(["task", "rm", "trace-att-ctr"]))
+                .status
+                .success()
     });
     let _ = out(ctr().args(["task", "rm", "--force", "trace-att-ctr"]));
     ok(ctr().args(["containers", "rm", "trace-att-ctr"]));
@@ -754,63 +965,124 @@ fn attach_ctr() {
 fn errors() {
     let work = tempdir();
     let t = work.path().join("t.json");
-    ok(trace().arg("run").arg("-o").arg(&t).args(["--", "/bin/true"]));
+    ok(trace()
+        .arg("run")
+        .arg("-o")
+        .arg(&t)
+        .args(["--", "/bin/true"]));
     let down = format!("unix://{}", work.path().join("no-daemon.sock").display());
     let o1 = work.path().join("o1");
     let cases: Vec<(Vec<String>, &str, bool)> = vec![
         // Engine down, reading.
         (
-            vec!["build".into(), "--from".into(), format!("docker-daemon:{FULL}"), "--trace".into(),
-                 t.display().to_string(), "-o".into(), o1.display().to_string()],
+            vec![
+                "build".into(),
+                "--from".into(),
+                format!("docker-daemon:{FULL}"),
+                "--trace".into(),
+                t.display().to_string(),
+                "-o".into(),
+                o1.display().to_string(),
+            ],
             "the Docker engine is not reachable",
             true,
         ),
         // Engine down, writing: refused before anything is built.
         (
-            vec!["build".into(), "--from".into(), fixtures().join("bookworm-docker.tar").display().to_string(),
-                 "--trace".into(), t.display().to_string(), "-o".into(), "docker-daemon:app:x".into()],
+            vec![
+                "build".into(),
+                "--from".into(),
+                fixtures().join("bookworm-docker.tar").display().to_string(),
+                "--trace".into(),
+                t.display().to_string(),
+                "-o".into(),
+                "docker-daemon:app:x".into(),
+            ],
             "the Docker engine is not reachable",
             true,
         ),
         // Engine down, running.
         (
-            vec!["run".into(), "--image".into(), format!("docker-daemon:{FULL}"), "--".into(), "/bin/true".into()],
+            vec![
+                "run".into(),
+                "--image".into(),
+                format!("docker-daemon:{FULL}"),
+                "--".into(),
+                "/bin/true".into(),
+            ],
             "the Docker engine is not reachable",
             true,
         ),
         // Unknown images.
         (
-            vec!["run".into(), "--image".into(), "docker-daemon:trace/nope:none".into(), "--".into(), "/bin/true".into()],
+            vec![
+                "run".into(),
+                "--image".into(),
+                "docker-daemon:trace/nope:none".into(),
+                "--".into(),
+                "/bin/true".into(),
+            ],
             "no image \"trace/nope:none\" in the Docker engine",
             false,
         ),
         (
-            vec!["build".into(), "--from".into(), "containers-storage:trace/nope".into(), "--trace".into(),
-                 t.display().to_string(), "-o".into(), o1.display().to_string()],
+            vec![
+                "build".into(),
+                "--from".into(),
+                "containers-storage:trace/nope".into(),
+                "--trace".into(),
+                t.display().to_string(),
+                "-o".into(),
+                o1.display().to_string(),
+            ],
             "no image \"trace/nope\" in the Podman engine",
             false,
         ),
         (
-            vec!["build".into(), "--from".into(), format!("oci:{}:nope", fixtures().join("bookworm-oci").display()),
-                 "--trace".into(), t.display().to_string(), "-o".into(), o1.display().to_string()],
+            vec![
+                "build".into(),
+                "--from".into(),
+                format!("oci:{}:nope", fixtures().join("bookworm-oci").display()),
+                "--trace".into(),
+                t.display().to_string(),
+                "-o".into(),
+                o1.display().to_string(),
+            ],
             "no image tagged \"nope\"",
             false,
         ),
         // A bad reference.
         (
-            vec!["build".into(), "--from".into(), "docker://busybox".into(), "--trace".into(),
-                 t.display().to_string(), "-o".into(), o1.display().to_string()],
+            vec![
+                "build".into(),
+                "--from".into(),
+                "docker://busybox".into(),
+                "--trace".into(),
+                t.display().to_string(),
+                "-o".into(),
+                o1.display().to_string(),
+            ],
             "transport is not supported",
             false,
         ),
         // Unknown container.
         (
-            vec!["attach".into(), "--container".into(), "trace-no-such-container".into()],
+            vec![
+                "attach".into(),
+                "--container".into(),
+                "trace-no-such-container".into(),
+            ],
             "no container \"trace-no-such-container\"",
             false,
         ),
         (
-            vec!["attach".into(), "--container".into(), "trace-no-such-container".into(), "--engine".into(), "podman".into()],
+            vec![
+                "attach".into(),
+                "--container".into(),
+                "trace-no-such-container".into(),
+                "--engine".into(),
+                "podman".into(),
+            ],
             "no container \"trace-no-such-container\" in Podman",
             false,
         ),
@@ -827,6 +1099,10 @@ fn errors() {
         assert!(!o1.exists(), "{args:?} wrote its output");
     }
     // Nothing but the trace file we wrote is in the work dir.
-    let left: Vec<_> = fs::read_dir(work.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    let left: Vec<_> = fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }

@@ -76,7 +76,7 @@ fn chain(e: &anyhow::Error) -> String {
         if !out.is_empty() {
             out.push_str(": ");
         }
-        out.push_str(&s);
+        out.push_str(s);
     }
     out
 }

@@ -26,7 +26,12 @@ pub struct ContainerArgs {
     pub engine: Option<EngineArg>,
     /// A further flag for `docker run` / `podman run` (repeatable), e.g.
     /// `--engine-arg=--cap-add=NET_ADMIN`.
-    #[arg(long = "engine-arg", value_name = "FLAG", allow_hyphen_values = true, requires = "image")]
+    #[arg(
+        long = "engine-arg",
+        value_name = "FLAG",
+        allow_hyphen_values = true,
+        requires = "image"
+    )]
     pub engine_args: Vec<String>,
     /// The OCI runtime for --engine runc (default: runc, else crun, from PATH).
     #[arg(long, value_name = "PATH", requires = "image")]
@@ -150,8 +155,7 @@ pub fn describe(o: &Outcome, image: &ImageRef, full: Option<&ImageRef>) -> Strin
     let _ = writeln!(
         s,
         "trace verify: {verdict} (exit {}) in {}",
-        o.trace.exit.code,
-        image
+        o.trace.exit.code, image
     );
     if !o.passed {
         match full {

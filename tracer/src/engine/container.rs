@@ -12,7 +12,9 @@ pub enum Manager {
     Runc,
     Engine(Engine),
     /// containerd through `ctr`, in this namespace.
-    Containerd { namespace: String },
+    Containerd {
+        namespace: String,
+    },
 }
 
 impl std::fmt::Display for Manager {
@@ -73,13 +75,7 @@ pub fn main_pid(manager: &Manager, name: &str) -> Result<u32, EngineError> {
             let out = query(
                 &label,
                 e.program(),
-                [
-                    "container",
-                    "inspect",
-                    "--format",
-                    "{{.State.Pid}}",
-                    name,
-                ],
+                ["container", "inspect", "--format", "{{.State.Pid}}", name],
                 none,
             )?;
             out.trim().parse().unwrap_or(0)

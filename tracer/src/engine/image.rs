@@ -175,9 +175,12 @@ impl TempImage {
             .tempdir()
             .map_err(io("a temporary directory"))?;
         let from = match source {
-            ImageRef::Engine { engine: other, name } => {
-                let mut saved = save(*other, name)
-                    .map_err(|e| TransportError::Engine(label.clone(), e))?;
+            ImageRef::Engine {
+                engine: other,
+                name,
+            } => {
+                let mut saved =
+                    save(*other, name).map_err(|e| TransportError::Engine(label.clone(), e))?;
                 let path = dir.path().join("saved.tar");
                 let mut file = File::create(&path).map_err(io("a temporary file"))?;
                 std::io::copy(&mut saved, &mut file).map_err(io("a temporary file"))?;

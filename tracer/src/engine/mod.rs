@@ -140,7 +140,12 @@ fn says_missing(msg: &str) -> bool {
 }
 
 /// What went wrong with a client call that failed, as a typed error.
-fn classify(engine: &str, command: &str, out: &Output, missing: impl FnOnce() -> EngineError) -> EngineError {
+fn classify(
+    engine: &str,
+    command: &str,
+    out: &Output,
+    missing: impl FnOnce() -> EngineError,
+) -> EngineError {
     let msg = first_line(&out.stderr);
     if says_down(&msg) {
         EngineError::Down {
@@ -197,9 +202,11 @@ pub fn ping(engine: Engine) -> Result<(), EngineError> {
         // Podman has no daemon: opening its store is what can fail.
         Engine::Podman => &["info", "--format", "{{.Store.GraphRoot}}"],
     };
-    query(&engine.to_string(), engine.program(), args, || EngineError::Down {
-        engine: engine.to_string(),
-        detail: "no answer".into(),
+    query(&engine.to_string(), engine.program(), args, || {
+        EngineError::Down {
+            engine: engine.to_string(),
+            detail: "no answer".into(),
+        }
     })
     .map(|_| ())
 }

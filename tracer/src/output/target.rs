@@ -64,7 +64,11 @@ fn one_tag(
 
 /// Decides where `target` goes. `format` is `--format` when given; it must
 /// agree with a transport prefix.
-pub fn plan(target: &ImageRef, format: Option<Format>, tag: Option<&str>) -> Result<Plan, TargetError> {
+pub fn plan(
+    target: &ImageRef,
+    format: Option<Format>,
+    tag: Option<&str>,
+) -> Result<Plan, TargetError> {
     let fixed = |want: Format| match format {
         Some(f) if f != want => Err(TargetError::Conflict {
             target: target.to_string(),
@@ -177,7 +181,13 @@ impl Plan {
             Plan::File { path, .. } => path.clone(),
             Plan::Engine { name, .. } => PathBuf::from(
                 name.chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
                     .collect::<String>(),
             ),
         }

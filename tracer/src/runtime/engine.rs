@@ -60,7 +60,9 @@ pub enum RunError {
     BadMount(String),
     #[error("--env {0}: expected K=V")]
     BadEnv(String),
-    #[error("{0} is for --engine runc (with docker or podman, pass the engine's own flag with --engine-arg)")]
+    #[error(
+        "{0} is for --engine runc (with docker or podman, pass the engine's own flag with --engine-arg)"
+    )]
     RuncOnly(&'static str),
 }
 
@@ -315,7 +317,10 @@ mod tests {
         assert_eq!(resolve(None, &docker), Some(Engine::Docker));
         assert_eq!(resolve(None, &file), None);
         assert_eq!(resolve(Some(EngineArg::Runc), &docker), None);
-        assert_eq!(resolve(Some(EngineArg::Podman), &file), Some(Engine::Podman));
+        assert_eq!(
+            resolve(Some(EngineArg::Podman), &file),
+            Some(Engine::Podman)
+        );
     }
 
     #[test]

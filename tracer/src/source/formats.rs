@@ -213,7 +213,12 @@ pub fn oci(store: &Store, tag: Option<&str>) -> Result<Parts, SourceError> {
                 found: index.manifests().iter().map(describe).collect(),
             });
         }
-        let kept: Vec<Descriptor> = index.manifests().iter().filter(|d| tagged(d)).cloned().collect();
+        let kept: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| tagged(d))
+            .cloned()
+            .collect();
         index.set_manifests(kept);
     }
     let (desc, manifest) = select_manifest(store, &index, &index_what, 0)?;

@@ -22,11 +22,23 @@ pub enum ImageRef {
     /// A path: root filesystem or OCI layout directory, OCI or docker
     /// archive (detected).
     Path(PathBuf),
-    Oci { dir: PathBuf, tag: Option<String> },
-    OciArchive { file: PathBuf, tag: Option<String> },
-    DockerArchive { file: PathBuf, name: Option<String> },
+    Oci {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    OciArchive {
+        file: PathBuf,
+        tag: Option<String>,
+    },
+    DockerArchive {
+        file: PathBuf,
+        name: Option<String>,
+    },
     /// An image in an engine's own store.
-    Engine { engine: Engine, name: String },
+    Engine {
+        engine: Engine,
+        name: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +97,10 @@ impl FromStr for ImageRef {
         }
         let bad_path = |p: &Path| {
             if p.as_os_str().is_empty() {
-                Err(TransportError::Bad(s.into(), "a path is needed after the transport".into()))
+                Err(TransportError::Bad(
+                    s.into(),
+                    "a path is needed after the transport".into(),
+                ))
             } else {
                 Ok(())
             }
