@@ -247,13 +247,28 @@ pub fn oci(store: &Store, tag: Option<&str>) -> Result<Parts, SourceError> {
     })
 }
 
-/// `name` with `:latest` when it has no tag, as docker reads a reference.
+/// `name` as docker compares references: `:latest` when it has no tag,
+/// without the implied `docker.io/` and `library/`.
 fn with_latest(name: &str) -> String {
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    let name = name.strip_prefix("library/").unwrap_or(name);
     let last = name.rsplit('/').next().unwrap_or(name);
     if last.contains(':') || last.contains('@') {
         name.to_string()
     } else {
         format!("{name}:latest")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn references_compare_as_docker_reads_them() {
+        use super::with_latest as n;
+        assert_eq!(n("trace/full"), n("docker.io/trace/full:latest"));
+        assert_eq!(n("busybox"), n("docker.io/library/busybox:latest"));
+        assert_ne!(n("app:1"), n("app:2"));
+        assert_eq!(n("localhost:5000/app"), "localhost:5000/app:latest");
     }
 }
 
