@@ -5,6 +5,8 @@ use std::io::{self, IsTerminal, Read, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::source::rootfs::{Meta, Rootfs};
+
 fn target() -> ProgressDrawTarget {
     if io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
@@ -18,7 +20,7 @@ pub fn bytes(message: impl Into<String>, total: Option<u64>) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(total, target());
     let style = match total {
         Some(_) => ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            "{msg} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
         ),
         None => ProgressStyle::with_template("{spinner} {msg} {bytes} {binary_bytes_per_sec}"),
     };
@@ -33,7 +35,7 @@ pub fn bytes(message: impl Into<String>, total: Option<u64>) -> ProgressBar {
 pub fn items(message: impl Into<String>, total: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), target());
     if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} eta {{eta}}"
+        "{{msg}} [{{bar:20}}] {{pos}}/{{len}} {unit} eta {{eta}}"
     )) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -55,6 +57,68 @@ pub fn copy(from: &mut dyn Read, to: &mut dyn Write, bar: &ProgressBar) -> io::R
         to.write_all(&buf[..n])?;
         done += n as u64;
         bar.inc(n as u64);
+    }
+}
+
+/// A root filesystem whose file contents, as they are read out (by an
+/// unpack or a layer writer), advance a bytes bar.
+pub struct Counted<'a> {
+    inner: &'a dyn Rootfs,
+    bar: ProgressBar,
+}
+
+impl<'a> Counted<'a> {
+    pub fn new(inner: &'a dyn Rootfs, bar: ProgressBar) -> Counted<'a> {
+        Counted { inner, bar }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+struct CountingReader<'b> {
+    inner: Box<dyn Read + 'b>,
+    bar: ProgressBar,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        // Done: off the screen before whatever comes next draws.
+        if self.bar.length().is_some_and(|l| self.bar.position() >= l) {
+            self.bar.finish_and_clear();
+        }
+        Ok(n)
+    }
+}
+
+impl Rootfs for Counted<'_> {
+    fn meta(&self, path: &std::path::Path) -> io::Result<Option<Meta>> {
+        self.inner.meta(path)
+    }
+    fn read_head(&self, path: &std::path::Path, limit: usize) -> io::Result<Vec<u8>> {
+        self.inner.read_head(path, limit)
+    }
+    fn read_all(&self, path: &std::path::Path) -> io::Result<Vec<u8>> {
+        let v = self.inner.read_all(path)?;
+        self.bar.inc(v.len() as u64);
+        Ok(v)
+    }
+    fn list(&self, dir: &std::path::Path) -> io::Result<Vec<std::ffi::OsString>> {
+        self.inner.list(dir)
+    }
+    fn open(&self, path: &std::path::Path) -> io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(CountingReader {
+            inner: self.inner.open(path)?,
+            bar: self.bar.clone(),
+        }))
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
     }
 }
 

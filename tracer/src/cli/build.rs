@@ -194,9 +194,18 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
     }
     let fs: &dyn crate::source::rootfs::Rootfs = &with_db;
+    let mut links = BTreeSet::new();
+    let to_write: u64 = paths
+        .iter()
+        .filter_map(|p| fs.meta(p).ok().flatten())
+        .filter(|m| m.kind == Kind::Regular && m.link_id.is_none_or(|id| links.insert(id)))
+        .map(|m| m.size)
+        .sum();
+    let counted =
+        crate::progress::Counted::new(fs, crate::progress::bytes("building", Some(to_write)));
     let delivered = plan
         .deliver(output::Spec {
-            rootfs: fs,
+            rootfs: &counted,
             paths: &paths,
             config: image.config.clone(),
             source_digest: image.digest.clone(),
@@ -204,6 +213,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
             format: output::Format::Oci,
         })
         .with_context(|| format!("writing {}", args.output))?;
+    drop(counted);
     let written = &delivered.written;
 
     // Sizes count each hardlinked file once.

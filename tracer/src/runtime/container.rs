@@ -217,7 +217,11 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     } else {
         let lower = dir.path().join("lower");
         fs::create_dir(&lower).map_err(io_err("creating the lower layer"))?;
-        unpack::unpack(image.rootfs.as_ref(), &lower)?;
+        let bar = crate::progress::bytes("unpacking the image", Some(image.total_bytes));
+        unpack::unpack(
+            &crate::progress::Counted::new(image.rootfs.as_ref(), bar),
+            &lower,
+        )?;
         lower
     };
     let (upper, work, merged) = (
