@@ -31,18 +31,6 @@ pub fn bytes(message: impl Into<String>, total: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// A bar counting items (layers, files).
-pub fn items(message: impl Into<String>, total: u64, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), target());
-    if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{{msg}} [{{bar:20}}] {{pos}}/{{len}} {unit} eta {{eta}}"
-    )) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(message.into());
-    bar
-}
-
 /// Copies `from` into `to`, advancing `bar` by the bytes copied.
 pub fn copy(from: &mut dyn Read, to: &mut dyn Write, bar: &ProgressBar) -> io::Result<u64> {
     let mut buf = vec![0u8; 256 * 1024];
