@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use super::container as runc;
 use crate::{
     engine::{self, Engine, EngineError, image::TempImage, owner},
-    model::trace::Trace,
+    model::trace::{Exec, FileEntry, Trace},
     source::{ImageRef, transport::TransportError},
 };
 
@@ -293,10 +293,12 @@ impl Drop for EngineContainer {
 /// Takes the engine's init (bind-mounted into the container, never the
 /// image's) out of the trace: its exec and its file.
 pub fn strip_init(trace: &mut Trace, init: &str) {
-    trace
-        .execs
-        .retain(|e| e.path != init && e.exe.as_deref() != Some(init));
-    trace.files.retain(|f| f.path != init);
+    strip(&mut trace.execs, &mut trace.files, init);
+}
+
+fn strip(execs: &mut Vec<Exec>, files: &mut Vec<FileEntry>, init: &str) {
+    execs.retain(|e| e.path != init && e.exe.as_deref() != Some(init));
+    files.retain(|f| f.path != init);
 }
 
 #[cfg(test)]
@@ -325,37 +327,21 @@ mod tests {
 
     #[test]
     fn the_engine_init_is_not_part_of_the_trace() {
-        let exec = |path: &str| crate::model::trace::Exec {
-            path: path.into(),
-            raw: path.into(),
-            exe: None,
-            argv: vec![path.into()],
-            argv_truncated: false,
-            pid: 1,
-            comm: "x".into(),
+        let exec = |path: &str| -> Exec {
+            serde_json::from_value(serde_json::json!({
+                "path": path, "raw": path, "argv": [path], "pid": 1, "comm": "x"
+            }))
+            .unwrap()
         };
-        let file = |path: &str| crate::model::trace::FileEntry {
-            path: path.into(),
-            path_hex: None,
-            truncated: false,
-            accesses: Vec::new(),
-            seen_in: Vec::new(),
+        let file = |path: &str| -> FileEntry {
+            serde_json::from_value(serde_json::json!({"path": path, "accesses": []})).unwrap()
         };
-        let mut t: Trace = serde_json::from_value(serde_json::json!({
-            "format": "trace", "version": 1, "tool": "t", "command": [],
-            "exit": {"code": 0}, "scope": {"mode": "cgroup", "leftovers_killed": 0},
-            "complete": true, "lost_events": {"total": 0, "per_cpu": [], "by_cause": {}},
-            "counters": {"syscalls_seen": 0, "deduplicated_in_kernel": 0, "records": 0,
-                "unreadable_paths": 0, "unresolved_paths": 0, "truncated_paths": 0,
-                "malformed_records": 0},
-            "execs": [], "files": []
-        }))
-        .unwrap();
-        t.execs = vec![exec("/sbin/docker-init"), exec("/usr/bin/python3")];
-        t.files = vec![file("/sbin/docker-init"), file("/usr/bin/python3")];
-        strip_init(&mut t, Engine::Docker.init_path());
-        assert_eq!(t.execs.len(), 1);
-        assert_eq!(t.execs[0].path, "/usr/bin/python3");
-        assert_eq!(t.files.len(), 1);
+        let mut execs = vec![exec("/sbin/docker-init"), exec("/usr/bin/python3")];
+        let mut files = vec![file("/sbin/docker-init"), file("/usr/bin/python3")];
+        strip(&mut execs, &mut files, Engine::Docker.init_path());
+        assert_eq!(execs.len(), 1);
+        assert_eq!(execs[0].path, "/usr/bin/python3");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, "/usr/bin/python3");
     }
 }
