@@ -7,11 +7,15 @@
 //! - [`closure`]: from observed paths to everything the image must keep.
 //! - [`output`]: image output: the minimal image, written out.
 //! - [`runtime`]: running the traced command.
+//! - [`engine`]: Docker, Podman and containerd, through their clients.
+//! - [`progress`]: progress bars for long steps, on a terminal only.
 //! - [`cli`]: the subcommands.
 pub mod capture;
 pub mod cli;
 pub mod closure;
+pub mod engine;
 pub mod model;
 pub mod output;
+pub mod progress;
 pub mod runtime;
 pub mod source;

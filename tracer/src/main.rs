@@ -7,7 +7,10 @@ use tracer::{
 };
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => bad_arguments(e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,6 +44,20 @@ fn main() {
     }
 }
 
+/// Usage errors exit 2 as clap does; a malformed image reference is one
+/// line and exit 125, like an image that cannot be opened.
+fn bad_arguments(e: clap::Error) -> ! {
+    use std::error::Error as _;
+    if let Some(te) = e
+        .source()
+        .and_then(|s| s.downcast_ref::<tracer::source::transport::TransportError>())
+    {
+        eprintln!("trace: error: {te}");
+        std::process::exit(TRACE_FAILED);
+    }
+    e.exit()
+}
+
 /// The error and its causes, each said once: typed errors already name
 /// their source in their own message.
 fn chain(e: &anyhow::Error) -> String {
@@ -50,10 +67,16 @@ fn chain(e: &anyhow::Error) -> String {
         if out.contains(&s) {
             continue;
         }
+        // "reading X" then "X: why": say X once.
+        let s = s
+            .match_indices(": ")
+            .map(|(i, _)| i)
+            .find(|&i| out.ends_with(&s[..i]))
+            .map_or(s.as_str(), |i| &s[i + 2..]);
         if !out.is_empty() {
             out.push_str(": ");
         }
-        out.push_str(&s);
+        out.push_str(s);
     }
     out
 }

@@ -26,6 +26,11 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("runc", "/usr/bin/runc"),
     ("dpkg", "/usr/bin/dpkg-query"),
     ("chromium", "/usr/bin/chromium"),
+    // The engine tests start their own dockerd (its containerd serves
+    // `ctr`) and use Podman with runc.
+    ("docker.io", "/usr/sbin/dockerd"),
+    ("containerd", "/usr/bin/ctr"),
+    ("podman", "/usr/bin/podman"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {

@@ -26,8 +26,8 @@ pub struct AllowlistArgs {
     pub trace: PathBuf,
     /// Apply `trace build`'s closure rules over this source image
     /// (symlinks, parents, libraries, interpreters, essentials).
-    #[arg(long, value_name = "SRC")]
-    pub from: Option<PathBuf>,
+    #[arg(long, value_name = "SRC", value_parser = source::transport::parse)]
+    pub from: Option<source::ImageRef>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
     #[arg(short, long, value_name = "FILE")]
@@ -57,8 +57,9 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
     let trace = write::read(&args.trace)?;
     let reasons: BTreeMap<String, Reason> = match &args.from {
         Some(src) => {
-            let image = source::open(src)
-                .with_context(|| format!("reading the source image {}", src.display()))?;
+            let image = src
+                .open()
+                .with_context(|| format!("reading the source image {src}"))?;
             let kept = closure::compute(image.rootfs.as_ref(), &[trace], &Rules::default())?;
             kept.paths
                 .into_iter()

@@ -3,12 +3,11 @@
 use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::run::{self, Format};
@@ -17,6 +16,7 @@ use crate::{
         Arm, Capture, Options, Scope, cgroup,
         collect::{Collector, RunInfo},
     },
+    engine::{self, Engine, EngineError, container::Manager},
     model::trace::{ExitInfo, ScopeInfo},
     runtime::child,
 };
@@ -30,9 +30,9 @@ pub struct Target {
     /// A cgroup v2 directory (absolute, or relative to the cgroup v2 mount).
     #[arg(long, value_name = "PATH", group = "target")]
     pub cgroup: Option<PathBuf>,
-    /// A container started by runc, podman, docker or containerd (its id,
-    /// or an unambiguous part of it).
-    #[arg(long, value_name = "ID", group = "target")]
+    /// A running container, by name or id, as runc, Docker, Podman or
+    /// containerd (`ctr`) know it.
+    #[arg(long, value_name = "NAME|ID", group = "target")]
     pub container: Option<String>,
 }
 
@@ -46,6 +46,13 @@ pub struct AttachArgs {
     /// json (default with -o) or text (default without -o).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// With --container: the engine to ask (default: every one installed).
+    #[arg(long, value_enum, requires = "container")]
+    pub engine: Option<AttachEngine>,
+    /// With --container: the containerd namespace (default:
+    /// $CONTAINERD_NAMESPACE, else `default`).
+    #[arg(long, value_name = "NS", requires = "container")]
+    pub namespace: Option<String>,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -61,48 +68,68 @@ fn cgroup_of(pid: u32) -> Result<String> {
         .with_context(|| format!("process {pid} has no cgroup v2 membership"))
 }
 
-/// Finds a container's cgroup: through `runc state` when runc knows it,
-/// else by a cgroup directory whose name contains the id (podman's
-/// `libpod-<id>`, docker's `docker-<id>.scope`, containerd's `<id>`).
-fn container_cgroup(mount: &Path, id: &str) -> Result<PathBuf> {
-    if let Ok(out) = Command::new("runc").args(["state", id]).output()
-        && out.status.success()
-    {
-        let state: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("reading `runc state`")?;
-        if let Some(pid) = state["pid"].as_u64().filter(|p| *p > 0) {
-            let rel = cgroup_of(pid as u32)?;
-            return Ok(mount.join(rel.trim_start_matches('/')));
-        }
-    }
-    if id.len() < 4 {
-        bail!("container id {id:?} is too short to look up");
-    }
+/// `attach --engine`: who knows the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttachEngine {
+    Runc,
+    Docker,
+    Podman,
+    Containerd,
+}
+
+/// Finds a container's cgroup by asking its engine for the container's
+/// main process (`runc state`, `docker inspect`, `podman inspect`, `ctr
+/// task ls`) and reading that process's cgroup. Without `--engine`, every
+/// installed engine is asked; exactly one must know the container.
+fn container_cgroup(
+    mount: &Path,
+    name: &str,
+    engine: Option<AttachEngine>,
+    namespace: &str,
+) -> Result<PathBuf> {
+    let all = [
+        Manager::Runc,
+        Manager::Engine(Engine::Docker),
+        Manager::Engine(Engine::Podman),
+        Manager::Containerd {
+            namespace: namespace.to_string(),
+        },
+    ];
+    let asked: Vec<Manager> = match engine {
+        None => all.into_iter().filter(Manager::installed).collect(),
+        Some(AttachEngine::Runc) => vec![all[0].clone()],
+        Some(AttachEngine::Docker) => vec![all[1].clone()],
+        Some(AttachEngine::Podman) => vec![all[2].clone()],
+        Some(AttachEngine::Containerd) => vec![all[3].clone()],
+    };
     let mut found = Vec::new();
-    let mut stack = vec![mount.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.filter_map(|e| e.ok()) {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let p = e.path();
-                if e.file_name().to_string_lossy().contains(id) {
-                    found.push(p.clone());
-                } else {
-                    stack.push(p);
-                }
-            }
+    let mut notes = Vec::new();
+    for m in &asked {
+        match engine::container::main_pid(m, name) {
+            Ok(pid) => found.push((m.clone(), pid)),
+            // Asked for by name: its answer is the answer.
+            Err(e) if engine.is_some() => return Err(e.into()),
+            Err(EngineError::NoContainer { .. }) => notes.push(m.to_string()),
+            Err(EngineError::Down { .. }) => notes.push(format!("{m} (not reachable)")),
+            Err(e @ EngineError::NotRunning { .. }) => return Err(e.into()),
+            Err(e) => notes.push(format!("{m} ({e})")),
         }
     }
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => bail!(
-            "no running container {id:?} (runc does not know it and no cgroup is named after it)"
-        ),
-        _ => bail!(
-            "container id {id:?} matches {} cgroups; give more of it",
-            found.len()
+    match found.as_slice() {
+        [(_, pid)] => {
+            let rel = cgroup_of(*pid)?;
+            Ok(mount.join(rel.trim_start_matches('/')))
+        }
+        [] if asked.is_empty() => {
+            bail!("no container {name:?}: none of runc, docker, podman, ctr is installed")
+        }
+        [] => bail!("no container {name:?} (asked {})", notes.join(", ")),
+        many => bail!(
+            "container {name:?} is known to several engines ({}); choose one with --engine",
+            many.iter()
+                .map(|(m, _)| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -199,7 +226,16 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
                 )
             }
             (None, Some(id)) => (
-                container_cgroup(&mount.path, id)?,
+                container_cgroup(
+                    &mount.path,
+                    id,
+                    args.engine,
+                    &args
+                        .namespace
+                        .clone()
+                        .or_else(|| std::env::var("CONTAINERD_NAMESPACE").ok())
+                        .unwrap_or_else(|| "default".into()),
+                )?,
                 vec!["--container".to_string(), id.clone()],
             ),
             (None, None) => bail!("give --pid, --cgroup or --container"),

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::{
     closure::{self, Reason, packages, rules::Rules},
     model::{merge, seccomp, write},
-    output,
-    source::{self, rootfs::Kind},
+    output::{self, target},
+    source::{self, ImageRef, rootfs::Kind},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,15 +28,20 @@ pub enum OutFormat {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Source: a root filesystem directory, an OCI image layout (directory
-    /// or tar) or a `docker save` archive.
-    #[arg(long, value_name = "SRC")]
-    pub from: PathBuf,
+    /// or tar) or a `docker save` archive; or docker-daemon:NAME,
+    /// containers-storage:NAME, oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// docker-archive:FILE.
+    #[arg(long, value_name = "SRC", value_parser = source::transport::parse)]
+    pub from: ImageRef,
     /// Trace file(s) from `trace run`; several are merged.
     #[arg(long = "trace", value_name = "TRACE.json", required = true)]
     pub traces: Vec<PathBuf>,
-    /// Where to write the image; must not exist.
-    #[arg(short, long, value_name = "OUT")]
-    pub output: PathBuf,
+    /// Where to write the image: a path (must not exist; in --format), or
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME],
+    /// docker-daemon:NAME:TAG (loaded into Docker), containers-storage:NAME:TAG
+    /// (into Podman).
+    #[arg(short, long, value_name = "OUT", value_parser = source::transport::parse)]
+    pub output: ImageRef,
     #[command(flatten)]
     pub image: ImageArgs,
     /// Also write the report as JSON.
@@ -51,8 +56,9 @@ pub struct BuildArgs {
 /// How the minimal image is made; shared by build and minimize.
 #[derive(Clone, Debug, Args)]
 pub struct ImageArgs {
-    #[arg(long, value_enum, default_value = "oci")]
-    pub format: OutFormat,
+    /// For a plain output path (default: oci).
+    #[arg(long, value_enum)]
+    pub format: Option<OutFormat>,
     /// Image name, e.g. `app:minimal`.
     #[arg(long, value_name = "NAME:TAG")]
     pub tag: Option<String>,
@@ -96,6 +102,10 @@ pub struct Report {
     pub output: String,
     pub format: String,
     pub manifest_digest: String,
+    /// The engine the image was loaded into, its name and the image ID
+    /// the engine shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<Loaded>,
     pub before: Size,
     pub after: Size,
     pub largest: Vec<Largest>,
@@ -107,6 +117,13 @@ pub struct Report {
     /// dpkg packages kept in the trimmed database and dropped from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packages: Option<Packages>,
+}
+
+#[derive(Serialize)]
+pub struct Loaded {
+    pub engine: String,
+    pub name: String,
+    pub id: String,
 }
 
 #[derive(Serialize)]
@@ -123,12 +140,21 @@ pub fn build(args: BuildArgs) -> Result<i32> {
 
 /// Builds the image and writes `--report`; returns the report.
 pub fn build_image(args: &BuildArgs) -> Result<Report> {
-    if args.output.exists() || args.output.is_symlink() {
-        bail!(
-            "{} already exists; not overwriting it",
-            args.output.display()
-        );
+    let plan = target::plan(
+        &args.output,
+        args.image.format.map(|f| match f {
+            OutFormat::Oci => output::Format::Oci,
+            OutFormat::OciArchive => output::Format::OciArchive,
+            OutFormat::DockerArchive => output::Format::DockerArchive,
+        }),
+        args.image.tag.as_deref(),
+    )?;
+    if let target::Plan::File { path, .. } = &plan
+        && (path.exists() || path.is_symlink())
+    {
+        bail!("{} already exists; not overwriting it", path.display());
     }
+    plan.check()?;
     let traces = args
         .traces
         .iter()
@@ -139,8 +165,10 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         &args.image.exclude,
         &args.image.include_from,
     )?;
-    let image = source::open(&args.from)
-        .with_context(|| format!("reading the source image {}", args.from.display()))?;
+    let image = args
+        .from
+        .open()
+        .with_context(|| format!("reading the source image {}", args.from))?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute(fs, &traces, &rules)?;
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
@@ -166,22 +194,27 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
     }
     let fs: &dyn crate::source::rootfs::Rootfs = &with_db;
-    let written = output::write(
-        &args.output,
-        &output::Spec {
-            rootfs: fs,
+    let mut links = BTreeSet::new();
+    let to_write: u64 = paths
+        .iter()
+        .filter_map(|p| fs.meta(p).ok().flatten())
+        .filter(|m| m.kind == Kind::Regular && m.link_id.is_none_or(|id| links.insert(id)))
+        .map(|m| m.size)
+        .sum();
+    let counted =
+        crate::progress::Counted::new(fs, crate::progress::bytes("building", Some(to_write)));
+    let delivered = plan
+        .deliver(output::Spec {
+            rootfs: &counted,
             paths: &paths,
             config: image.config.clone(),
             source_digest: image.digest.clone(),
-            tag: args.image.tag.clone(),
-            format: match args.image.format {
-                OutFormat::Oci => output::Format::Oci,
-                OutFormat::OciArchive => output::Format::OciArchive,
-                OutFormat::DockerArchive => output::Format::DockerArchive,
-            },
-        },
-    )
-    .with_context(|| format!("writing {}", args.output.display()))?;
+            tag: None,
+            format: output::Format::Oci,
+        })
+        .with_context(|| format!("writing {}", args.output))?;
+    drop(counted);
+    let written = &delivered.written;
 
     // Sizes count each hardlinked file once.
     let mut after_bytes = 0u64;
@@ -205,9 +238,17 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
     let report = Report {
         source: fs.describe(),
         source_digest: image.digest.clone(),
-        output: args.output.display().to_string(),
-        format: format!("{:?}", args.image.format).to_lowercase(),
+        output: args.output.to_string(),
+        format: match &plan {
+            target::Plan::File { format, .. } => format!("{format:?}").to_lowercase(),
+            target::Plan::Engine { engine, .. } => engine.transport().to_string(),
+        },
         manifest_digest: written.manifest_digest.clone(),
+        loaded: delivered.loaded.as_ref().map(|(e, name, id)| Loaded {
+            engine: e.program().to_string(),
+            name: name.clone(),
+            id: id.clone(),
+        }),
         before: Size {
             bytes: image.total_bytes,
             entries: image.total_entries,
@@ -264,7 +305,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
             })
             .collect();
         let (profile, _) = seccomp::profile(&merge::merge(&inputs))?;
-        let mut out = args.output.as_os_str().to_owned();
+        let mut out = plan.artifact_base().into_os_string();
         out.push(".seccomp.json");
         let mut json = serde_json::to_vec_pretty(&profile)?;
         json.push(b'\n');
@@ -301,11 +342,9 @@ pub fn summary(r: &Report) -> String {
     } else {
         0.0
     };
-    let _ = writeln!(
-        s,
-        "trace build: {} -> {} ({})",
-        r.source, r.output, r.manifest_digest
-    );
+    // For an engine, the digest it shows (`docker image inspect`).
+    let digest = r.loaded.as_ref().map_or(&r.manifest_digest, |l| &l.id);
+    let _ = writeln!(s, "trace build: {} -> {} ({digest})", r.source, r.output);
     let _ = writeln!(
         s,
         "  before: {:>10}  {:>7} entries",

@@ -10,17 +10,24 @@ use super::{
     run,
     verify::{self, ContainerArgs},
 };
-use crate::model::write;
+use crate::{
+    model::write,
+    output::{self, target},
+    runtime::engine::{self, EngineArg},
+    source::{self, ImageRef},
+};
 
 #[derive(Debug, Args)]
 pub struct MinimizeArgs {
-    /// The full image the tests pass in.
-    #[arg(long, value_name = "FULL")]
-    pub image: PathBuf,
-    /// The minimal image to write (must not exist). The trace, the report
-    /// and the verification trace go beside it.
-    #[arg(short, long, value_name = "MIN")]
-    pub output: PathBuf,
+    /// The full image the tests pass in (a path or a transport reference).
+    #[arg(long, value_name = "FULL", value_parser = source::transport::parse)]
+    pub image: ImageRef,
+    /// The minimal image to write: a path (must not exist) or a transport
+    /// reference (docker-daemon:NAME:TAG loads it into Docker). The trace,
+    /// the report and the verification trace go beside it (for an engine,
+    /// in the working directory, named after the image).
+    #[arg(short, long, value_name = "MIN", value_parser = source::transport::parse)]
+    pub output: ImageRef,
     #[command(flatten)]
     pub build: ImageArgs,
     #[command(flatten)]
@@ -41,23 +48,36 @@ fn beside(out: &std::path::Path, suffix: &str) -> PathBuf {
 }
 
 pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
-    if args.output.exists() {
-        bail!(
-            "{} already exists; not overwriting it",
-            args.output.display()
-        );
+    let plan = target::plan(
+        &args.output,
+        args.build.format.map(|f| match f {
+            build::OutFormat::Oci => output::Format::Oci,
+            build::OutFormat::OciArchive => output::Format::OciArchive,
+            build::OutFormat::DockerArchive => output::Format::DockerArchive,
+        }),
+        args.build.tag.as_deref(),
+    )?;
+    if let target::Plan::File { path, .. } = &plan
+        && path.exists()
+    {
+        bail!("{} already exists; not overwriting it", path.display());
     }
+    plan.check()?;
+    let base = plan.artifact_base();
     let (trace_path, report_path, verify_path) = (
-        beside(&args.output, ".trace.json"),
-        beside(&args.output, ".report.json"),
-        beside(&args.output, ".verify.json"),
+        beside(&base, ".trace.json"),
+        beside(&base, ".report.json"),
+        beside(&base, ".verify.json"),
     );
-    let full = run::execute(&verify::run_args(
-        &args.image,
-        &args.container,
-        &args.command,
-    ))
-    .await?;
+    // Both runs under the same engine: the one the full image came from
+    // unless --engine says otherwise.
+    let mut container = args.container.clone();
+    container.engine = Some(match engine::resolve(container.engine, &args.image) {
+        Some(crate::engine::Engine::Docker) => EngineArg::Docker,
+        Some(crate::engine::Engine::Podman) => EngineArg::Podman,
+        None => EngineArg::Runc,
+    });
+    let full = run::execute(&verify::run_args(&args.image, &container, &args.command)).await?;
     write::write_atomic(&trace_path, &write::to_json(&full))?;
     if full.exit.code != 0 {
         eprintln!(
@@ -75,13 +95,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         report: Some(report_path.clone()),
         seccomp: false,
     })?;
-    let o = verify::check(
-        &args.output,
-        Some(&args.image),
-        &args.container,
-        &args.command,
-    )
-    .await?;
+    let o = verify::check(&args.output, Some(&args.image), &container, &args.command).await?;
     write::write_atomic(&verify_path, &write::to_json(&o.trace))?;
 
     let verdict = |ok: bool| if ok { "passed" } else { "FAILED" };
@@ -111,8 +125,13 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
     );
     eprintln!("  executables kept: {}", execs.join(" "));
     eprintln!(
-        "  outputs: image {}, trace {}, report {}, verification trace {}",
-        args.output.display(),
+        "  outputs: image {}{}, trace {}, report {}, verification trace {}",
+        args.output,
+        report
+            .loaded
+            .as_ref()
+            .map(|l| format!(" ({})", l.id))
+            .unwrap_or_default(),
         trace_path.display(),
         report_path.display(),
         verify_path.display()

@@ -26,8 +26,8 @@ pub struct ReportArgs {
     pub trace: PathBuf,
     /// The source image: adds sizes by directory and packages, before and
     /// after `trace build`.
-    #[arg(long, value_name = "SRC")]
-    pub from: Option<PathBuf>,
+    #[arg(long, value_name = "SRC", value_parser = source::transport::parse)]
+    pub from: Option<source::ImageRef>,
     /// Also write a self-contained HTML page here.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -80,8 +80,8 @@ struct Image {
     dropped_pkgs: Vec<String>,
 }
 
-fn image_view(trace: &Trace, src: &Path) -> Result<Image> {
-    let image = source::open(src).with_context(|| format!("reading {}", src.display()))?;
+fn image_view(trace: &Trace, src: &source::ImageRef) -> Result<Image> {
+    let image = src.open().with_context(|| format!("reading {src}"))?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute(fs, std::slice::from_ref(trace), &Rules::default())?;
     let all = closure::walk_tree(fs, Path::new("/"))?;
@@ -196,7 +196,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     let trace = write::read(&args.trace)?;
     let img = args
         .from
-        .as_deref()
+        .as_ref()
         .map(|src| image_view(&trace, src))
         .transpose()?;
     let mut out = text::render(&trace);

@@ -19,8 +19,9 @@ use crate::{
     },
     runtime::{
         child::{self, Join},
-        container, status,
+        engine, status,
     },
+    source::{self, ImageRef},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -54,11 +55,13 @@ pub struct RunArgs {
     /// to this many seconds, then kill them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub wait_descendants: f64,
-    /// Run CMD inside this image (OCI layout dir or tar, docker archive, or
-    /// a root filesystem directory) with an OCI runtime; only what runs in
-    /// the container is traced.
-    #[arg(long, value_name = "IMG", conflicts_with = "root")]
-    pub image: Option<PathBuf>,
+    /// Run CMD inside this image (a path: OCI layout dir or tar, docker
+    /// archive, root filesystem directory; or docker-daemon:NAME,
+    /// containers-storage:NAME, oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// docker-archive:FILE) in a container; only what runs in the container
+    /// is traced.
+    #[arg(long, value_name = "IMG", conflicts_with = "root", value_parser = source::transport::parse)]
+    pub image: Option<ImageRef>,
     #[command(flatten)]
     pub container: ContainerArgs,
     /// Run CMD chrooted into this directory (an unpacked image's root
@@ -130,6 +133,15 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         bail!("--root {}: not a directory", root.display());
     }
 
+    let engine = args
+        .image
+        .as_ref()
+        .and_then(|i| engine::resolve(args.container.engine, i));
+    if let Some(e) = engine {
+        // Before our cgroup is made: a killed run's container holds its
+        // cgroup until it is removed.
+        engine::remove_stale(e);
+    }
     let mount = match args.scope {
         ScopeArg::Pids => None,
         ScopeArg::Auto => cgroup::find_mount()?,
@@ -153,15 +165,19 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         (Some(_), ScopeHandle::Pids) => {
             bail!("--image needs a cgroup v2 scope (no cgroup v2 is mounted, or --scope pids)")
         }
-        (Some(image), ScopeHandle::Cgroup(cg)) => Some(container::prepare(&container::Request {
+        (Some(image), ScopeHandle::Cgroup(cg)) => Some(engine::prepare(&engine::Request {
             image,
+            engine,
             runtime: args.container.runtime.as_deref(),
             mounts: &args.container.mounts,
             env: &args.container.envs,
             workdir: args.container.workdir.as_deref(),
+            user: args.container.user.as_deref(),
+            network: args.container.network,
             seccomp: args.container.seccomp.as_deref(),
+            engine_args: &args.container.engine_args,
             argv: &args.command,
-            cgroup_path: format!("/{}/ctr", cg.name()),
+            cgroup: &cg.name(),
         })?),
     };
     let mut capture = Capture::start(&crate::capture::Options {
@@ -186,7 +202,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     let exit = match child::spawn(
         container
             .as_ref()
-            .map_or(&args.command, |c| &c.command_argv),
+            .map_or(args.command.as_slice(), |c| c.command_argv()),
         join,
         args.root.as_deref(),
     ) {
@@ -212,7 +228,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     let leftovers_killed =
         drain_descendants(&handle, &mut capture, &mut collector, args.wait_descendants).await;
     let totals = capture.finish(&mut collector)?;
-    let trace = collector.finish(RunInfo {
+    let mut trace = collector.finish(RunInfo {
         command: args.command.clone(),
         exit: exit.clone(),
         scope: ScopeInfo {
@@ -225,16 +241,19 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
                 ScopeHandle::Pids => None,
             },
             leftovers_killed,
-            image: args.image.as_ref().map(|p| p.display().to_string()),
+            image: args.image.as_ref().map(|p| p.to_string()),
             root: args.root.as_ref().map(|p| p.display().to_string()),
             container: container.as_ref().map(|c| c.id().to_string()),
             bind_mounts: container
                 .as_ref()
-                .map(|c| c.bind_targets.clone())
+                .map(|c| c.bind_targets().to_vec())
                 .unwrap_or_default(),
         },
         totals,
     });
+    if let Some(c) = &container {
+        c.finish(&mut trace);
+    }
     drop(capture);
     // The runtime's state and the overlay go before the cgroup does.
     drop(container);

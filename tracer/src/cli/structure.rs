@@ -41,8 +41,8 @@ pub struct StructureArgs {
     #[arg(value_name = "TRACE.json")]
     pub trace: PathBuf,
     /// The source image the minimal one is built from.
-    #[arg(long, value_name = "SRC")]
-    pub from: PathBuf,
+    #[arg(long, value_name = "SRC", value_parser = source::transport::parse)]
+    pub from: source::ImageRef,
     #[arg(short, long, value_name = "cst.yaml")]
     pub output: PathBuf,
 }
@@ -78,8 +78,10 @@ fn quote(s: &str) -> String {
 
 pub fn run(args: StructureArgs) -> Result<i32> {
     let trace = write::read(&args.trace)?;
-    let image = source::open(&args.from)
-        .with_context(|| format!("reading the source image {}", args.from.display()))?;
+    let image = args
+        .from
+        .open()
+        .with_context(|| format!("reading the source image {}", args.from))?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute(fs, std::slice::from_ref(&trace), &Rules::default())?;
     let mut y = String::from("schemaVersion: \"2.0.0\"\n\nfileExistenceTests:\n");

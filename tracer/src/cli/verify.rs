@@ -12,14 +12,28 @@ use crate::{
         trace::{Op, Trace},
         write,
     },
-    source,
+    runtime::engine::{EngineArg, Network},
+    source::{self, ImageRef},
 };
 
 /// How to run the command in a container; shared by run, verify and
 /// minimize (each has an `--image`).
 #[derive(Clone, Debug, Default, Args)]
 pub struct ContainerArgs {
-    /// The OCI runtime (default: runc, else crun, from PATH).
+    /// Who runs the container (default: the engine the image is kept in,
+    /// else runc).
+    #[arg(long, value_enum, requires = "image")]
+    pub engine: Option<EngineArg>,
+    /// A further flag for `docker run` / `podman run` (repeatable), e.g.
+    /// `--engine-arg=--cap-add=NET_ADMIN`.
+    #[arg(
+        long = "engine-arg",
+        value_name = "FLAG",
+        allow_hyphen_values = true,
+        requires = "image"
+    )]
+    pub engine_args: Vec<String>,
+    /// The OCI runtime for --engine runc (default: runc, else crun, from PATH).
     #[arg(long, value_name = "PATH", requires = "image")]
     pub runtime: Option<PathBuf>,
     /// Bind a host directory into the container (`:ro` for read-only).
@@ -31,6 +45,12 @@ pub struct ContainerArgs {
     /// Working directory in the container (over the image's).
     #[arg(long, value_name = "DIR", requires = "image")]
     pub workdir: Option<String>,
+    /// User in the container, `uid[:gid]` or `name[:group]` (over the image's).
+    #[arg(long, value_name = "USER", requires = "image")]
+    pub user: Option<String>,
+    /// The container's network.
+    #[arg(long, value_enum, default_value = "host", requires = "image")]
+    pub network: Network,
     /// Apply this seccomp profile (from `trace seccomp`) in the container.
     #[arg(long, value_name = "profile.json", requires = "image")]
     pub seccomp: Option<PathBuf>,
@@ -38,13 +58,13 @@ pub struct ContainerArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The minimal image to check.
-    #[arg(long, value_name = "MIN")]
-    pub image: PathBuf,
+    /// The minimal image to check (a path or a transport reference).
+    #[arg(long, value_name = "MIN", value_parser = source::transport::parse)]
+    pub image: ImageRef,
     /// The full image it was built from: failed lookups that exist there
     /// are listed as candidates for `--include`.
-    #[arg(long, value_name = "FULL")]
-    pub full: Option<PathBuf>,
+    #[arg(long, value_name = "FULL", value_parser = source::transport::parse)]
+    pub full: Option<ImageRef>,
     /// Also write the trace of the run here.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -67,7 +87,7 @@ pub struct Outcome {
     pub missing: Vec<String>,
 }
 
-pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs {
+pub fn run_args(image: &ImageRef, c: &ContainerArgs, command: &[String]) -> RunArgs {
     RunArgs {
         output: None,
         format: None,
@@ -75,7 +95,7 @@ pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs 
         wait_descendants: 10.0,
         ringbuf_size: run::DEFAULT_RINGBUF,
         btf: PathBuf::from(crate::capture::offsets::VMLINUX_BTF),
-        image: Some(image.to_path_buf()),
+        image: Some(image.clone()),
         container: c.clone(),
         root: None,
         command: command.to_vec(),
@@ -83,8 +103,8 @@ pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs 
 }
 
 /// Paths the run looked for and did not find, which exist in `full`.
-pub fn missing_in(trace: &Trace, full: &Path) -> Result<Vec<String>> {
-    let image = source::open(full).with_context(|| format!("reading {}", full.display()))?;
+pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
+    let image = full.open().with_context(|| format!("reading {full}"))?;
     let fs = image.rootfs.as_ref();
     let binds: Vec<&Path> = trace.scope.bind_mounts.iter().map(Path::new).collect();
     let mut out = Vec::new();
@@ -110,8 +130,8 @@ pub fn missing_in(trace: &Trace, full: &Path) -> Result<Vec<String>> {
 }
 
 pub async fn check(
-    image: &Path,
-    full: Option<&Path>,
+    image: &ImageRef,
+    full: Option<&ImageRef>,
     c: &ContainerArgs,
     command: &[String],
 ) -> Result<Outcome> {
@@ -128,15 +148,14 @@ pub async fn check(
     })
 }
 
-pub fn describe(o: &Outcome, image: &Path, full: Option<&Path>) -> String {
+pub fn describe(o: &Outcome, image: &ImageRef, full: Option<&ImageRef>) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let verdict = if o.passed { "PASS" } else { "FAIL" };
     let _ = writeln!(
         s,
         "trace verify: {verdict} (exit {}) in {}",
-        o.trace.exit.code,
-        image.display()
+        o.trace.exit.code, image
     );
     if !o.passed {
         match full {
@@ -144,14 +163,14 @@ pub fn describe(o: &Outcome, image: &Path, full: Option<&Path>) -> String {
                 let _ = writeln!(
                     s,
                     "  looked up, missing here, present in {} (add with --include):",
-                    full.display()
+                    full
                 );
                 for m in &o.missing {
                     let _ = writeln!(s, "    {m}");
                 }
             }
             Some(full) => {
-                let _ = writeln!(s, "  no failed lookup exists in {}", full.display());
+                let _ = writeln!(s, "  no failed lookup exists in {full}");
             }
             None => {
                 let _ = writeln!(
@@ -167,7 +186,7 @@ pub fn describe(o: &Outcome, image: &Path, full: Option<&Path>) -> String {
 pub async fn verify(args: VerifyArgs) -> Result<i32> {
     let o = check(
         &args.image,
-        args.full.as_deref(),
+        args.full.as_ref(),
         &args.container,
         &args.command,
     )
@@ -175,6 +194,6 @@ pub async fn verify(args: VerifyArgs) -> Result<i32> {
     if let Some(out) = &args.output {
         write::write_atomic(out, &write::to_json(&o.trace))?;
     }
-    eprint!("{}", describe(&o, &args.image, args.full.as_deref()));
+    eprint!("{}", describe(&o, &args.image, args.full.as_ref()));
     Ok(o.trace.exit.code)
 }

@@ -16,7 +16,7 @@ use oci_spec::runtime::{
 };
 
 use super::unpack;
-use crate::source::{self, rootfs::Rootfs};
+use crate::source::{self, ImageRef, rootfs::Rootfs, transport::TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -28,6 +28,8 @@ pub enum ContainerError {
     CrunHybrid,
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     #[error(transparent)]
     Unpack(#[from] unpack::UnpackError),
     #[error("{what}: {source}")]
@@ -57,11 +59,15 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
 
 /// What to run, and how.
 pub struct Request<'a> {
-    pub image: &'a Path,
+    pub image: &'a ImageRef,
     pub runtime: Option<&'a Path>,
     pub mounts: &'a [String],
     pub env: &'a [String],
     pub workdir: Option<&'a str>,
+    /// `uid[:gid]` or `name[:group]` over the image's User.
+    pub user: Option<&'a str>,
+    /// A network namespace of the container's own instead of the host's.
+    pub network_none: bool,
     /// A seccomp profile (docker / OCI `linux.seccomp` format) to apply.
     pub seccomp: Option<&'a Path>,
     pub argv: &'a [String],
@@ -200,19 +206,22 @@ fn default_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities, Contai
 /// Opens the image, lays out the overlay and writes the bundle.
 pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     let runtime = find_runtime(req.runtime)?;
-    let image = source::open(req.image)?;
+    let image = req.image.open()?;
     let dir = tempfile::Builder::new()
         .prefix("trace-bundle-")
         .tempdir()
         .map_err(io_err("creating the bundle directory"))?;
-    let lower = if req.image.is_dir() && image.config.is_none() {
-        req.image
-            .canonicalize()
-            .map_err(io_err(req.image.display().to_string()))?
+    let lower = if let (true, Some(dir)) = (req.image.is_rootfs_dir(), req.image.path()) {
+        dir.canonicalize()
+            .map_err(io_err(dir.display().to_string()))?
     } else {
         let lower = dir.path().join("lower");
         fs::create_dir(&lower).map_err(io_err("creating the lower layer"))?;
-        unpack::unpack(image.rootfs.as_ref(), &lower)?;
+        let bar = crate::progress::bytes("unpacking the image", Some(image.total_bytes));
+        unpack::unpack(
+            &crate::progress::Counted::new(image.rootfs.as_ref(), bar),
+            &lower,
+        )?;
         lower
     };
     let (upper, work, merged) = (
@@ -297,9 +306,10 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
         .or_else(|| config.as_ref().and_then(|c| c.working_dir().clone()))
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
-    let (uid, gid) = match config
-        .as_ref()
-        .and_then(|c| c.user().clone())
+    let (uid, gid) = match req
+        .user
+        .map(String::from)
+        .or_else(|| config.as_ref().and_then(|c| c.user().clone()))
         .filter(|u| !u.is_empty())
     {
         Some(u) => user(fs, &u)?,
@@ -323,7 +333,9 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     if let Some(linux) = spec.linux_mut() {
         // Share the host's network: a server and its client in the suite
         // talk over loopback, which a new network namespace has down.
-        if let Some(ns) = linux.namespaces_mut() {
+        if let Some(ns) = linux.namespaces_mut()
+            && !req.network_none
+        {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
         }
         linux.set_cgroups_path(Some(PathBuf::from(&req.cgroup_path)));

@@ -4,5 +4,6 @@
 pub mod child;
 pub mod clone3;
 pub mod container;
+pub mod engine;
 pub mod status;
 pub mod unpack;

@@ -70,6 +70,12 @@ pub enum SourceError {
         arch: String,
         found: Vec<String>,
     },
+    #[error("{what}: no image tagged {tag:?} (it has: {})", if found.is_empty() { "no tags".to_string() } else { found.join(", ") })]
+    NoSuchTag {
+        what: String,
+        tag: String,
+        found: Vec<String>,
+    },
     #[error("{layer}: corrupt gzip data: {source}")]
     CorruptGzip {
         layer: String,

@@ -176,8 +176,9 @@ fn diff_ids(
         .collect()
 }
 
-/// An OCI image layout, from a directory or an archive.
-pub fn oci(store: &Store) -> Result<Parts, SourceError> {
+/// An OCI image layout, from a directory or an archive; with `tag`, the
+/// manifest whose `org.opencontainers.image.ref.name` is `tag`.
+pub fn oci(store: &Store, tag: Option<&str>) -> Result<Parts, SourceError> {
     let origin = store.origin().display().to_string();
     let layout_what = format!("{origin}: oci-layout");
     let layout = store
@@ -197,7 +198,29 @@ pub fn oci(store: &Store) -> Result<Parts, SourceError> {
     let index = store
         .read_small("index.json", MAX_JSON)?
         .ok_or_else(|| SourceError::MissingBlob(index_what.clone()))?;
-    let index: ImageIndex = json(&index, &index_what)?;
+    let mut index: ImageIndex = json(&index, &index_what)?;
+    if let Some(tag) = tag {
+        let tagged = |d: &Descriptor| {
+            d.annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                .is_some_and(|n| n == tag)
+        };
+        if !index.manifests().iter().any(tagged) {
+            return Err(SourceError::NoSuchTag {
+                what: origin,
+                tag: tag.to_string(),
+                found: index.manifests().iter().map(describe).collect(),
+            });
+        }
+        let kept: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| tagged(d))
+            .cloned()
+            .collect();
+        index.set_manifests(kept);
+    }
     let (desc, manifest) = select_manifest(store, &index, &index_what, 0)?;
     let digest = desc.digest().to_string();
     let manifest: ImageManifest = json(&manifest, &format!("manifest {digest}"))?;
@@ -224,6 +247,31 @@ pub fn oci(store: &Store) -> Result<Parts, SourceError> {
     })
 }
 
+/// `name` as docker compares references: `:latest` when it has no tag,
+/// without the implied `docker.io/` and `library/`.
+fn with_latest(name: &str) -> String {
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    let name = name.strip_prefix("library/").unwrap_or(name);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn references_compare_as_docker_reads_them() {
+        use super::with_latest as n;
+        assert_eq!(n("trace/full"), n("docker.io/trace/full:latest"));
+        assert_eq!(n("busybox"), n("docker.io/library/busybox:latest"));
+        assert_ne!(n("app:1"), n("app:2"));
+        assert_eq!(n("localhost:5000/app"), "localhost:5000/app:latest");
+    }
+}
+
 /// One image in a `docker save` manifest.json.
 #[derive(serde::Deserialize)]
 struct DockerImage {
@@ -236,14 +284,37 @@ struct DockerImage {
 }
 
 /// A `docker save` archive. The config is named by its sha256
-/// (`<hex>.json`); layers are checked against the config's diff_ids.
-pub fn docker(store: &Store) -> Result<Parts, SourceError> {
+/// (`<hex>.json`); layers are checked against the config's diff_ids. With
+/// `reference`, the image whose RepoTags hold it (`name:tag`, `:latest`
+/// assumed for a bare name).
+pub fn docker(store: &Store, reference: Option<&str>) -> Result<Parts, SourceError> {
     let origin = store.origin().display().to_string();
     let what = format!("{origin}: manifest.json");
     let manifest = store
         .read_small("manifest.json", MAX_JSON)?
         .ok_or_else(|| SourceError::MissingBlob(what.clone()))?;
-    let images: Vec<DockerImage> = json(&manifest, &what)?;
+    let mut images: Vec<DockerImage> = json(&manifest, &what)?;
+    if let Some(r) = reference {
+        let want = with_latest(r);
+        let found: Vec<String> = images
+            .iter()
+            .flat_map(|i| i.repo_tags.clone().unwrap_or_default())
+            .collect();
+        images.retain(|i| {
+            i.repo_tags
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|t| with_latest(t) == want)
+        });
+        if images.is_empty() {
+            return Err(SourceError::NoSuchTag {
+                what: origin,
+                tag: r.to_string(),
+                found,
+            });
+        }
+    }
     let image = match images.as_slice() {
         [] => return Err(SourceError::NoManifest(what)),
         [one] => one,

@@ -30,27 +30,67 @@ pub struct Image {
     pub total_entries: u64,
 }
 
+/// Which form an image must have (from a transport prefix such as
+/// `oci:`), or any form, detected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Any,
+    OciLayout,
+    OciArchive,
+    DockerArchive,
+}
+
 /// Opens `src`: a directory holding `oci-layout` and `index.json` is an
 /// OCI layout, any other directory a root filesystem; a file must be a tar
 /// (optionally gzip-compressed) holding an OCI layout or a `docker save`
 /// image.
 pub fn open(src: &Path) -> Result<Image, SourceError> {
+    open_as(src, Form::Any, None)
+}
+
+/// Opens `src`, which must have `form`; `select` names the image in it
+/// (an OCI `ref.name` tag, or a docker archive's RepoTag).
+pub fn open_as(src: &Path, form: Form, select: Option<&str>) -> Result<Image, SourceError> {
     let md = fs::metadata(src).map_err(SourceError::io(src))?;
+    let wrong = |why: &str| SourceError::NotAnImage {
+        path: src.to_path_buf(),
+        why: why.to_string(),
+    };
     if md.is_dir() {
         if src.join("oci-layout").is_file() && src.join("index.json").is_file() {
+            if !matches!(form, Form::Any | Form::OciLayout) {
+                return Err(wrong("a directory (an OCI layout), not an archive"));
+            }
             let store = Store::Dir(src.to_path_buf());
-            let parts = formats::oci(&store)?;
+            let parts = formats::oci(&store, select)?;
             return layered(parts, format!("oci-layout {}", src.display()));
+        }
+        if form != Form::Any {
+            return Err(wrong("a directory without oci-layout and index.json"));
         }
         return rootfs_dir(src);
     }
     if !md.is_file() {
-        return Err(SourceError::NotAnImage {
-            path: src.to_path_buf(),
-            why: "neither a directory nor a regular file".into(),
-        });
+        return Err(wrong("neither a directory nor a regular file"));
+    }
+    if form == Form::OciLayout {
+        return Err(wrong("a file, not an OCI layout directory"));
     }
     let file = File::open(src).map_err(SourceError::io(src))?;
+    open_file(file, src, &src.display().to_string(), form, select)
+}
+
+/// Opens an image archive from an open file (which may be unlinked, such
+/// as an export from an engine); `origin` names it in errors and `label`
+/// after the archive's kind in `describe()`.
+pub fn open_file(
+    file: File,
+    origin: &Path,
+    label: &str,
+    form: Form,
+    select: Option<&str>,
+) -> Result<Image, SourceError> {
+    let src = origin;
     let mut region = Region::whole(file).map_err(SourceError::io(src))?;
     let head = region
         .read_exact_at(0, 512.min(region.len() as usize))
@@ -69,12 +109,29 @@ pub fn open(src: &Path) -> Result<Image, SourceError> {
         });
     }
     let store = Store::archive(src, region)?;
-    if store.has("oci-layout") && store.has("index.json") {
-        let parts = formats::oci(&store)?;
-        layered(parts, format!("oci-archive {}", src.display()))
-    } else if store.has("manifest.json") {
-        let parts = formats::docker(&store)?;
-        layered(parts, format!("docker-archive {}", src.display()))
+    let is_oci = store.has("oci-layout") && store.has("index.json");
+    let is_docker = store.has("manifest.json");
+    match form {
+        Form::OciArchive if !is_oci => {
+            return Err(SourceError::NotAnImage {
+                path: src.to_path_buf(),
+                why: "not an OCI archive (no oci-layout and index.json)".into(),
+            });
+        }
+        Form::DockerArchive if !is_docker => {
+            return Err(SourceError::NotAnImage {
+                path: src.to_path_buf(),
+                why: "not a docker archive (no manifest.json)".into(),
+            });
+        }
+        _ => {}
+    }
+    if is_oci && form != Form::DockerArchive {
+        let parts = formats::oci(&store, select)?;
+        layered(parts, format!("oci-archive {label}"))
+    } else if is_docker {
+        let parts = formats::docker(&store, select)?;
+        layered(parts, format!("docker-archive {label}"))
     } else {
         Err(SourceError::NotAnImage {
             path: src.to_path_buf(),

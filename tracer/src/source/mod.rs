@@ -1,5 +1,6 @@
 //! Image input: the source image's root filesystem, from a directory, an
-//! OCI image layout (directory or tar) or a `docker save` archive.
+//! OCI image layout (directory or tar) or a `docker save` archive, named
+//! by a path or a transport reference (`docker-daemon:`, `oci:`, ...).
 pub mod dir;
 pub mod rootfs;
 
@@ -8,6 +9,8 @@ pub mod error;
 pub mod formats;
 pub mod image;
 pub mod layered;
+pub mod transport;
 
 pub use error::SourceError;
 pub use image::{Image, open};
+pub use transport::ImageRef;
