@@ -30,6 +30,8 @@ pub struct AllowlistArgs {
     pub from: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
+    #[command(flatten)]
+    pub keep: super::keep::KeepArgs,
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 }
@@ -59,7 +61,12 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
         Some(src) => {
             let image = source::open(src)
                 .with_context(|| format!("reading the source image {}", src.display()))?;
-            let kept = closure::compute(image.rootfs.as_ref(), &[trace], &Rules::default())?;
+            let kept = closure::compute_with(
+                image.rootfs.as_ref(),
+                &[trace],
+                &Rules::default(),
+                &args.keep.options(image.config.as_ref()),
+            )?;
             kept.paths
                 .into_iter()
                 .map(|(p, r)| (p.display().to_string(), r))

@@ -2,10 +2,13 @@
 pub mod allowlist;
 pub mod attach;
 pub mod build;
+pub mod keep;
+pub mod levels;
 pub mod merge;
 pub mod minimize;
 pub mod report;
 pub mod run;
+pub mod runs;
 pub mod seccomp;
 pub mod structure;
 pub mod verify;

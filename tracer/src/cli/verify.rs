@@ -78,6 +78,7 @@ pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs 
         image: Some(image.to_path_buf()),
         container: c.clone(),
         root: None,
+        runs: 1,
         command: command.to_vec(),
     }
 }
