@@ -395,11 +395,18 @@ pub fn summary(r: &Report) -> String {
         reasons.join(", "),
         r.keep.name()
     );
+    // One line per interpreter: how many scripts need it, the first one.
+    let mut by_interp: BTreeMap<&str, Vec<&closure::InterpreterUse>> = BTreeMap::new();
     for i in &r.interpreters {
+        by_interp.entry(&i.interpreter).or_default().push(i);
+    }
+    for (interp, uses) in by_interp {
         let _ = writeln!(
             s,
-            "  interpreter {} for {} ({})",
-            i.interpreter, i.script, i.why
+            "  interpreter {interp}: {} script(s), e.g. {} ({})",
+            uses.len(),
+            uses[0].script,
+            uses[0].why
         );
     }
     if let Some(l) = &r.listed {

@@ -65,6 +65,10 @@ pub struct Outcome {
     pub passed: bool,
     /// Looked up in the minimal image, not found there, present in FULL.
     pub missing: Vec<String>,
+    /// Entries of directories the run listed that FULL has and MIN lacks.
+    pub listed: Vec<super::hints::ListedHint>,
+    /// Files that could not be created, and the missing directory.
+    pub creates: Vec<super::hints::CreateHint>,
 }
 
 pub fn run_args(image: &Path, c: &ContainerArgs, command: &[String]) -> RunArgs {
@@ -116,16 +120,34 @@ pub async fn check(
     c: &ContainerArgs,
     command: &[String],
 ) -> Result<Outcome> {
-    let trace = run::execute(&run_args(image, c, command)).await?;
+    // With FULL, the names a failing program asked for are read from
+    // its error messages.
+    let tee = match full {
+        Some(_) => super::stderr_tee::Tee::start().ok(),
+        None => None,
+    };
+    let trace = run::execute(&run_args(image, c, command)).await;
+    let stderr = tee.map(super::stderr_tee::Tee::finish).unwrap_or_default();
+    let trace = trace?;
     let passed = trace.exit.code == 0;
+    let (mut listed, mut creates) = (Vec::new(), Vec::new());
     let missing = match (passed, full) {
-        (false, Some(full)) => missing_in(&trace, full)?,
+        (false, Some(full)) => {
+            let f = source::open(full).with_context(|| format!("reading {}", full.display()))?;
+            let m = source::open(image).with_context(|| format!("reading {}", image.display()))?;
+            let asked = super::hints::asked_names(&stderr);
+            listed = super::hints::listed(&trace, m.rootfs.as_ref(), f.rootfs.as_ref(), &asked);
+            creates = super::hints::create_parents(&trace, m.rootfs.as_ref(), f.rootfs.as_ref());
+            missing_in(&trace, full)?
+        }
         _ => Vec::new(),
     };
     Ok(Outcome {
         trace,
         passed,
         missing,
+        listed,
+        creates,
     })
 }
 
@@ -139,6 +161,11 @@ pub fn describe(o: &Outcome, image: &Path, full: Option<&Path>) -> String {
         o.trace.exit.code,
         image.display()
     );
+    if !o.passed
+        && let Some(full) = full
+    {
+        s.push_str(&super::hints::describe(o, full));
+    }
     if !o.passed {
         match full {
             Some(full) if !o.missing.is_empty() => {
@@ -151,9 +178,10 @@ pub fn describe(o: &Outcome, image: &Path, full: Option<&Path>) -> String {
                     let _ = writeln!(s, "    {m}");
                 }
             }
-            Some(full) => {
+            Some(full) if o.listed.is_empty() && o.creates.is_empty() => {
                 let _ = writeln!(s, "  no failed lookup exists in {}", full.display());
             }
+            Some(_) => {}
             None => {
                 let _ = writeln!(
                     s,

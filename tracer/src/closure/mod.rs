@@ -213,7 +213,8 @@ impl<'a> Walk<'a> {
             return;
         }
         self.programs.insert(real.clone(), why);
-        if self.kept.paths.contains_key(&real) && !self.inspect.contains(&real) {
+        let regular = matches!(self.fs.meta(&real), Ok(Some(m)) if m.kind == Kind::Regular);
+        if regular && self.kept.paths.contains_key(&real) && !self.inspect.contains(&real) {
             self.inspected.insert(real.clone());
             self.inspect.push_back(real);
         }

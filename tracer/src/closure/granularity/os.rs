@@ -11,7 +11,7 @@ use std::{
 use super::{Unit, docs::Filter};
 use crate::{
     closure::{ClosureError, Reason, essentials, resolve::resolve, walk_tree},
-    source::rootfs::{Kind, Rootfs},
+    source::rootfs::{Kind, Meta, Rootfs},
 };
 
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
@@ -253,6 +253,13 @@ impl OsPackages {
                         db.dirs[i].push(real.clone());
                         db.dir_owners.entry(real).or_default().push(i);
                     }
+                    // A directory the package lists that merged /usr made
+                    // a link (`/lib`, `/bin`): owning it says nothing.
+                    Ok(Some(Meta {
+                        kind: Kind::Symlink(_),
+                        ..
+                    })) if matches!(resolve(fs, &real, true), Ok(Some(r))
+                        if matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Dir)) => {}
                     Ok(Some(_)) => {
                         db.files[i].push(real.clone());
                         db.owner.entry(real).or_default().push(i);
