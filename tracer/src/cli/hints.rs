@@ -31,7 +31,6 @@ pub struct ListedHint {
 pub struct CreateHint {
     pub file: String,
     pub missing_dir: String,
-    pub in_full: bool,
 }
 
 /// The module, file or library name in an error message of a common
@@ -72,9 +71,10 @@ fn looked_up(trace: &Trace) -> BTreeSet<String> {
     for f in trace.files.iter().filter(|f| f.failed_only()) {
         let p = Path::new(&f.path);
         let name = match p.file_name().and_then(|n| n.to_str()) {
-            Some(n) if n.starts_with("__init__.") => {
-                p.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str())
-            }
+            Some(n) if n.starts_with("__init__.") => p
+                .parent()
+                .and_then(|d| d.file_name())
+                .and_then(|n| n.to_str()),
             n => n,
         };
         if let Some(n) = name {
@@ -148,7 +148,8 @@ pub fn create_parents(trace: &Trace, min: &dyn Rootfs, full: &dyn Rootfs) -> Vec
             .accesses
             .iter()
             .any(|a| a.op == Op::Open && a.create && a.errno == Some(libc::ENOENT));
-        if !failed_create {
+        // A create that worked later (after a mkdir) is not a problem.
+        if !failed_create || f.used() {
             continue;
         }
         let p = Path::new(&f.path);
@@ -158,11 +159,13 @@ pub fn create_parents(trace: &Trace, min: &dyn Rootfs, full: &dyn Rootfs) -> Vec
             .skip(1)
             .filter(|a| !matches!(resolve(min, a, true), Ok(Some(_))))
             .last();
-        if let Some(d) = missing {
+        // Only what the full image has is the minimal image's fault.
+        if let Some(d) = missing
+            && matches!(resolve(full, d, true), Ok(Some(_)))
+        {
             out.push(CreateHint {
                 file: f.path.clone(),
                 missing_dir: d.display().to_string(),
-                in_full: matches!(resolve(full, d, true), Ok(Some(_))),
             });
         }
     }
@@ -179,14 +182,10 @@ pub fn describe(o: &super::verify::Outcome, full: &Path) -> String {
     for c in &o.creates {
         let _ = writeln!(
             s,
-            "  could not create {}: directory {} is missing here{}",
+            "  could not create {}: directory {} is missing here (present in {}; add with --include)",
             c.file,
             c.missing_dir,
-            if c.in_full {
-                format!(" (present in {}; add with --include)", full.display())
-            } else {
-                format!(" and in {}", full.display())
-            }
+            full.display()
         );
     }
     if o.listed.is_empty() {
@@ -225,7 +224,14 @@ mod tests {
                  Error: Cannot find module 'left-pad'\n\
                  python3: error while loading shared libraries: libz.so.1: cannot open shared object file\n";
         let n = asked_names(e);
-        for want in ["c_cpp", "lexers", "pygments.lexers.c_cpp", "Bar", "left-pad", "libz"] {
+        for want in [
+            "c_cpp",
+            "lexers",
+            "pygments.lexers.c_cpp",
+            "Bar",
+            "left-pad",
+            "libz",
+        ] {
             assert!(n.contains(want), "{want} in {n:?}");
         }
     }

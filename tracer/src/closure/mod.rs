@@ -151,6 +151,8 @@ struct Walk<'a> {
     /// Kept files that are programs (executed, named by the config or
     /// `--include`, or added by a level), with why.
     programs: BTreeMap<PathBuf, programs::Why>,
+    /// Set while a level's units are added.
+    units_round: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -159,7 +161,9 @@ impl<'a> Walk<'a> {
             self.kept.paths.entry(p).or_insert(Reason::Parent);
         }
         let slot = self.kept.paths.entry(path).or_insert(reason);
-        if reason < *slot {
+        // A unit met again (a module inside a kept package) does not
+        // change why a path is there.
+        if reason < *slot && !(self.units_round && *slot != Reason::Parent) {
             *slot = reason;
         }
     }
@@ -309,6 +313,7 @@ pub fn compute_with(
         elf_roots: Vec::new(),
         elf_done: BTreeSet::new(),
         programs: BTreeMap::new(),
+        units_round: false,
     };
     w.keep(PathBuf::from("/"), Reason::Parent);
     for (real, why) in programs::named(fs, traces, rules, &opts.config_programs)? {
@@ -396,7 +401,9 @@ pub fn compute_with(
         // Metadata at every level, whole units at the coarser ones; what
         // they add is closed again (package binaries need libraries).
         let mut grew = false;
-        for u in units.expand(&w.kept.paths)? {
+        let round = units.expand(&w.kept.paths)?;
+        w.units_round = true;
+        for u in round {
             if let Some((real, new)) = w.keep_found(&u.path, false, u.reason)? {
                 if new {
                     grew = true;
@@ -407,6 +414,7 @@ pub fn compute_with(
                 }
             }
         }
+        w.units_round = false;
         if !grew && w.inspect.is_empty() {
             break;
         }
@@ -414,7 +422,9 @@ pub fn compute_with(
     if opts.keep_listed {
         for (entry, dir) in listed::entries(fs, traces)? {
             if !w.kept.paths.contains_key(&entry) {
-                w.kept.units.insert(entry.clone(), format!("listed {}", dir.display()));
+                w.kept
+                    .units
+                    .insert(entry.clone(), format!("listed {}", dir.display()));
                 w.keep(entry, Reason::Listed);
             }
         }

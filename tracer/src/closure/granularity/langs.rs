@@ -56,7 +56,8 @@ pub fn perl_module(p: &Path) -> Option<(PathBuf, PathBuf)> {
         return None;
     }
     let c = comps(p);
-    let is_version = |s: &str| s.starts_with("5.") && s[2..].split('.').all(|n| n.parse::<u32>().is_ok());
+    let is_version =
+        |s: &str| s.starts_with("5.") && s[2..].split('.').all(|n| n.parse::<u32>().is_ok());
     let i = c
         .iter()
         .position(|&x| x == "perl5" || x == "perl" || x == "perl-base")?;
@@ -85,7 +86,10 @@ pub fn metadata(
     for p in kept.keys() {
         let mut meta = Vec::new();
         if let Some((root, name)) = node_package(p) {
-            meta.push((root.join("package.json"), format!("node package {name} (metadata)")));
+            meta.push((
+                root.join("package.json"),
+                format!("node package {name} (metadata)"),
+            ));
         }
         if let Some((_, name, spec)) = gem(p) {
             meta.push((spec, format!("ruby gem {name} (metadata)")));
@@ -140,12 +144,23 @@ pub fn modules(
             && done.insert(format!("gem:{}", dir.display()))
             && matches!(fs.meta(&dir), Ok(Some(m)) if m.kind == Kind::Dir)
         {
-            whole_dir(fs, &dir, Reason::Module, &format!("ruby gem {name}"), true, out)?;
+            whole_dir(
+                fs,
+                &dir,
+                Reason::Module,
+                &format!("ruby gem {name}"),
+                true,
+                out,
+            )?;
         }
         if let Some((root, rel)) = perl_module(p)
             && done.insert(format!("perl:{}", p.display()))
         {
-            let name = rel.with_extension("").display().to_string().replace('/', "::");
+            let name = rel
+                .with_extension("")
+                .display()
+                .to_string()
+                .replace('/', "::");
             let unit = format!("perl module {name}");
             out.push(Unit {
                 path: p.clone(),
@@ -170,21 +185,32 @@ mod tests {
     fn units_from_paths() {
         assert_eq!(
             node_package(Path::new("/app/node_modules/@babel/core/lib/index.js")),
-            Some((PathBuf::from("/app/node_modules/@babel/core"), "@babel/core".into()))
+            Some((
+                PathBuf::from("/app/node_modules/@babel/core"),
+                "@babel/core".into()
+            ))
         );
         assert_eq!(
             node_package(Path::new("/app/node_modules/a/node_modules/b/x.js")),
-            Some((PathBuf::from("/app/node_modules/a/node_modules/b"), "b".into()))
+            Some((
+                PathBuf::from("/app/node_modules/a/node_modules/b"),
+                "b".into()
+            ))
         );
         assert_eq!(node_package(Path::new("/app/src/x.js")), None);
-        let g = gem(Path::new("/var/lib/gems/3.1.0/gems/rake-13.0.6/lib/rake.rb")).unwrap();
+        let g = gem(Path::new(
+            "/var/lib/gems/3.1.0/gems/rake-13.0.6/lib/rake.rb",
+        ))
+        .unwrap();
         assert_eq!(g.0, PathBuf::from("/var/lib/gems/3.1.0/gems/rake-13.0.6"));
         assert_eq!(
             g.2,
             PathBuf::from("/var/lib/gems/3.1.0/specifications/rake-13.0.6.gemspec")
         );
         assert_eq!(
-            perl_module(Path::new("/usr/lib/x86_64-linux-gnu/perl/5.36/List/Util.pm")),
+            perl_module(Path::new(
+                "/usr/lib/x86_64-linux-gnu/perl/5.36/List/Util.pm"
+            )),
             Some((
                 PathBuf::from("/usr/lib/x86_64-linux-gnu/perl/5.36"),
                 PathBuf::from("List/Util.pm")

@@ -51,7 +51,11 @@ fn relation_name(s: &str) -> Option<String> {
 fn relations(field: &str) -> Vec<Vec<String>> {
     field
         .split(',')
-        .map(|alts| alts.split('|').filter_map(relation_name).collect::<Vec<_>>())
+        .map(|alts| {
+            alts.split('|')
+                .filter_map(relation_name)
+                .collect::<Vec<_>>()
+        })
         .filter(|a| !a.is_empty())
         .collect()
 }
@@ -168,13 +172,18 @@ impl OsPackages {
     /// The image's package database; `None` when it has none.
     pub fn load(fs: &dyn Rootfs) -> Result<Option<OsPackages>, ClosureError> {
         let pkgs = if is_file(fs, Path::new(DPKG_STATUS)) {
-            let status = fs.read_all(Path::new(DPKG_STATUS)).map_err(io(DPKG_STATUS))?;
+            let status = fs
+                .read_all(Path::new(DPKG_STATUS))
+                .map_err(io(DPKG_STATUS))?;
             let mut pkgs = Vec::new();
             for (mut p, arch) in parse_dpkg_status(&String::from_utf8_lossy(&status)) {
-                let list = [format!("{}:{arch}.list", p.name), format!("{}.list", p.name)]
-                    .into_iter()
-                    .map(|n| Path::new(DPKG_INFO).join(n))
-                    .find(|l| is_file(fs, l));
+                let list = [
+                    format!("{}:{arch}.list", p.name),
+                    format!("{}.list", p.name),
+                ]
+                .into_iter()
+                .map(|n| Path::new(DPKG_INFO).join(n))
+                .find(|l| is_file(fs, l));
                 if let Some(l) = list {
                     let text = fs.read_all(&l).map_err(|source| ClosureError::Io {
                         path: l.clone(),
@@ -283,8 +292,15 @@ impl OsPackages {
                 Some(Kind::Symlink(_)) => db.unowned_links.push(p.clone()),
                 Some(_) => {}
             }
-            if let Some(anc) = p.ancestors().skip(1).find(|a| db.dir_owners.contains_key(*a)) {
-                db.unowned.entry(anc.to_path_buf()).or_default().push(p.clone());
+            if let Some(anc) = p
+                .ancestors()
+                .skip(1)
+                .find(|a| db.dir_owners.contains_key(*a))
+            {
+                db.unowned
+                    .entry(anc.to_path_buf())
+                    .or_default()
+                    .push(p.clone());
             }
         }
         Ok(db)
@@ -403,7 +419,9 @@ impl OsPackages {
             let Some(r) = resolve(fs, l, true)? else {
                 continue;
             };
-            if kept.contains_key(&r.path) && !matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Dir) {
+            if kept.contains_key(&r.path)
+                && !matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Dir)
+            {
                 done.insert(format!("link:{}", l.display()));
                 let owner = self
                     .owner
@@ -474,7 +492,10 @@ mod tests {
             ]
         );
         assert_eq!(p[0].provides, vec!["so:libc.musl-x86_64.so.1"]);
-        assert_eq!(p[1].depends, vec![vec!["so:libc.musl-x86_64.so.1".to_string()]]);
+        assert_eq!(
+            p[1].depends,
+            vec![vec!["so:libc.musl-x86_64.so.1".to_string()]]
+        );
     }
 
     #[test]

@@ -195,7 +195,10 @@ impl Python {
             }
             // The stdlib directory of this entry, and its lib-dynload.
             let std_dir = if entry.ends_with("lib-dynload") {
-                entry.parent().map(Path::to_path_buf).unwrap_or(entry.clone())
+                entry
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or(entry.clone())
             } else {
                 entry.clone()
             };
@@ -354,8 +357,14 @@ mod tests {
     fn top_level_names() {
         let entry = Path::new("/usr/lib/python3.11");
         let t = |p: &str| top_level(Path::new(p), entry);
-        assert_eq!(t("/usr/lib/python3.11/json/decoder.py").as_deref(), Some("json"));
-        assert_eq!(t("/usr/lib/python3.11/decimal.py").as_deref(), Some("decimal"));
+        assert_eq!(
+            t("/usr/lib/python3.11/json/decoder.py").as_deref(),
+            Some("json")
+        );
+        assert_eq!(
+            t("/usr/lib/python3.11/decimal.py").as_deref(),
+            Some("decimal")
+        );
         assert_eq!(
             t("/usr/lib/python3.11/__pycache__/decimal.cpython-311.pyc").as_deref(),
             Some("decimal")
