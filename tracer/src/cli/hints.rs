@@ -236,6 +236,94 @@ mod tests {
         }
     }
 
+    fn image(files: &[&str]) -> (tempfile::TempDir, crate::source::dir::DirRootfs) {
+        let d = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = d.path().join(f.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+        }
+        let fs = crate::source::dir::DirRootfs::open(d.path()).unwrap();
+        (d, fs)
+    }
+
+    fn trace(files: &[(&str, Op, Option<i32>, bool)]) -> Trace {
+        let mut t: Trace = serde_json::from_str(
+            r#"{"format":"trace","version":1,"tool":"t","command":["x"],"exit":{"code":1},
+                "scope":{"mode":"cgroup","leftovers_killed":0},"complete":true,
+                "lost_events":{"total":0,"per_cpu":[],"by_cause":{}},
+                "counters":{"syscalls_seen":0,"deduplicated_in_kernel":0,"records":0,
+                  "unreadable_paths":0,"unresolved_paths":0,"truncated_paths":0,"malformed_records":0},
+                "execs":[],"files":[]}"#,
+        )
+        .unwrap();
+        for (p, op, errno, create) in files {
+            t.files.push(crate::model::trace::FileEntry {
+                path: p.to_string(),
+                path_hex: None,
+                truncated: false,
+                accesses: vec![crate::model::trace::Access {
+                    op: *op,
+                    syscall: "openat".into(),
+                    mode: None,
+                    create: *create,
+                    nofollow: false,
+                    exe: false,
+                    result: if errno.is_some() {
+                        "ENOENT".into()
+                    } else {
+                        "ok".into()
+                    },
+                    errno: *errno,
+                    raw: None,
+                }],
+                seen_in: Vec::new(),
+            });
+        }
+        t
+    }
+
+    #[test]
+    fn listed_directories_rank_what_was_asked_for() {
+        let lexers = "/site/pygments/lexers";
+        let (_m, min) = image(&["/site/pygments/lexers/python.py", "/var/x"]);
+        let (_f, full) = image(&[
+            "/site/pygments/lexers/python.py",
+            "/site/pygments/lexers/c_cpp.py",
+            "/site/pygments/lexers/json.py",
+            "/site/pygments/lexers/rust.py",
+            "/var/cache/app/keep",
+        ]);
+        let t = trace(&[
+            (lexers, Op::List, None, false),
+            ("/site/other/rust.py", Op::Open, Some(libc::ENOENT), false),
+            ("/var/cache/app/db", Op::Open, Some(libc::ENOENT), true),
+            ("/var/made/later", Op::Open, Some(libc::ENOENT), true),
+        ]);
+        let asked = asked_names("ModuleNotFoundError: No module named 'pygments.lexers.c_cpp'\n");
+        let h = listed(&t, &min, &full, &asked);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].dir, lexers);
+        assert_eq!(
+            h[0].asked,
+            vec![
+                ("c_cpp.py".to_string(), "c_cpp".to_string()),
+                ("rust.py".to_string(), "rust (looked up)".to_string())
+            ]
+        );
+        assert_eq!(h[0].others, vec!["json.py"]);
+        // The full image has /var/cache; the minimal one lacks it. The
+        // other directory is missing from both: not the image's fault.
+        let c = create_parents(&t, &min, &full);
+        assert_eq!(
+            c,
+            vec![CreateHint {
+                file: "/var/cache/app/db".into(),
+                missing_dir: "/var/cache".into()
+            }]
+        );
+    }
+
     #[test]
     fn stems_and_lookups() {
         assert_eq!(stem("c_cpp.py"), "c_cpp");

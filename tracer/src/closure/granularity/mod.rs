@@ -170,3 +170,6 @@ impl<'a> Expander<'a> {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
