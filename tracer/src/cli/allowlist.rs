@@ -57,6 +57,9 @@ fn escape(p: &str) -> String {
 
 pub fn run(args: AllowlistArgs) -> Result<i32> {
     let trace = write::read(&args.trace)?;
+    if args.from.is_none() && (args.keep.keep != closure::Level::File || args.keep.keep_listed) {
+        anyhow::bail!("--keep and --keep-listed need --from SRC (the image the units are in)");
+    }
     let reasons: BTreeMap<String, Reason> = match &args.from {
         Some(src) => {
             let image = source::open(src)
