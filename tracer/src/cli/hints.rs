@@ -249,7 +249,7 @@ mod tests {
 
     fn trace(files: &[(&str, Op, Option<i32>, bool)]) -> Trace {
         let mut t: Trace = serde_json::from_str(
-            r#"{"format":"trace","version":1,"tool":"t","command":["x"],"exit":{"code":1},
+            r#"{"format":"trace","version":2,"tool":"t","command":["x"],"exit":{"code":1},
                 "scope":{"mode":"cgroup","leftovers_killed":0},"complete":true,
                 "lost_events":{"total":0,"per_cpu":[],"by_cause":{}},
                 "counters":{"syscalls_seen":0,"deduplicated_in_kernel":0,"records":0,
@@ -263,19 +263,14 @@ mod tests {
                 path_hex: None,
                 truncated: false,
                 accesses: vec![crate::model::trace::Access {
-                    op: *op,
-                    syscall: "openat".into(),
-                    mode: None,
                     create: *create,
-                    nofollow: false,
-                    exe: false,
                     result: if errno.is_some() {
                         "ENOENT".into()
                     } else {
                         "ok".into()
                     },
                     errno: *errno,
-                    raw: None,
+                    ..crate::model::trace::Access::new(*op, "openat")
                 }],
                 seen_in: Vec::new(),
             });

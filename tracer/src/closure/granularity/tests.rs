@@ -15,22 +15,12 @@ use crate::{
 };
 
 fn access(op: Op) -> Access {
-    Access {
-        op,
-        syscall: "openat".into(),
-        mode: None,
-        create: false,
-        nofollow: false,
-        exe: false,
-        result: "ok".into(),
-        errno: None,
-        raw: None,
-    }
+    Access::new(op, "openat")
 }
 
 fn trace(files: &[(&str, Op)], complete: bool) -> Trace {
     let mut t: Trace = serde_json::from_str(
-        r#"{"format":"trace","version":1,"tool":"t","command":["x"],"exit":{"code":0},
+        r#"{"format":"trace","version":2,"tool":"t","command":["x"],"exit":{"code":0},
             "scope":{"mode":"cgroup","leftovers_killed":0},"complete":true,
             "lost_events":{"total":0,"per_cpu":[],"by_cause":{}},
             "counters":{"syscalls_seen":0,"deduplicated_in_kernel":0,"records":0,
