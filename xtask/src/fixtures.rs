@@ -12,6 +12,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{run, succeeds};
 
+#[path = "fixtures_apps.rs"]
+mod apps;
+
 /// Bump to rebuild every cached fixture.
 const VERSION: &str = "1";
 const SUITE: &str = "bookworm";
@@ -139,5 +142,6 @@ pub fn ensure_all() -> Result<()> {
         bail!("fixture {} has no python3", rootfs.display());
     }
     debian_images()?;
+    apps::apps_rootfs()?;
     Ok(())
 }

@@ -30,6 +30,8 @@ pub struct AllowlistArgs {
     pub from: Option<source::ImageRef>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
+    #[command(flatten)]
+    pub keep: super::keep::KeepArgs,
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 }
@@ -55,12 +57,20 @@ fn escape(p: &str) -> String {
 
 pub fn run(args: AllowlistArgs) -> Result<i32> {
     let trace = write::read(&args.trace)?;
+    if args.from.is_none() && (args.keep.keep != closure::Level::File || args.keep.keep_listed) {
+        anyhow::bail!("--keep and --keep-listed need --from SRC (the image the units are in)");
+    }
     let reasons: BTreeMap<String, Reason> = match &args.from {
         Some(src) => {
             let image = src
                 .open()
                 .with_context(|| format!("reading the source image {src}"))?;
-            let kept = closure::compute(image.rootfs.as_ref(), &[trace], &Rules::default())?;
+            let kept = closure::compute_with(
+                image.rootfs.as_ref(),
+                &[trace],
+                &Rules::default(),
+                &args.keep.options(image.config.as_ref()),
+            )?;
             kept.paths
                 .into_iter()
                 .map(|(p, r)| (p.display().to_string(), r))

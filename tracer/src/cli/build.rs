@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     closure::{self, Reason, packages, rules::Rules},
-    model::{merge, seccomp, write},
+    model::{merge, seccomp, sometimes, write},
     output::{self, target},
     source::{self, ImageRef, rootfs::Kind},
 };
@@ -74,6 +74,8 @@ pub struct ImageArgs {
     /// Leave the (trimmed) dpkg database out of the image.
     #[arg(long)]
     pub no_package_db: bool,
+    #[command(flatten)]
+    pub keep: super::keep::KeepArgs,
 }
 
 #[derive(Serialize)]
@@ -117,6 +119,19 @@ pub struct Report {
     /// dpkg packages kept in the trimmed database and dropped from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packages: Option<Packages>,
+    /// `--keep`: file, module, package or package+deps.
+    pub keep: closure::Level,
+    /// The unit (package, module, metadata, listed directory) that pulled
+    /// each path a level added.
+    pub pulled_by: BTreeMap<String, String>,
+    /// Each `#!` interpreter kept and the script that needs it.
+    pub interpreters: Vec<closure::InterpreterUse>,
+    /// What `--keep-listed` added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listed: Option<Size>,
+    /// With several runs or traces: paths used in only some of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sometimes: Vec<sometimes::Sometimes>,
 }
 
 #[derive(Serialize)]
@@ -170,7 +185,12 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         .open()
         .with_context(|| format!("reading the source image {}", args.from))?;
     let fs = image.rootfs.as_ref();
-    let kept = closure::compute(fs, &traces, &rules)?;
+    let kept = closure::compute_with(
+        fs,
+        &traces,
+        &rules,
+        &args.image.keep.options(image.config.as_ref()),
+    )?;
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     // The package database, trimmed to what is still inside.
     let db = match args.image.no_package_db {
@@ -231,6 +251,34 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
     }
     sizes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let listed = args.image.keep.keep_listed.then(|| {
+        let mut s = Size {
+            bytes: 0,
+            entries: 0,
+        };
+        for (p, r) in &kept.paths {
+            if *r == Reason::Listed {
+                s.entries += 1;
+                if let Ok(Some(m)) = fs.meta(p)
+                    && m.kind == Kind::Regular
+                {
+                    s.bytes += m.size;
+                }
+            }
+        }
+        s
+    });
+    let merged = merge::merge(
+        &traces
+            .iter()
+            .cloned()
+            .zip(&args.traces)
+            .map(|(trace, p)| merge::Input {
+                label: p.display().to_string(),
+                trace,
+            })
+            .collect::<Vec<_>>(),
+    );
     let mut by_reason = BTreeMap::new();
     for r in kept.paths.values() {
         *by_reason.entry(*r).or_insert(0) += 1;
@@ -293,6 +341,16 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
             .iter()
             .map(|(p, pat)| (p.display().to_string(), pat.clone()))
             .collect(),
+        keep: args.image.keep.keep,
+        pulled_by: kept
+            .units
+            .iter()
+            .filter(|(p, _)| kept.paths.contains_key(*p))
+            .map(|(p, u)| (p.display().to_string(), u.clone()))
+            .collect(),
+        interpreters: kept.interpreters.clone(),
+        listed,
+        sometimes: sometimes::sometimes(&merged),
     };
     if args.seccomp {
         let inputs: Vec<merge::Input> = traces
@@ -370,7 +428,44 @@ pub fn summary(r: &Report) -> String {
             )
         })
         .collect();
-    let _ = writeln!(s, "  kept by: {}", reasons.join(", "));
+    let _ = writeln!(
+        s,
+        "  kept by: {}   (--keep {})",
+        reasons.join(", "),
+        r.keep.name()
+    );
+    // One line per interpreter: how many scripts need it, the first one.
+    let mut by_interp: BTreeMap<&str, Vec<&closure::InterpreterUse>> = BTreeMap::new();
+    for i in &r.interpreters {
+        by_interp.entry(&i.interpreter).or_default().push(i);
+    }
+    for (interp, uses) in by_interp {
+        let _ = writeln!(
+            s,
+            "  interpreter {interp}: {} script(s), e.g. {} ({})",
+            uses.len(),
+            uses[0].script,
+            uses[0].why
+        );
+    }
+    if let Some(l) = &r.listed {
+        let _ = writeln!(
+            s,
+            "  --keep-listed added {} entries, {}",
+            l.entries,
+            human(l.bytes)
+        );
+    }
+    if !r.sometimes.is_empty() {
+        let _ = writeln!(
+            s,
+            "  used in only some runs ({}), most likely needed again:",
+            r.sometimes.len()
+        );
+        for x in r.sometimes.iter().take(20) {
+            let _ = writeln!(s, "    {}  (seen in {})", x.path, x.seen_in.join(", "));
+        }
+    }
     if let Some(p) = &r.packages {
         let _ = writeln!(
             s,

@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::{
     build::{self, BuildArgs, ImageArgs},
-    run,
     verify::{self, ContainerArgs},
 };
 use crate::{
@@ -32,6 +31,10 @@ pub struct MinimizeArgs {
     pub build: ImageArgs,
     #[command(flatten)]
     pub container: ContainerArgs,
+    /// Run the tests this many times in the full image and build from the
+    /// union of the traces; files seen in only some runs are listed.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
     #[arg(
         required = true,
         trailing_var_arg = true,
@@ -77,7 +80,11 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         Some(crate::engine::Engine::Podman) => EngineArg::Podman,
         None => EngineArg::Runc,
     });
-    let full = run::execute(&verify::run_args(&args.image, &container, &args.command)).await?;
+    let (full, _) = super::runs::execute(
+        &verify::run_args(&args.image, &container, &args.command),
+        args.runs as usize,
+    )
+    .await?;
     write::write_atomic(&trace_path, &write::to_json(&full))?;
     if full.exit.code != 0 {
         eprintln!(
@@ -124,6 +131,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         verdict(o.passed)
     );
     eprintln!("  executables kept: {}", execs.join(" "));
+    eprint!("{}", super::runs::describe(&full));
     eprintln!(
         "  outputs: image {}{}, trace {}, report {}, verification trace {}",
         args.output,

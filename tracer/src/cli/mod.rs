@@ -2,11 +2,16 @@
 pub mod allowlist;
 pub mod attach;
 pub mod build;
+pub mod hints;
+pub mod keep;
+pub mod levels;
 pub mod merge;
 pub mod minimize;
 pub mod report;
 pub mod run;
+pub mod runs;
 pub mod seccomp;
+pub mod stderr_tee;
 pub mod structure;
 pub mod verify;
 

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::build::human;
+use super::{build::human, levels};
 use crate::{
     closure::{self, packages, rules::Rules},
     model::{text, trace::Trace, write},
@@ -31,6 +31,8 @@ pub struct ReportArgs {
     /// Also write a self-contained HTML page here.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub keep: super::keep::KeepArgs,
 }
 
 /// Bytes by directory (first two components: `/usr/lib`, `/etc`).
@@ -78,12 +80,20 @@ struct Image {
     after: BySize,
     kept_pkgs: Vec<String>,
     dropped_pkgs: Vec<String>,
+    /// Size and file count at every `--keep` level.
+    levels: Vec<levels::LevelSize>,
 }
 
-fn image_view(trace: &Trace, src: &source::ImageRef) -> Result<Image> {
+fn image_view(
+    trace: &Trace,
+    src: &source::ImageRef,
+    keep: &super::keep::KeepArgs,
+) -> Result<Image> {
     let image = src.open().with_context(|| format!("reading {src}"))?;
     let fs = image.rootfs.as_ref();
-    let kept = closure::compute(fs, std::slice::from_ref(trace), &Rules::default())?;
+    let opts = keep.options(image.config.as_ref());
+    let levels = levels::every_level(fs, trace, &opts)?;
+    let kept = closure::compute_with(fs, std::slice::from_ref(trace), &Rules::default(), &opts)?;
     let all = closure::walk_tree(fs, Path::new("/"))?;
     let kept_paths: std::collections::BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     let db = packages::trim(fs, &kept_paths)?;
@@ -92,6 +102,7 @@ fn image_view(trace: &Trace, src: &source::ImageRef) -> Result<Image> {
         after: sizes(fs, kept_paths.iter().map(PathBuf::as_path)),
         kept_pkgs: db.as_ref().map(|d| d.kept.clone()).unwrap_or_default(),
         dropped_pkgs: db.map(|d| d.dropped).unwrap_or_default(),
+        levels,
     })
 }
 
@@ -168,6 +179,7 @@ h1{{font-size:22px}}h2{{font-size:17px;margin-top:1.6em;border-bottom:1px solid 
             let _ = write!(h, "<li>{}</li>", esc(p));
         }
         h.push_str("</ul></div></div>");
+        h.push_str(&levels::html_table(&img.levels));
     }
     let _ = write!(h, "<h2>Executables ({})</h2><ul>", trace.execs.len());
     for e in &trace.execs {
@@ -197,7 +209,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     let img = args
         .from
         .as_ref()
-        .map(|src| image_view(&trace, src))
+        .map(|src| image_view(&trace, src, &args.keep))
         .transpose()?;
     let mut out = text::render(&trace);
     if let Some(img) = &img {
@@ -219,7 +231,9 @@ pub fn run(args: ReportArgs) -> Result<i32> {
             img.kept_pkgs.len(),
             img.dropped_pkgs.len()
         );
+        out.push_str(&levels::table(&img.levels));
     }
+    out.push_str(&super::runs::describe(&trace));
     print!("{out}");
     if let Some(path) = &args.html {
         write::write_atomic(path, html(&trace, img.as_ref()).as_bytes())?;

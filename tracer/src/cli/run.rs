@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub).
     #[arg(long, value_name = "FILE", default_value = crate::capture::offsets::VMLINUX_BTF)]
     pub btf: PathBuf,
+    /// Run the command this many times and write the union of the traces
+    /// (files seen in only some runs are listed).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -115,8 +119,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     } else {
         Format::Text
     });
-    let trace = execute(&args).await?;
+    let (trace, _) = super::runs::execute(&args, args.runs as usize).await?;
     report(&trace, args.output.as_deref(), format)?;
+    eprint!("{}", super::runs::describe(&trace));
     Ok(trace.exit.code)
 }
 

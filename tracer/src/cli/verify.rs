@@ -85,6 +85,10 @@ pub struct Outcome {
     pub passed: bool,
     /// Looked up in the minimal image, not found there, present in FULL.
     pub missing: Vec<String>,
+    /// Entries of directories the run listed that FULL has and MIN lacks.
+    pub listed: Vec<super::hints::ListedHint>,
+    /// Files that could not be created, and the missing directory.
+    pub creates: Vec<super::hints::CreateHint>,
 }
 
 pub fn run_args(image: &ImageRef, c: &ContainerArgs, command: &[String]) -> RunArgs {
@@ -98,6 +102,7 @@ pub fn run_args(image: &ImageRef, c: &ContainerArgs, command: &[String]) -> RunA
         image: Some(image.clone()),
         container: c.clone(),
         root: None,
+        runs: 1,
         command: command.to_vec(),
     }
 }
@@ -135,16 +140,34 @@ pub async fn check(
     c: &ContainerArgs,
     command: &[String],
 ) -> Result<Outcome> {
-    let trace = run::execute(&run_args(image, c, command)).await?;
+    // With FULL, the names a failing program asked for are read from
+    // its error messages.
+    let tee = match full {
+        Some(_) => super::stderr_tee::Tee::start().ok(),
+        None => None,
+    };
+    let trace = run::execute(&run_args(image, c, command)).await;
+    let stderr = tee.map(super::stderr_tee::Tee::finish).unwrap_or_default();
+    let trace = trace?;
     let passed = trace.exit.code == 0;
+    let (mut listed, mut creates) = (Vec::new(), Vec::new());
     let missing = match (passed, full) {
-        (false, Some(full)) => missing_in(&trace, full)?,
+        (false, Some(full)) => {
+            let f = full.open().with_context(|| format!("reading {full}"))?;
+            let m = image.open().with_context(|| format!("reading {image}"))?;
+            let asked = super::hints::asked_names(&stderr);
+            listed = super::hints::listed(&trace, m.rootfs.as_ref(), f.rootfs.as_ref(), &asked);
+            creates = super::hints::create_parents(&trace, m.rootfs.as_ref(), f.rootfs.as_ref());
+            missing_in(&trace, full)?
+        }
         _ => Vec::new(),
     };
     Ok(Outcome {
         trace,
         passed,
         missing,
+        listed,
+        creates,
     })
 }
 
@@ -157,6 +180,11 @@ pub fn describe(o: &Outcome, image: &ImageRef, full: Option<&ImageRef>) -> Strin
         "trace verify: {verdict} (exit {}) in {}",
         o.trace.exit.code, image
     );
+    if !o.passed
+        && let Some(full) = full
+    {
+        s.push_str(&super::hints::describe(o, full));
+    }
     if !o.passed {
         match full {
             Some(full) if !o.missing.is_empty() => {
@@ -169,9 +197,10 @@ pub fn describe(o: &Outcome, image: &ImageRef, full: Option<&ImageRef>) -> Strin
                     let _ = writeln!(s, "    {m}");
                 }
             }
-            Some(full) => {
+            Some(full) if o.listed.is_empty() && o.creates.is_empty() => {
                 let _ = writeln!(s, "  no failed lookup exists in {full}");
             }
+            Some(_) => {}
             None => {
                 let _ = writeln!(
                     s,

@@ -721,26 +721,26 @@ pub fn closure_with(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::source::dir::DirRootfs;
     use std::os::unix::fs::symlink;
 
     /// What a synthetic object holds.
     #[derive(Default)]
-    struct Spec<'a> {
-        class32: bool,
-        machine: u16,
-        interp: Option<&'a str>,
-        needed: &'a [&'a str],
-        soname: Option<&'a str>,
-        rpath: Option<&'a str>,
-        runpath: Option<&'a str>,
+    pub(crate) struct Spec<'a> {
+        pub(crate) class32: bool,
+        pub(crate) machine: u16,
+        pub(crate) interp: Option<&'a str>,
+        pub(crate) needed: &'a [&'a str],
+        pub(crate) soname: Option<&'a str>,
+        pub(crate) rpath: Option<&'a str>,
+        pub(crate) runpath: Option<&'a str>,
     }
 
     /// A minimal little-endian ELF: header, `PT_LOAD` over the whole
     /// file at address 0, `PT_DYNAMIC`, optional `PT_INTERP`.
-    fn synth(s: &Spec) -> Vec<u8> {
+    pub(crate) fn synth(s: &Spec) -> Vec<u8> {
         let w64 = !s.class32;
         let machine = if s.machine == 0 { EM_X86_64 } else { s.machine };
         let (ehsize, phentsize, dynent) = if w64 { (64, 56, 16) } else { (52, 32, 8) };

@@ -4,8 +4,11 @@
 //! user's rules.
 pub mod elf;
 pub mod essentials;
+pub mod granularity;
 pub mod ldcache;
+pub mod listed;
 pub mod packages;
+pub mod programs;
 pub mod resolve;
 pub mod rules;
 pub mod shebang;
@@ -46,6 +49,8 @@ pub fn from_image(trace: &Trace, path: &str, access: &Access) -> bool {
     let in_image = trace.scope.image.is_some() || trace.scope.root.is_some();
     !(in_image && access.mount.is_some())
 }
+pub use granularity::Level;
+pub use programs::InterpreterUse;
 use resolve::{ResolveError, parents, resolve};
 use rules::Rules;
 
@@ -64,6 +69,17 @@ pub enum Reason {
     Interpreter,
     /// `--include` / `--include-from`.
     Include,
+    /// Metadata that describes a kept unit (`*.dist-info`, `package.json`,
+    /// a gem specification): read at run time, whatever the level.
+    Metadata,
+    /// Part of a language module that owns a kept path (`--keep module`).
+    Module,
+    /// A file of an OS package that owns a kept path (`--keep package`).
+    Package,
+    /// A file of a package the kept packages depend on (`--keep package+deps`).
+    Dependency,
+    /// An entry of a directory the run listed (`--keep-listed`).
+    Listed,
     /// Always kept (passwd, group, nsswitch.conf, mount points).
     Essential,
     /// A directory above a kept path.
@@ -80,6 +96,8 @@ pub enum ClosureError {
     Elf(#[from] elf::ElfError),
     #[error("--include {0}: not in the source image")]
     IncludeMissing(String),
+    #[error("reading the package database: {0}")]
+    PackageDb(#[source] std::io::Error),
     #[error("reading {path} in the source image: {source}")]
     Io {
         path: PathBuf,
@@ -99,6 +117,27 @@ pub struct Kept {
     pub missing_libraries: Vec<(String, PathBuf)>,
     /// Paths removed by `--exclude`, with the pattern.
     pub excluded: BTreeMap<PathBuf, String>,
+    /// The unit that pulled each path a level, the metadata rule or
+    /// `--keep-listed` added (`package git`, `python module pygments`).
+    pub units: BTreeMap<PathBuf, String>,
+    /// Why each `#!` interpreter is in the image.
+    pub interpreters: Vec<InterpreterUse>,
+    /// False when some trace is incomplete or attached to a running
+    /// process: every kept ELF file then roots the library closure, as a
+    /// library the loader mapped may be missing from the trace.
+    pub precise: bool,
+}
+
+/// How much to keep around what the trace shows (see `granularity`).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub keep: Level,
+    /// Keep documentation, man pages and all locales of kept packages.
+    pub keep_docs: bool,
+    /// Keep the entries of every directory the run listed.
+    pub keep_listed: bool,
+    /// Programs the image's config starts (Entrypoint, Cmd).
+    pub config_programs: Vec<programs::ConfigProgram>,
 }
 
 struct Walk<'a> {
@@ -109,6 +148,11 @@ struct Walk<'a> {
     inspected: BTreeSet<PathBuf>,
     elf_roots: Vec<PathBuf>,
     elf_done: BTreeSet<PathBuf>,
+    /// Kept files that are programs (executed, named by the config or
+    /// `--include`, or added by a level), with why.
+    programs: BTreeMap<PathBuf, programs::Why>,
+    /// Set while a level's units are added.
+    units_round: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -117,7 +161,9 @@ impl<'a> Walk<'a> {
             self.kept.paths.entry(p).or_insert(Reason::Parent);
         }
         let slot = self.kept.paths.entry(path).or_insert(reason);
-        if reason < *slot {
+        // A unit met again (a module inside a kept package) does not
+        // change why a path is there.
+        if reason < *slot && !(self.units_round && *slot != Reason::Parent) {
             *slot = reason;
         }
     }
@@ -130,9 +176,21 @@ impl<'a> Walk<'a> {
         follow_last: bool,
         reason: Reason,
     ) -> Result<bool, ClosureError> {
+        Ok(self.keep_found(path, follow_last, reason)?.is_some())
+    }
+
+    /// As `keep_resolved`; returns where the lookup ended and whether that
+    /// entry is new in the kept set.
+    fn keep_found(
+        &mut self,
+        path: &Path,
+        follow_last: bool,
+        reason: Reason,
+    ) -> Result<Option<(PathBuf, bool)>, ClosureError> {
         let Some(r) = resolve(self.fs, path, follow_last)? else {
-            return Ok(false);
+            return Ok(None);
         };
+        let new = !self.kept.paths.contains_key(&r.path);
         for link in r.links {
             self.keep(link, Reason::Symlink);
         }
@@ -148,8 +206,22 @@ impl<'a> Walk<'a> {
         {
             self.inspect.push_back(r.path.clone());
         }
-        self.keep(r.path, reason);
-        Ok(true)
+        self.keep(r.path.clone(), reason);
+        Ok(Some((r.path, new)))
+    }
+
+    /// Notes that the file at `real` is a program; looks at it again if
+    /// it was already looked at as a plain file.
+    fn mark_program(&mut self, real: PathBuf, why: programs::Why) {
+        if self.programs.contains_key(&real) {
+            return;
+        }
+        self.programs.insert(real.clone(), why);
+        let regular = matches!(self.fs.meta(&real), Ok(Some(m)) if m.kind == Kind::Regular);
+        if regular && self.kept.paths.contains_key(&real) && !self.inspect.contains(&real) {
+            self.inspected.insert(real.clone());
+            self.inspect.push_back(real);
+        }
     }
 
     /// Looks into kept regular files: ELF files become roots of the
@@ -163,29 +235,90 @@ impl<'a> Walk<'a> {
                         path: path.clone(),
                         source,
                     })?;
+            let why = self.programs.get(&path).cloned();
             if head.starts_with(b"\x7fELF") {
-                if !self.elf_done.contains(&path) {
+                // A library the loader maps is opened, and so traced, with
+                // everything it needs: only programs (and, when the trace
+                // may miss opens, every ELF file) root the closure.
+                if (why.is_some() || !self.kept.precise) && !self.elf_done.contains(&path) {
                     self.elf_roots.push(path);
                 }
-            } else if let Some(interp) = shebang::interpreter(&head) {
-                self.keep_resolved(&interp, true, Reason::Interpreter)?;
+            } else if let Some(interp) = shebang::interpreter(&head)
+                && let Some(why) = why
+                && (!why.needs_exec_bit || self.executable(&path))
+            {
+                // A script that was only read or copied needs no interpreter.
+                if let Some((real, _)) = self.keep_found(&interp, true, Reason::Interpreter)? {
+                    self.kept.interpreters.push(InterpreterUse {
+                        interpreter: interp.display().to_string(),
+                        resolved: real.display().to_string(),
+                        script: path.display().to_string(),
+                        why: why.text,
+                    });
+                }
             }
         }
         Ok(())
     }
+
+    fn executable(&self, path: &Path) -> bool {
+        matches!(self.fs.meta(path), Ok(Some(m)) if m.mode & 0o111 != 0)
+    }
+
+    /// Scripts can bring interpreters, interpreters bring libraries:
+    /// repeats until nothing new turns up.
+    fn close(&mut self, search: &elf::LibSearch) -> Result<(), ClosureError> {
+        loop {
+            self.inspect_files()?;
+            let roots = std::mem::take(&mut self.elf_roots);
+            if roots.is_empty() {
+                return Ok(());
+            }
+            self.elf_done.extend(roots.iter().cloned());
+            let closure = elf::closure_with(self.fs, search, &roots)?;
+            for lib in closure.found.keys() {
+                self.keep_resolved(lib, true, Reason::SharedLibrary)?;
+            }
+            // The closure already followed these transitively.
+            for (lib, _) in closure.found {
+                if let Some(r) = resolve(self.fs, &lib, true)? {
+                    self.elf_done.insert(r.path);
+                }
+            }
+            self.kept.missing_libraries.extend(closure.missing);
+        }
+    }
+}
+
+/// Computes the kept set for `traces` over the source `fs`, at file level.
+pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept, ClosureError> {
+    compute_with(fs, traces, rules, &Options::default())
 }
 
 /// Computes the kept set for `traces` over the source `fs`.
-pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept, ClosureError> {
+pub fn compute_with(
+    fs: &dyn Rootfs,
+    traces: &[Trace],
+    rules: &Rules,
+    opts: &Options,
+) -> Result<Kept, ClosureError> {
     let mut w = Walk {
         fs,
-        kept: Kept::default(),
+        kept: Kept {
+            precise: traces.iter().all(programs::covers_every_open),
+            ..Kept::default()
+        },
         inspect: VecDeque::new(),
         inspected: BTreeSet::new(),
         elf_roots: Vec::new(),
         elf_done: BTreeSet::new(),
+        programs: BTreeMap::new(),
+        units_round: false,
     };
     w.keep(PathBuf::from("/"), Reason::Parent);
+    for (real, why) in programs::named(fs, traces, rules, &opts.config_programs)? {
+        w.mark_program(real, why);
+    }
 
     for trace in traces {
         for file in &trace.files {
@@ -261,28 +394,43 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
         }
     }
 
-    // Scripts can bring interpreters, interpreters bring libraries: repeat
-    // until nothing new turns up.
     let search = elf::LibSearch::new(fs);
+    let mut units = granularity::Expander::new(fs, opts, traces);
     loop {
-        w.inspect_files()?;
-        let roots = std::mem::take(&mut w.elf_roots);
-        if roots.is_empty() {
-            break;
-        }
-        w.elf_done.extend(roots.iter().cloned());
-        let closure = elf::closure_with(fs, &search, &roots)?;
-        for lib in closure.found.keys() {
-            w.keep_resolved(lib, true, Reason::SharedLibrary)?;
-        }
-        // The closure already followed these transitively.
-        for (lib, _) in closure.found {
-            if let Some(r) = resolve(fs, &lib, true)? {
-                w.elf_done.insert(r.path);
+        w.close(&search)?;
+        // Metadata at every level, whole units at the coarser ones; what
+        // they add is closed again (package binaries need libraries).
+        let mut grew = false;
+        let round = units.expand(&w.kept.paths)?;
+        w.units_round = true;
+        for u in round {
+            if let Some((real, new)) = w.keep_found(&u.path, false, u.reason)? {
+                if new {
+                    grew = true;
+                    w.kept.units.insert(real.clone(), u.unit.clone());
+                }
+                if u.program {
+                    w.mark_program(real, programs::Why::of_unit(&u.unit));
+                }
             }
         }
-        w.kept.missing_libraries.extend(closure.missing);
+        w.units_round = false;
+        if !grew && w.inspect.is_empty() {
+            break;
+        }
     }
+    if opts.keep_listed {
+        for (entry, dir) in listed::entries(fs, traces)? {
+            if !w.kept.paths.contains_key(&entry) {
+                w.kept
+                    .units
+                    .insert(entry.clone(), format!("listed {}", dir.display()));
+                w.keep(entry, Reason::Listed);
+            }
+        }
+    }
+    w.kept.interpreters.sort();
+    w.kept.interpreters.dedup();
 
     let mut kept = w.kept;
     if rules.exclude_texts.is_empty() {

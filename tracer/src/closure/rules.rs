@@ -29,6 +29,10 @@ pub struct Include {
     /// where matching files are looked for.
     pub walk_from: Option<PathBuf>,
     pub glob: Option<globset::GlobMatcher>,
+    /// Given with `--include` as a literal path: it names a program, so a
+    /// `#!` script brings its interpreter. Lines of `--include-from` (an
+    /// allowlist lists interpreters itself) and globs name files.
+    pub program: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -59,7 +63,7 @@ impl Rules {
         excludes: &[String],
         include_files: &[PathBuf],
     ) -> Result<Rules, RuleError> {
-        let mut all: Vec<String> = includes.to_vec();
+        let mut all: Vec<(String, bool)> = includes.iter().map(|i| (i.clone(), true)).collect();
         for f in include_files {
             let text = std::fs::read_to_string(f).map_err(|source| RuleError::Read {
                 path: f.clone(),
@@ -69,11 +73,11 @@ impl Rules {
                 text.lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
+                    .map(|l| (l.to_string(), false)),
             );
         }
         let mut rules = Rules::default();
-        for text in all {
+        for (text, named) in all {
             if !text.starts_with('/') {
                 return Err(RuleError::NotAbsolute(text));
             }
@@ -86,12 +90,14 @@ impl Rules {
                     walk_from: Some(literal),
                     glob: Some(glob(&text)?.compile_matcher()),
                     text,
+                    program: false,
                 }
             } else {
                 Include {
                     text,
                     walk_from: None,
                     glob: None,
+                    program: named,
                 }
             };
             rules.includes.push(include);

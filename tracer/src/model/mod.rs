@@ -3,6 +3,7 @@
 pub mod merge;
 pub mod path;
 pub mod seccomp;
+pub mod sometimes;
 pub mod text;
 pub mod trace;
 pub mod write;
