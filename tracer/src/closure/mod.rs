@@ -339,6 +339,12 @@ pub fn compute_with(
                         // lstat and readlink look at the link itself; the
                         // rest follow it.
                         let follow = !(a.nofollow || a.op == Op::Readlink);
+                        // The file the kernel named is kept as itself too:
+                        // the request shows the symlinks on the way, the
+                        // observed name where the file is.
+                        if a.observed && a.requested.is_some() {
+                            exists.insert((PathBuf::from(&file.path), follow));
+                        }
                         exists.insert((name, follow));
                     }
                     Need::Parent => {

@@ -74,7 +74,9 @@ pub enum SeccompError {
 fn scmp_arch(arch: &str) -> Option<&'static str> {
     Some(match arch {
         "x86_64" => "SCMP_ARCH_X86_64",
+        "x86" => "SCMP_ARCH_X86",
         "aarch64" => "SCMP_ARCH_AARCH64",
+        "arm" => "SCMP_ARCH_ARM",
         "riscv64" => "SCMP_ARCH_RISCV64",
         _ => return None,
     })
@@ -84,12 +86,16 @@ fn scmp_arch(arch: &str) -> Option<&'static str> {
 /// left out (a profile names syscalls) and returned as the second value.
 pub fn profile(trace: &Trace) -> Result<(Value, Vec<String>), SeccompError> {
     let s = trace.syscalls.as_ref().ok_or(SeccompError::NoSyscalls)?;
-    let arch = scmp_arch(&s.arch).ok_or_else(|| SeccompError::Arch(s.arch.clone()))?;
-    let (unknown, mut names): (Vec<String>, Vec<String>) = s
-        .names
-        .iter()
-        .cloned()
-        .partition(|n| n.starts_with("syscall_"));
+    let mut archs = vec![scmp_arch(&s.arch).ok_or_else(|| SeccompError::Arch(s.arch.clone()))?];
+    // A compat ABI used in the run (ia32 on x86_64) is allowed too, with
+    // its own names; a name is resolved per architecture by the runtime.
+    let mut all: Vec<String> = s.names.clone();
+    if let Some(c) = &s.compat {
+        archs.push(scmp_arch(&c.arch).ok_or_else(|| SeccompError::Arch(c.arch.clone()))?);
+        all.extend(c.names.iter().cloned());
+    }
+    let (unknown, mut names): (Vec<String>, Vec<String>) =
+        all.into_iter().partition(|n| n.starts_with("syscall_"));
     names.extend(RUNTIME_SYSCALLS.iter().map(|n| n.to_string()));
     names.sort();
     names.dedup();
@@ -97,7 +103,7 @@ pub fn profile(trace: &Trace) -> Result<(Value, Vec<String>), SeccompError> {
         json!({
             "defaultAction": "SCMP_ACT_ERRNO",
             "defaultErrnoRet": 1,
-            "architectures": [arch],
+            "architectures": archs,
             "syscalls": [{ "names": names, "action": "SCMP_ACT_ALLOW" }],
         }),
         unknown,
@@ -136,5 +142,16 @@ mod tests {
         // The OCI runtime spec type reads it as it is.
         let spec: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(p).unwrap();
         assert_eq!(spec.architectures().as_ref().unwrap().len(), 1);
+        // ia32 syscalls made in the run bring their architecture and names.
+        let mut s = Syscalls::named("x86_64", vec![0]);
+        s.compat = Some(Box::new(Syscalls::named("x86", vec![4, 195])));
+        t.syscalls = Some(s);
+        let (p, _) = profile(&t).unwrap();
+        assert_eq!(
+            p["architectures"],
+            serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+        );
+        let names = p["syscalls"][0]["names"].as_array().unwrap();
+        assert!(names.iter().any(|n| n == "stat64"));
     }
 }
