@@ -286,6 +286,8 @@ pub struct UringWork {
     pub spec: UringSpec,
     pub sun: u64,
     pub sun_len: u64,
+    /// `sun` is the caller's memory, not the kernel's copy.
+    pub sun_user: u64,
     pub slot: u64,
     pub n1: u64,
     pub n2: u64,
@@ -299,6 +301,7 @@ impl Default for UringWork {
             spec: UringSpec::UNKNOWN,
             sun: 0,
             sun_len: 0,
+            sun_user: 0,
             slot: 0,
             n1: 0,
             n2: 0,

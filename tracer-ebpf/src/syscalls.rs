@@ -182,7 +182,15 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let (task, fs) = (w.task, w.fs);
     let i = &mut w.inflight;
     let c = i.spec.class;
-    if c == class::FD_ARG || (c == class::EXEC && i.dirfd1 != AT_FDCWD) {
+    // A two-path call whose first path is empty names its source by
+    // descriptor (linkat AT_EMPTY_PATH, move_mount F_EMPTY_PATH): that
+    // file is observed.
+    let by_fd = c == class::PLAIN
+        && i.path2 != 0
+        && i.dirfd1 != AT_FDCWD
+        && i.path1 != 0
+        && first_byte(i.path1) == Some(0);
+    if c == class::FD_ARG || (c == class::EXEC && i.dirfd1 != AT_FDCWD) || by_fd {
         match kernel::fd_path(task, i.dirfd1 as i64) {
             Some(f) => i.file = f,
             None => i.bad_dirfd |= flags::BAD_DIRFD1,
@@ -330,7 +338,7 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
                     Some(f) => p.obs = f,
                     None => w.fl |= flags::OBS_GONE,
                 }
-            } else if c == class::FD_ARG && x.file.dentry != 0 {
+            } else if (c == class::FD_ARG || c == class::PLAIN) && x.file.dentry != 0 {
                 if still_valid(&x.file) {
                     p.obs = x.file;
                 } else {

@@ -8,8 +8,8 @@
 use aya_ebpf::{
     cty::c_void,
     helpers::{
-        bpf_get_current_pid_tgid,
-        generated::{bpf_loop, bpf_probe_read_kernel_str},
+        bpf_get_current_pid_tgid, bpf_probe_read_user,
+        generated::{bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
     },
     programs::RawTracePointContext,
 };
@@ -162,12 +162,27 @@ extern "C" fn submit_step(index: u64, _ctx: *mut c_void) -> i64 {
     match index {
         0 => {
             if spec.class == uring_class::SOCKADDR {
-                // The prep copied the address into the request's async data.
                 let len = field_u32(req, spec.name1) as u64;
-                let addr = read_u64(req + conf!(offsets.req_async_data) as u64)
-                    + conf!(offsets.msghdr_addr) as u64;
-                let family = read_u32(addr) & 0xffff;
-                let first = read_u32(addr + 2) & 0xff;
+                let (addr, family, first) = if spec.name2 != UringSpec::NONE {
+                    // connect: the caller's own sockaddr, still mapped.
+                    let addr = field_u64(req, spec.name2);
+                    let family = unsafe { bpf_probe_read_user(addr as *const u16) }.unwrap_or(0);
+                    let first =
+                        unsafe { bpf_probe_read_user((addr + 2) as *const u8) }.unwrap_or(0);
+                    w.sun_user = 1;
+                    (addr, family as u32, first as u32)
+                } else {
+                    // bind: the kernel's copy in the async data, either the
+                    // sockaddr itself (newer kernels) or inside a msghdr.
+                    let data = read_u64(req + conf!(offsets.req_async_data) as u64);
+                    let inner = data + conf!(offsets.msghdr_addr) as u64;
+                    let addr = if read_u32(data) & 0xffff == 1 {
+                        data
+                    } else {
+                        inner
+                    };
+                    (addr, read_u32(addr) & 0xffff, read_u32(addr + 2) & 0xff)
+                };
                 if family != 1 || len <= 2 || first == 0 {
                     // Not a filesystem socket: nothing to record.
                     w.skip = 1;
@@ -195,7 +210,16 @@ extern "C" fn submit_step(index: u64, _ctx: *mut c_void) -> i64 {
             }
         }
         1 => {
-            let n1 = if w.sun != 0 {
+            let n1 = if w.sun != 0 && w.sun_user != 0 {
+                let n = unsafe {
+                    bpf_probe_read_user_str(
+                        data as *mut c_void,
+                        ((w.sun_len + 1) & 127) as u32,
+                        w.sun as *const c_void,
+                    )
+                };
+                if n <= 0 { 0 } else { (n as usize - 1) & 127 }
+            } else if w.sun != 0 {
                 read_name(data, 0, w.sun, ((w.sun_len + 1) & 127) as u32)
             } else {
                 read_name(data, 0, filename(req, spec.name1), PATH_MAX as u32)

@@ -306,6 +306,7 @@ fn uring_op(opcode: u16, e: &Event) -> Option<(Op, &'static str)> {
 /// were followed.
 fn nofollow(op: Op, row_name: &str, second: bool, f: u64, f2: u64) -> bool {
     match op {
+        Op::Open if row_name.starts_with("open_tree") => f & AT_SYMLINK_NOFOLLOW != 0,
         Op::Open => f & O_NOFOLLOW != 0,
         Op::Stat | Op::Xattr | Op::Setxattr | Op::Utime => f & AT_SYMLINK_NOFOLLOW != 0,
         Op::Access | Op::Chmod => f2 & AT_SYMLINK_NOFOLLOW != 0,
@@ -515,15 +516,18 @@ impl Collector {
             ("ok".to_string(), None)
         };
         let tmpfile = s.op == Op::Open && f & O_TMPFILE_BIT != 0;
+        // open_tree takes AT_* and OPEN_TREE_* flags, not open flags: its
+        // descriptor is for a mount tree, not for reading or writing.
+        let with_open_flags = s.op == Op::Open && !s.syscall.starts_with("open_tree");
         let access = Access {
             op: s.op,
             syscall: s.syscall.clone(),
-            mode: (s.op == Op::Open).then_some(match f & O_ACCMODE {
+            mode: with_open_flags.then_some(match f & O_ACCMODE {
                 O_WRONLY => OpenMode::Write,
                 O_RDWR => OpenMode::ReadWrite,
                 _ => OpenMode::Read,
             }),
-            create: s.op == Op::Open && f & O_CREAT != 0 && !tmpfile,
+            create: with_open_flags && f & O_CREAT != 0 && !tmpfile,
             nofollow: nofollow(s.op, &s.syscall, second, f, s.arg_flags2),
             exe: n.exe,
             result,

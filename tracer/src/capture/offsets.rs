@@ -168,9 +168,12 @@ pub fn uring_specs(btf: &Btf) -> Result<UringSpecs, BtfError> {
     };
     t[42] = xattr; // SETXATTR
     t[44] = xattr; // GETXATTR
+    // connect keeps the caller's pointer to the address (`name2`); bind
+    // only the kernel's copy in the request's async data.
     t[16] = UringSpec {
         class: SOCKADDR,
         name1: o("io_connect", "addr_len")?,
+        name2: o("io_connect", "addr")?,
         ..UringSpec::UNKNOWN
     };
     t[56] = UringSpec {

@@ -70,17 +70,29 @@ pub fn scan(pids: &[u32]) -> Vec<Held> {
         if let Some(p) = link(&proc.join("exe")) {
             add("exe", p);
         }
-        if let Some(p) = link(&proc.join("cwd")) {
-            add("cwd", p);
-        }
-        add("root", root.clone());
         for p in mapped(pid) {
             add("map", p);
         }
-        if let Ok(fds) = fs::read_dir(proc.join("fd")) {
-            for fd in fds.filter_map(Result::ok) {
-                if let Some(p) = link(&fd.path()) {
-                    add("fd", p);
+        // Each thread: a thread can have a cwd, root and descriptor table
+        // of its own (unshare(CLONE_FS), unshare(CLONE_FILES)).
+        let mut tasks: Vec<PathBuf> = fs::read_dir(proc.join("task"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if tasks.is_empty() {
+            tasks.push(proc.clone());
+        }
+        for task in tasks {
+            if let Some(p) = link(&task.join("cwd")) {
+                add("cwd", p);
+            }
+            if let Some(p) = link(&task.join("root")) {
+                add("root", p);
+            }
+            if let Ok(fds) = fs::read_dir(task.join("fd")) {
+                for fd in fds.filter_map(Result::ok) {
+                    if let Some(p) = link(&fd.path()) {
+                        add("fd", p);
+                    }
                 }
             }
         }

@@ -194,6 +194,9 @@ impl<'a> Walk<'a> {
         for link in r.links {
             self.keep(link, Reason::Symlink);
         }
+        for dir in r.traversed {
+            self.keep(dir, Reason::Parent);
+        }
         let meta = self.fs.meta(&r.path).map_err(|source| ClosureError::Io {
             path: r.path.clone(),
             source,

@@ -18,6 +18,10 @@ const MAX_LINKS: usize = 40;
 pub struct Resolved {
     pub path: PathBuf,
     pub links: Vec<PathBuf>,
+    /// Directories the lookup went through, including ones it left again
+    /// by `..` (`link/../x` with `link -> real/sub` enters `real/sub`):
+    /// the lookup fails in an image without them.
+    pub traversed: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,7 @@ pub fn resolve(
     follow_last: bool,
 ) -> Result<Option<Resolved>, ResolveError> {
     let mut links = Vec::new();
+    let mut traversed = Vec::new();
     let mut budget = MAX_LINKS;
     // Components still to walk, in order; `done` is the resolved prefix.
     let mut todo: Vec<Vec<u8>> = split(path.as_os_str().as_bytes());
@@ -79,12 +84,19 @@ pub fn resolve(
                 parts.reverse();
                 todo.extend(parts);
             }
-            Kind::Dir => done = next,
+            Kind::Dir => {
+                traversed.push(next.clone());
+                done = next
+            }
             _ if !is_last => return Ok(None),
             _ => done = next,
         }
     }
-    Ok(Some(Resolved { path: done, links }))
+    Ok(Some(Resolved {
+        path: done,
+        links,
+        traversed,
+    }))
 }
 
 fn split(p: &[u8]) -> Vec<Vec<u8>> {
