@@ -1,0 +1,1526 @@
+//! The capture under hostile programs (issue 8): each test runs a small
+//! helper from tests/programs (compiled here with gcc) under `trace run` or
+//! `trace attach` with the real eBPF programs, and asserts the exact path,
+//! op, syscall and result recorded, or `complete: false` with its reason.
+mod common;
+
+use std::{
+    fs,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A test's own directory (canonical, so it is the name the kernel uses).
+struct Work {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+}
+
+impl Work {
+    fn new() -> Work {
+        let dir = tempdir();
+        let base = dir.path().canonicalize().expect("tempdir resolves");
+        Work { _dir: dir, base }
+    }
+    /// BASE/rel as a string.
+    fn p(&self, rel: &str) -> String {
+        self.base.join(rel).to_string_lossy().into_owned()
+    }
+    fn mkdir(&self, rel: &str) -> String {
+        fs::create_dir_all(self.base.join(rel)).expect("mkdir");
+        self.p(rel)
+    }
+    fn file(&self, rel: &str, content: &str) -> String {
+        let p = self.base.join(rel);
+        if let Some(d) = p.parent() {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::write(&p, content).expect("write");
+        self.p(rel)
+    }
+    fn symlink(&self, content: &str, rel: &str) -> String {
+        std::os::unix::fs::symlink(content, self.base.join(rel)).expect("symlink");
+        self.p(rel)
+    }
+    /// Compiles tests/programs/NAME.c into BASE/bin.
+    fn program(&self, name: &str, flags: &[&str]) -> String {
+        self.program_as(name, name, flags)
+    }
+    fn program_as(&self, name: &str, outname: &str, flags: &[&str]) -> String {
+        let bin = self.base.join("bin");
+        fs::create_dir_all(&bin).expect("mkdir bin");
+        build_c(name, &bin, outname, flags)
+            .to_string_lossy()
+            .into_owned()
+    }
+    fn run(&self, extra: &[&str], cmd: &[&str]) -> Run {
+        run_in(&self.base, extra, cmd)
+    }
+}
+
+/// The run must have exited 0; its stdout is returned.
+fn ok_run(r: &Run) -> String {
+    assert_eq!(
+        r.code(),
+        0,
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout(),
+        r.stderr()
+    );
+    r.stdout()
+}
+
+/// Paths of entries some access of which matches `want`.
+fn entries_with(t: &Value, want: &Value) -> Vec<String> {
+    let mut v: Vec<String> = all_accesses(t)
+        .into_iter()
+        .filter(|(_, a)| access_matches(a, want))
+        .map(|(p, _)| p.to_string())
+        .collect();
+    v.dedup();
+    v
+}
+
+fn pid_of_exec(t: &Value, exe: &str) -> u64 {
+    execs(t)
+        .iter()
+        .find(|e| e["exe"] == exe)
+        .and_then(|e| e["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no exec of {exe}: {}", t["execs"]))
+}
+
+// ---------------------------------------------------------------------
+// 1. The dedup cannot alias.
+// ---------------------------------------------------------------------
+
+#[test]
+fn dedup_records_every_dir_under_dcache_pressure() {
+    let w = Work::new();
+    const N: usize = 300;
+    for i in 0..N {
+        w.file(&format!("t/d{i:03}/x"), "x");
+    }
+    let prog = w.program("chdir_stat", &[]);
+    let r = w.run(&[], &[&prog, &w.p("t"), &N.to_string(), "5"]);
+    assert_eq!(ok_run(&r).trim(), format!("found {N}"));
+    let t = r.trace();
+    assert_complete(t);
+    let want = json!({"op": "stat", "syscall": "newfstatat", "result": "ok", "raw": "x"});
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| matching(t, &w.p(&format!("t/d{i:03}/x")), &want).is_empty())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {N} stats of x not recorded: {missing:?}",
+        missing.len()
+    );
+    let chdir = json!({"op": "chdir", "syscall": "chdir", "result": "ok"});
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| matching(t, &w.p(&format!("t/d{i:03}")), &chdir).is_empty())
+        .collect();
+    assert!(missing.is_empty(), "chdirs not recorded: {missing:?}");
+    // The pressure was real: the helper wrote to drop_caches.
+    expect_access(
+        t,
+        "/proc/sys/vm/drop_caches",
+        &json!({"op": "open", "mode": "write", "result": "ok"}),
+    );
+}
+
+#[test]
+fn dedup_keeps_one_file_reached_through_a_bind_mount() {
+    let w = Work::new();
+    let a = w.mkdir("A");
+    let b = w.mkdir("B");
+    let af = w.file("A/f", "a");
+    let fsops = w.program("fsops", &[]);
+    let bf = w.p("B/f");
+    let script = format!("mount --bind {a} {b} && exec {fsops} open {af} open {bf} open {af}");
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    let out = ok_run(&r);
+    assert_eq!(
+        out,
+        format!("open {af} -> ok\nopen {bf} -> ok\nopen {af} -> ok\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &af,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": af,
+                "observed": true, "requested": null}),
+    );
+    expect_access(
+        t,
+        &af,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": bf,
+                "requested": bf, "observed": true}),
+    );
+}
+
+#[test]
+fn lost_records_do_not_suppress_their_repeats() {
+    let w = Work::new();
+    const N: usize = 3000;
+    for i in 0..N {
+        w.file(&format!("many/f{i:04}"), "");
+    }
+    let marker = w.p("reader-may-go");
+    let prog = w.program("open_twice", &[]);
+    let out = trace_cmd(
+        &w.base,
+        &["--ringbuf-size", "65536"],
+        &[&prog, &w.p("many"), &N.to_string(), &marker],
+    )
+    .env("TRACE_DEBUG_STALL_READER", &marker)
+    .output()
+    .expect("trace runs");
+    let r = Run {
+        out,
+        trace: read_trace(&w.base),
+    };
+    assert_eq!(ok_run(&r).trim(), format!("{N} {N}"));
+    let t = r.trace();
+    // The first pass overflowed the buffer, and the trace says so.
+    assert_eq!(t["complete"], false, "{}", t["lost_events"]);
+    let lost = t["lost_events"]["total"].as_u64().unwrap_or(0);
+    assert!(lost > 0, "{}", t["lost_events"]);
+    assert!(
+        t["lost_events"]["by_cause"]["ringbuf_full"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{}",
+        t["lost_events"]
+    );
+    let reasons = t["incomplete_reasons"].as_array().expect("reasons listed");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap_or_default().contains("lost")),
+        "{reasons:?}"
+    );
+    // The second pass repeated every access: none may be missing.
+    let want = json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true});
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| matching(t, &w.p(&format!("many/f{i:04}")), &want).is_empty())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {N} files missing after their repeat (lost {lost}): first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+}
+
+// ---------------------------------------------------------------------
+// 2. Paths are observed, not rebuilt.
+// ---------------------------------------------------------------------
+
+#[test]
+fn dotdot_after_a_symlink_is_the_file_the_kernel_opened() {
+    let w = Work::new();
+    w.mkdir("real/sub");
+    let real_x = w.file("real/x", "real");
+    // A decoy where lexical `..` folding would point.
+    let decoy = w.file("x", "decoy");
+    w.symlink("real/sub", "link");
+    let fsops = w.program("fsops", &[]);
+    let asked = w.p("link/../x");
+    let missing = w.p("link/../missing");
+    let r = w.run(&[], &[&fsops, "open", &asked, "open", &missing]);
+    assert_eq!(
+        ok_run(&r),
+        format!("open {asked} -> ok\nopen {missing} -> ENOENT\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &real_x,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "observed": true,
+                "raw": asked, "requested": asked, "mode": "read"}),
+    );
+    assert!(
+        file(t, &decoy).is_none(),
+        "the lexical {decoy} recorded: {:?}",
+        accesses(t, &decoy)
+    );
+    // A failed lookup is filed under the lexical name, and keeps the exact
+    // request (with its `..`) for build to resolve.
+    expect_access(
+        t,
+        &w.p("missing"),
+        &json!({"op": "open", "syscall": "open", "result": "ENOENT", "errno": 2,
+                "raw": missing, "requested": missing}),
+    );
+}
+
+#[test]
+fn chroot_then_open_is_named_inside_the_chroot() {
+    let w = Work::new();
+    let d = w.mkdir("D");
+    let cfg = w.file("D/etc/cfg", "inside");
+    assert!(!Path::new("/etc/cfg").exists(), "host has /etc/cfg");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "chroot",
+            &d,
+            "chdir",
+            "/",
+            "open",
+            "/etc/cfg",
+            "stat",
+            "/etc/nothere",
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "chroot {d} -> ok\nchdir / -> ok\nopen /etc/cfg -> ok\nstat /etc/nothere -> ENOENT\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &d,
+        &json!({"op": "chroot", "syscall": "chroot", "result": "ok", "raw": d}),
+    );
+    expect_access(
+        t,
+        &cfg,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "observed": true,
+                "raw": "/etc/cfg"}),
+    );
+    expect_access(
+        t,
+        &w.p("D/etc/nothere"),
+        &json!({"op": "stat", "syscall": "stat", "result": "ENOENT", "raw": "/etc/nothere"}),
+    );
+    // chdir("/") inside the chroot is D.
+    expect_access(t, &d, &json!({"op": "chdir", "result": "ok", "raw": "/"}));
+    for host in ["/etc/cfg", "/etc/nothere"] {
+        assert!(file(t, host).is_none(), "host path {host} recorded");
+    }
+}
+
+#[test]
+fn openat2_resolve_in_root_is_named_inside_its_dirfd() {
+    let w = Work::new();
+    let d = w.mkdir("D");
+    let hn = w.file("D/etc/hostname", "not-the-host");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "openat2_in_root",
+            &d,
+            "/etc/hostname",
+            "openat2_in_root",
+            &d,
+            "/etc/none",
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!("openat2_in_root {d} -> ok\nopenat2_in_root {d} -> ENOENT\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &hn,
+        &json!({"op": "open", "syscall": "openat2", "result": "ok", "observed": true,
+                "raw": "/etc/hostname"}),
+    );
+    assert!(
+        matching(t, "/etc/hostname", &json!({"syscall": "openat2"})).is_empty(),
+        "the host's /etc/hostname recorded: {:?}",
+        accesses(t, "/etc/hostname")
+    );
+    // The failed one was looked up inside D too.
+    expect_access(
+        t,
+        &w.p("D/etc/none"),
+        &json!({"op": "open", "syscall": "openat2", "result": "ENOENT", "raw": "/etc/none"}),
+    );
+    assert!(file(t, "/etc/none").is_none());
+}
+
+#[test]
+fn bind_mount_in_a_private_namespace_is_named_where_the_file_lies() {
+    let w = Work::new();
+    let a = w.mkdir("A");
+    let b = w.mkdir("B");
+    let af = w.file("A/f", "from A");
+    // A decoy hidden under the mount: it exists, but nobody reads it.
+    let bf = w.file("B/f", "decoy");
+    let script = format!("mount --bind {a} {b} && cat {bf}");
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    assert_eq!(ok_run(&r), "from A");
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &af,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true,
+                "raw": bf, "requested": bf}),
+    );
+    let ok_opens = matching(t, &bf, &json!({"op": "open", "result": "ok"}));
+    assert!(ok_opens.is_empty(), "{bf} filed as opened: {ok_opens:?}");
+}
+
+#[test]
+fn a_shared_cwd_is_read_at_syscall_entry() {
+    let w = Work::new();
+    let d1 = w.mkdir("dir1");
+    let d2 = w.mkdir("dir2");
+    let only1 = w.file("dir1/only1", "");
+    let prog = w.program("cwd_race", &["-pthread"]);
+    let r = w.run(&[], &[&prog, &d1, &d2, "20000"]);
+    let out = ok_run(&r);
+    let counts: Vec<u64> = out
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // The race really ran both ways.
+    assert!(counts.len() == 2 && counts[0] > 0 && counts[1] > 0, "{out}");
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &only1,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "raw": "only1", "observed": true}),
+    );
+    let wrong = matching(t, &w.p("dir2/only1"), &json!({"result": "ok"}));
+    assert!(wrong.is_empty(), "success filed under dir2: {wrong:?}");
+}
+
+// ---------------------------------------------------------------------
+// 3. Channels: io_uring, ia32, handles and mount trees.
+// ---------------------------------------------------------------------
+
+#[test]
+fn io_uring_requests_are_recorded_with_their_results() {
+    let w = Work::new();
+    let d = w.mkdir("u");
+    for f in ["a", "a2", "b", "c", "r1", "u"] {
+        w.file(&format!("u/{f}"), f);
+    }
+    let prog = w.program("uring", &["-luring"]);
+    let r = w.run(&[], &[&prog, &d, "ops"]);
+    let out = ok_run(&r);
+    assert!(out.contains(&format!("openat2 {d}/b -> ok")), "{out}");
+    let t = r.trace();
+    assert_complete(t);
+    let ur = |path: &str, op: &str, syscall: &str, result: &str| {
+        expect_access(
+            t,
+            &w.p(path),
+            &json!({"op": op, "syscall": syscall, "result": result, "channel": "io_uring"}),
+        );
+    };
+    ur("u/a", "open", "openat", "ok");
+    ur("u/missing", "open", "openat", "ENOENT");
+    ur("u/a2", "open", "openat", "ok");
+    ur("u/b", "open", "openat2", "ok");
+    ur("u/c", "stat", "statx", "ok");
+    ur("u/nostat", "stat", "statx", "ENOENT");
+    ur("u/newdir", "mkdir", "mkdirat", "ok");
+    ur("u/u", "unlink", "unlinkat", "ok");
+    expect_access(
+        t,
+        &w.p("u/r1"),
+        &json!({"op": "rename", "syscall": "renameat", "result": "ok",
+                "channel": "io_uring", "role": "source"}),
+    );
+    expect_access(
+        t,
+        &w.p("u/r2"),
+        &json!({"op": "rename", "syscall": "renameat", "result": "ok",
+                "channel": "io_uring", "role": "target"}),
+    );
+    // A successful open is the new file's own name.
+    expect_access(
+        t,
+        &w.p("u/a2"),
+        &json!({"channel": "io_uring", "raw": "a2", "observed": true}),
+    );
+    assert!(t.get("unobserved").is_none(), "{}", t["unobserved"]);
+}
+
+#[test]
+fn io_uring_request_without_completion_makes_the_trace_incomplete() {
+    let w = Work::new();
+    let d = w.mkdir("u");
+    w.file("u/s", "");
+    let prog = w.program("uring", &["-luring"]);
+    let r = w.run(&[], &[&prog, &d, "skip"]);
+    let out = ok_run(&r);
+    assert!(out.starts_with("first completion: nop\n"), "{out}");
+    let t = r.trace();
+    assert_eq!(t["complete"], false);
+    let pid = pid_of_exec(t, &prog);
+    let unobserved = t["unobserved"].as_array().expect("unobserved listed");
+    assert!(
+        unobserved.iter().any(|u| u["channel"] == "io_uring"
+            && u["op"] == "statx (no completion)"
+            && u["pid"] == pid
+            && u["count"] == 1),
+        "{unobserved:?}"
+    );
+    let reasons = t["incomplete_reasons"].as_array().expect("reasons");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap_or_default().contains("io_uring")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn ia32_binary_is_decoded_with_the_ia32_table() {
+    let w = Work::new();
+    let opened = w.file("opened", "x");
+    let statted = w.file("statted", "x");
+    // What an ia32 write would name if read as x86_64 stat(path).
+    let decoy = w.file("decoy", "x");
+    let fsops32 = w.program_as("fsops", "fsops32", &["-m32"]);
+    let r = w.run(
+        &[],
+        &[
+            &fsops32,
+            "open",
+            &opened,
+            "stat",
+            &statted,
+            "open",
+            &w.p("absent"),
+            "write",
+            &decoy,
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "open {opened} -> ok\nstat {statted} -> ok\nopen {} -> ENOENT\n{decoy}write {decoy} -> ok\n",
+            w.p("absent")
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &opened,
+        &json!({"op": "open", "syscall": "open", "abi": "x86", "result": "ok",
+                "observed": true, "mode": "read"}),
+    );
+    expect_access(
+        t,
+        &statted,
+        &json!({"op": "stat", "syscall": "stat64", "abi": "x86", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &w.p("absent"),
+        &json!({"op": "open", "syscall": "open", "abi": "x86", "result": "ENOENT"}),
+    );
+    // The 32-bit libc itself, opened by the ia32 loader.
+    let libc32 = entries_with(t, &json!({"op": "open", "abi": "x86", "result": "ok"}))
+        .into_iter()
+        .find(|p| p.ends_with("/libc.so.6"));
+    assert!(
+        libc32
+            .as_deref()
+            .is_some_and(|p| p.contains("32") || p.contains("i386")),
+        "ia32 libc open: {libc32:?}"
+    );
+    assert!(
+        file(t, &decoy).is_none(),
+        "the write became a path: {:?}",
+        accesses(t, &decoy)
+    );
+    // Nothing of the 32-bit process was read as an x86_64 syscall.
+    let misread = entries_with(t, &json!({"syscall": "fstat"}));
+    assert!(misread.is_empty(), "{misread:?}");
+    assert_eq!(t["counters"]["unreadable_paths"], 0, "{}", t["counters"]);
+    let compat = &t["syscalls"]["compat"];
+    assert_eq!(compat["arch"], "x86", "{}", t["syscalls"]);
+    let names: Vec<&str> = compat["names"]
+        .as_array()
+        .expect("compat names")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let numbers: Vec<u64> = compat["numbers"]
+        .as_array()
+        .expect("compat numbers")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    for (name, nr) in [("write", 4), ("open", 5), ("stat64", 195), ("openat", 295)] {
+        let i = names.iter().position(|n| *n == name);
+        assert!(i.is_some(), "{name} not in compat {names:?}");
+        assert_eq!(numbers[i.unwrap_or_default()], nr, "{name}");
+    }
+}
+
+#[test]
+fn int80_from_a_64bit_binary_is_recorded_as_ia32() {
+    let w = Work::new();
+    let opened = w.file("opened", "x");
+    let statted = w.file("statted", "x");
+    let prog = w.program("int80", &[]);
+    let r = w.run(&[], &[&prog, &opened, &statted]);
+    assert_eq!(
+        ok_run(&r),
+        format!("open {opened} -> ok\nstat64 {statted} -> ok\n{statted}\nwrite 1 -> ok\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &opened,
+        &json!({"op": "open", "syscall": "open", "abi": "x86", "result": "ok", "observed": true}),
+    );
+    expect_access(
+        t,
+        &statted,
+        &json!({"op": "stat", "syscall": "stat64", "abi": "x86", "result": "ok"}),
+    );
+    // Only the one stat64: the ia32 write (x86_64's stat number) added none.
+    let stats = matching(t, &statted, &json!({"op": "stat"}));
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    let compat = &t["syscalls"]["compat"];
+    assert_eq!(compat["arch"], "x86", "{}", t["syscalls"]);
+    let names = compat["names"].as_array().expect("compat names");
+    for n in ["open", "stat64", "write", "close"] {
+        assert!(names.contains(&json!(n)), "{n} not in {names:?}");
+    }
+}
+
+#[test]
+fn open_by_handle_and_open_tree_are_named_by_their_descriptor() {
+    let w = Work::new();
+    let f = w.file("h/file", "x");
+    let tree = w.mkdir("tree/sub");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[&fsops, "by_handle", &f, &w.p("h"), "open_tree", &tree],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "name_to_handle_at {f} -> ok\nopen_by_handle_at {f} -> ok\nopen_tree {tree} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &f,
+        &json!({"op": "lookup", "syscall": "name_to_handle_at", "result": "ok", "raw": f}),
+    );
+    expect_access(
+        t,
+        &f,
+        &json!({"op": "open", "syscall": "open_by_handle_at", "result": "ok", "observed": true}),
+    );
+    expect_access(
+        t,
+        &tree,
+        &json!({"op": "open", "syscall": "open_tree", "result": "ok", "observed": true, "raw": tree}),
+    );
+    assert_eq!(
+        entries_with(t, &json!({"syscall": "open_tree"})),
+        vec![tree.clone()]
+    );
+    assert_eq!(
+        entries_with(t, &json!({"syscall": "open_by_handle_at"})),
+        vec![f.clone()]
+    );
+
+    // A detached copy of the tree (OPEN_TREE_CLONE) is still that directory.
+    let r = w.run(&[], &[&fsops, "open_tree_clone", &tree]);
+    assert_eq!(ok_run(&r), format!("open_tree_clone {tree} -> ok\n"));
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &tree,
+        &json!({"op": "open", "syscall": "open_tree", "result": "ok", "observed": true, "raw": tree}),
+    );
+    assert_eq!(
+        entries_with(t, &json!({"syscall": "open_tree"})),
+        vec![tree.clone()]
+    );
+}
+
+// ---------------------------------------------------------------------
+// 4. Dependency-revealing syscalls.
+// ---------------------------------------------------------------------
+
+/// Sets a user xattr with setfattr's syscall, outside the trace.
+fn set_user_xattr(path: &str) {
+    let c_path = std::ffi::CString::new(path).expect("no NUL");
+    let r = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"user.test".as_ptr(),
+            b"v".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr {path}: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn xattrs_statfs_and_watches_are_recorded() {
+    let w = Work::new();
+    let xf = w.file("xf", "x");
+    set_user_xattr(&xf);
+    let watched = w.file("watched", "");
+    let fwatched = w.file("fwatched", "");
+    let fsops = w.program("fsops", &[]);
+    let d = w.p("");
+    let nox = w.p("nox");
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "getxattr",
+            &xf,
+            "user.test",
+            "lgetxattr",
+            &xf,
+            "user.test",
+            "listxattr",
+            &xf,
+            "getxattr",
+            &nox,
+            "user.test",
+            "statfs",
+            &d,
+            "inotify",
+            &watched,
+            "fanotify",
+            &fwatched,
+        ],
+    );
+    let out = ok_run(&r);
+    assert_eq!(
+        out,
+        format!(
+            "getxattr {xf} -> ok\nlgetxattr {xf} -> ok\nlistxattr {xf} -> ok\ngetxattr {nox} -> ENOENT\nstatfs {d} -> ok\ninotify {watched} -> ok\nfanotify {fwatched} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &xf,
+        &json!({"op": "xattr", "syscall": "getxattr", "result": "ok", "raw": xf, "nofollow": null}),
+    );
+    expect_access(
+        t,
+        &xf,
+        &json!({"op": "xattr", "syscall": "lgetxattr", "result": "ok", "nofollow": true}),
+    );
+    expect_access(
+        t,
+        &xf,
+        &json!({"op": "xattr", "syscall": "listxattr", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &nox,
+        &json!({"op": "xattr", "syscall": "getxattr", "result": "ENOENT"}),
+    );
+    // statfs of BASE/ (trailing slash) is BASE.
+    expect_access(
+        t,
+        &w.base.to_string_lossy(),
+        &json!({"op": "statfs", "syscall": "statfs", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &watched,
+        &json!({"op": "watch", "syscall": "inotify_add_watch", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &fwatched,
+        &json!({"op": "watch", "syscall": "fanotify_mark", "result": "ok"}),
+    );
+}
+
+#[test]
+fn unix_socket_paths_are_recorded_and_abstract_names_are_not() {
+    let w = Work::new();
+    let sock = w.p("sock");
+    let nosock = w.p("nosock");
+    let fsops = w.program("fsops", &[]);
+    let abs = format!("trace-abstract-{}", std::process::id());
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "bind",
+            &sock,
+            "connect",
+            &sock,
+            "connect",
+            &nosock,
+            "bind_abstract",
+            &abs,
+            "connect_abstract",
+            &abs,
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "bind {sock} -> ok\nconnect {sock} -> ok\nconnect {nosock} -> ENOENT\nbind_abstract {abs} -> ok\nconnect_abstract {abs} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &sock,
+        &json!({"op": "bind", "syscall": "bind", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &sock,
+        &json!({"op": "connect", "syscall": "connect", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &nosock,
+        &json!({"op": "connect", "syscall": "connect", "result": "ENOENT"}),
+    );
+    let socket_paths: Vec<String> = all_accesses(t)
+        .into_iter()
+        .filter(|(_, a)| a["op"] == "bind" || a["op"] == "connect")
+        .map(|(p, _)| p.to_string())
+        .filter(|p| *p != sock && *p != nosock)
+        .collect();
+    assert!(
+        socket_paths.is_empty(),
+        "other socket paths recorded (the abstract name?): {socket_paths:?}"
+    );
+    assert!(
+        !paths(t).iter().any(|p| p.contains(&abs)),
+        "abstract name recorded as a path"
+    );
+}
+
+#[test]
+fn links_renames_and_new_names_are_recorded_with_their_roles() {
+    let w = Work::new();
+    let l1 = w.file("l1", "x");
+    let l2 = w.p("l2");
+    let r1 = w.file("r1", "x");
+    let r2 = w.p("r2");
+    let md = w.p("md");
+    let uf = w.file("uf", "x");
+    let sl = w.p("sl");
+    let fifo = w.p("fifo");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "link",
+            &l1,
+            &l2,
+            "rename",
+            &r1,
+            &r2,
+            "mkdir",
+            &md,
+            "rmdir",
+            &md,
+            "unlink",
+            &uf,
+            "symlink",
+            "some/target",
+            &sl,
+            "mkfifo",
+            &fifo,
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "link {l1} -> ok\nrename {r1} -> ok\nmkdir {md} -> ok\nrmdir {md} -> ok\nunlink {uf} -> ok\nsymlink some/target -> ok\nmkfifo {fifo} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    let e = |p: &str, want: Value| {
+        expect_access(t, p, &want);
+    };
+    e(
+        &l1,
+        json!({"op": "link", "syscall": "link", "role": "source", "result": "ok"}),
+    );
+    e(
+        &l2,
+        json!({"op": "link", "syscall": "link", "role": "target", "result": "ok"}),
+    );
+    e(
+        &r1,
+        json!({"op": "rename", "syscall": "rename", "role": "source", "result": "ok"}),
+    );
+    e(
+        &r2,
+        json!({"op": "rename", "syscall": "rename", "role": "target", "result": "ok"}),
+    );
+    e(
+        &md,
+        json!({"op": "mkdir", "syscall": "mkdir", "result": "ok"}),
+    );
+    e(
+        &md,
+        json!({"op": "rmdir", "syscall": "rmdir", "result": "ok"}),
+    );
+    e(
+        &uf,
+        json!({"op": "unlink", "syscall": "unlink", "result": "ok"}),
+    );
+    e(
+        &sl,
+        json!({"op": "symlink", "syscall": "symlink", "result": "ok", "content": "some/target"}),
+    );
+    e(
+        &fifo,
+        json!({"op": "mknod", "syscall": "mknod", "result": "ok"}),
+    );
+    // The symlink's content is not a path anybody looked up.
+    assert!(
+        !paths(t).iter().any(|p| p.ends_with("some/target")),
+        "{:?}",
+        paths(t)
+    );
+}
+
+#[test]
+fn metadata_changes_are_recorded() {
+    let w = Work::new();
+    let names = ["tf", "ut", "cm", "fcm", "co", "fco"];
+    let p: Vec<String> = names.iter().map(|n| w.file(n, "12345")).collect();
+    let lco = w.symlink("co", "lco");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "truncate",
+            &p[0],
+            "utimensat",
+            &p[1],
+            "chmod",
+            &p[2],
+            "fchmodat",
+            &p[3],
+            "chown",
+            &p[4],
+            "lchown",
+            &lco,
+            "fchownat",
+            &p[5],
+        ],
+    );
+    let out = ok_run(&r);
+    assert_eq!(out.matches("-> ok").count(), 7, "{out}");
+    let t = r.trace();
+    assert_complete(t);
+    let e = |path: &str, op: &str, syscall: &str| {
+        expect_access(
+            t,
+            path,
+            &json!({"op": op, "syscall": syscall, "result": "ok", "raw": path}),
+        )
+    };
+    e(&p[0], "truncate", "truncate");
+    e(&p[1], "utime", "utimensat");
+    e(&p[2], "chmod", "chmod");
+    e(&p[3], "chmod", "fchmodat");
+    e(&p[4], "chown", "chown");
+    let l = e(&lco, "chown", "lchown");
+    assert_eq!(l["nofollow"], true, "{l}");
+    e(&p[5], "chown", "fchownat");
+    assert_eq!(fs::metadata(&p[0]).expect("tf").len(), 3);
+}
+
+#[test]
+fn chroot_mount_and_pivot_root_are_recorded_with_their_roles() {
+    let w = Work::new();
+    let croot = w.mkdir("croot");
+    let msrc = w.mkdir("msrc");
+    let mdst = w.mkdir("mdst");
+    let nr = w.mkdir("nr");
+    let old = w.mkdir("nr/old");
+    let inside = w.file("nr/inside", "x");
+    let fsops = w.program("fsops", &[]);
+    // In a private mount namespace: bind msrc on mdst; make nr a mount
+    // point and pivot into it; then open /inside, which is BASE/nr/inside.
+    // The chroot goes last (a fresh fsops, so the pivot is not in its way).
+    let script = format!(
+        "{fsops} mount_bind {msrc} {mdst} mount_bind {nr} {nr} pivot_root {nr} {old} chdir / open /inside"
+    );
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "mount_bind {msrc} -> ok\nmount_bind {nr} -> ok\npivot_root {nr} -> ok\nchdir / -> ok\nopen /inside -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &msrc,
+        &json!({"op": "mount", "syscall": "mount", "role": "source", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &mdst,
+        &json!({"op": "mount", "syscall": "mount", "role": "target", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &nr,
+        &json!({"op": "pivot_root", "syscall": "pivot_root", "role": "new_root", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &old,
+        &json!({"op": "pivot_root", "syscall": "pivot_root", "role": "put_old", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &inside,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": "/inside", "observed": true}),
+    );
+    assert!(file(t, "/inside").is_none(), "/inside named from the host");
+
+    let r = w.run(&[], &[&fsops, "chroot", &croot]);
+    assert_eq!(ok_run(&r), format!("chroot {croot} -> ok\n"));
+    expect_access(
+        r.trace(),
+        &croot,
+        &json!({"op": "chroot", "syscall": "chroot", "result": "ok", "raw": croot}),
+    );
+}
+
+#[test]
+fn readlink_of_a_regular_file_is_recorded_as_einval() {
+    let w = Work::new();
+    let plain = w.file("plain", "x");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&[], &[&fsops, "readlink", &plain]);
+    assert_eq!(ok_run(&r), format!("readlink {plain} -> EINVAL\n"));
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &plain,
+        &json!({"op": "readlink", "syscall": "readlink", "result": "EINVAL", "errno": 22}),
+    );
+    // That it counts as found is what build does with it: see
+    // build_keeps_what_a_readlink_einval_proved.
+}
+
+// ---------------------------------------------------------------------
+// 5. Exec through a descriptor.
+// ---------------------------------------------------------------------
+
+fn script_exec_check(t: &Value, script: &str, read: &str) {
+    let sh = canonical("/bin/sh");
+    let e = execs(t)
+        .iter()
+        .find(|e| e["interpreter"] == "/bin/sh")
+        .unwrap_or_else(|| panic!("no exec with interpreter /bin/sh: {}", t["execs"]));
+    assert_eq!(e["path"], script, "{e}");
+    assert_eq!(e["exe"], sh.as_str(), "{e}");
+    expect_access(t, script, &json!({"op": "exec", "result": "ok"}));
+    // The script ran, and what it read was recorded.
+    expect_access(t, read, &json!({"op": "open", "result": "ok"}));
+    let dev_fd: Vec<String> = paths(t)
+        .into_iter()
+        .filter(|p| p.starts_with("/dev/fd"))
+        .collect();
+    assert!(dev_fd.is_empty(), "{dev_fd:?}");
+    for e in execs(t) {
+        for k in ["path", "exe"] {
+            assert!(
+                !e[k].as_str().unwrap_or_default().starts_with("/dev/fd"),
+                "exec {k}: {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn execveat_of_a_script_names_the_script() {
+    let w = Work::new();
+    let read = w.file("read-by-script", "x");
+    let script = w.file("d/script.sh", &format!("#!/bin/sh\nexec cat {read}\n"));
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&[], &[&fsops, "execveat", &w.p("d"), "script.sh"]);
+    assert_eq!(ok_run(&r), "x");
+    script_exec_check(r.trace(), &script, &read);
+}
+
+#[test]
+fn fexecve_of_a_script_names_the_script() {
+    let w = Work::new();
+    let read = w.file("read-by-script", "y");
+    let script = w.file("d/script2.sh", &format!("#!/bin/sh\nexec cat {read}\n"));
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&[], &[&fsops, "fexecve", &script]);
+    assert_eq!(ok_run(&r), "y");
+    script_exec_check(r.trace(), &script, &read);
+}
+
+// ---------------------------------------------------------------------
+// 6. Pid scope.
+// ---------------------------------------------------------------------
+
+#[test]
+fn pid_scope_follows_threads_after_the_leader_exits() {
+    let w = Work::new();
+    const N: usize = 10;
+    for i in 0..N {
+        w.file(&format!("le/f{i:02}"), "");
+    }
+    let child = w.file("le/child", "");
+    let prog = w.program("leader_exit", &["-pthread"]);
+    let r = w.run(&["--scope", "pids"], &[&prog, &w.p("le"), &N.to_string()]);
+    assert_eq!(ok_run(&r), "worker done\n");
+    let t = r.trace();
+    assert_eq!(t["scope"]["mode"], "pids");
+    assert_complete(t);
+    let want = json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true});
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| matching(t, &w.p(&format!("le/f{i:02}")), &want).is_empty())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "opens after the leader's exit lost: {missing:?}"
+    );
+    expect_access(t, &child, &want);
+}
+
+#[test]
+fn pid_scope_follows_an_exec_from_a_non_leader_thread() {
+    let w = Work::new();
+    let f1 = w.file("after-exec", "1");
+    let f2 = w.file("grandchild", "2");
+    let prog = w.program("thread_exec", &["-pthread"]);
+    let script = format!("cat {f1}; sh -c 'cat {f2}'");
+    let r = w.run(&["--scope", "pids"], &[&prog, &w.p("tid"), &script]);
+    assert_eq!(ok_run(&r), "12");
+    let t = r.trace();
+    assert_complete(t);
+    let want = json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true});
+    expect_access(t, &f1, &want);
+    expect_access(t, &f2, &want);
+    let argvs: Vec<&Value> = execs(t).iter().map(|e| &e["argv"]).collect();
+    assert!(
+        argvs.contains(&&json!(["sh", "-c", script])),
+        "the thread's exec missing: {argvs:?}"
+    );
+    assert!(argvs.contains(&&json!(["cat", f1])), "{argvs:?}");
+}
+
+/// Starts `sh -c SCRIPT` (not traced) as pid `pid`, by setting the pid
+/// namespace's last pid just before forking; retries while something else
+/// on the machine takes the number first.
+fn spawn_with_pid(pid: u32, script: &str) -> std::process::Child {
+    for _ in 0..500 {
+        fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).expect("ns_last_pid");
+        let mut c = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh runs");
+        if c.id() == pid {
+            return c;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    panic!("could not get pid {pid} for the unrelated process");
+}
+
+fn alive(pid: u32) -> bool {
+    // Not a zombie: a killed child of ours that was not yet waited for
+    // still has a /proc entry.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pid_scope_never_touches_a_process_that_reused_a_traced_thread_id() {
+    let w = Work::new();
+    let tidfile = w.p("tid");
+    let go = w.p("go");
+    let late = w.file("late", "late");
+    let unrelated_file = w.file("unrelated", "");
+    let prog = w.program("thread_exec", &["-pthread"]);
+    let script = format!("while [ ! -e {go} ]; do sleep 0.05; done; cat {late}");
+    let trace = trace_cmd(
+        &w.base,
+        &["--scope", "pids", "--wait-descendants", "3"],
+        &[&prog, &tidfile, &script],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("trace runs");
+    wait_for("the thread's id", || {
+        fs::read_to_string(&tidfile).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let tid: u32 = fs::read_to_string(&tidfile)
+        .expect("tid")
+        .trim()
+        .parse()
+        .expect("a number");
+    // The thread exec'd and took the leader's pid: its own id is free.
+    wait_for("the thread id to be released", || {
+        !Path::new(&format!("/proc/{tid}")).exists()
+    });
+    let mut unrelated = spawn_with_pid(
+        tid,
+        &format!("while :; do cat {unrelated_file} >/dev/null; sleep 0.05; done"),
+    );
+    fs::write(&go, "").expect("go");
+    let out = trace.wait_with_output().expect("trace finishes");
+    let still_alive = alive(tid);
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+    let r = Run {
+        out,
+        trace: read_trace(&w.base),
+    };
+    assert_eq!(ok_run(&r), "late");
+    assert!(still_alive, "trace killed the unrelated process {tid}");
+    let t = r.trace();
+    assert_eq!(t["scope"]["leftovers_killed"], 0);
+    assert!(
+        file(t, &unrelated_file).is_none(),
+        "the unrelated process {tid} was traced"
+    );
+    expect_access(
+        t,
+        &late,
+        &json!({"op": "open", "syscall": "openat", "result": "ok"}),
+    );
+}
+
+#[test]
+fn wait_descendants_kills_only_live_traced_descendants() {
+    let w = Work::new();
+    let pidfile = w.p("daemon.pid");
+    let mut bystander = Command::new("sleep")
+        .arg("300")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sleep runs");
+    let bystander_pid = bystander.id();
+    // A daemon outlives the command; a short-lived child is already gone.
+    let script = format!(
+        "sh -c 'exit 0'; setsid sh -c 'echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; exec sleep 300' </dev/null >/dev/null 2>&1 & \
+         while [ ! -e {pidfile} ]; do sleep 0.02; done"
+    );
+    let r = w.run(
+        &["--scope", "pids", "--wait-descendants", "1"],
+        &["sh", "-c", &script],
+    );
+    ok_run(&r);
+    let daemon: u32 = fs::read_to_string(&pidfile)
+        .expect("daemon pid")
+        .trim()
+        .parse()
+        .expect("a number");
+    let daemon_alive = alive(daemon);
+    let bystander_alive = alive(bystander_pid);
+    if daemon_alive {
+        // SAFETY: kill(2) on the pid the daemon wrote, which is ours.
+        unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
+    }
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let t = r.trace();
+    assert!(!daemon_alive, "the traced daemon {daemon} was left running");
+    assert!(bystander_alive, "the unrelated sleep was killed");
+    assert_eq!(t["scope"]["leftovers_killed"], 1, "{}", t["scope"]);
+}
+
+// ---------------------------------------------------------------------
+// 7. Attach sees what the process already had.
+// ---------------------------------------------------------------------
+
+#[test]
+fn attach_records_what_the_process_already_held() {
+    let w = Work::new();
+    let cwd = w.mkdir("cwd");
+    let held = w.file("held.txt", "held");
+    let ready = w.p("ready");
+    let code = format!(
+        "import os, time\nos.chdir({cwd:?})\nf = open({held:?})\nopen({ready:?}, 'w').close()\ntime.sleep(60)\n"
+    );
+    let mut py = Command::new("/usr/bin/python3")
+        .args(["-c", &code])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    wait_for("python to be ready", || Path::new(&ready).exists());
+    let pid = py.id();
+    let maps: Vec<String> = fs::read_to_string(format!("/proc/{pid}/maps"))
+        .expect("maps")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/'))
+        .map(String::from)
+        .collect();
+    let exe = fs::read_link(format!("/proc/{pid}/exe"))
+        .expect("exe")
+        .to_string_lossy()
+        .into_owned();
+    let out_path = w.p("attach.json");
+    let o = Command::new(trace_bin())
+        .args(["attach", "--pid", &pid.to_string(), "--duration", "2", "-o"])
+        .arg(&out_path)
+        .output()
+        .expect("trace attach runs");
+    let _ = py.kill();
+    let _ = py.wait();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t: Value = serde_json::from_slice(&fs::read(&out_path).expect("trace")).expect("JSON");
+    assert_complete(&t);
+    let pre = |path: &str, how: &str| {
+        expect_access(
+            &t,
+            path,
+            &json!({"op": "preexisting", "syscall": how, "result": "ok"}),
+        );
+    };
+    pre(&exe, "exe");
+    assert!(exe.starts_with("/usr/bin/python3"), "{exe}");
+    pre(&cwd, "cwd");
+    pre(&held, "fd");
+    pre("/", "root");
+    assert!(
+        maps.iter().any(|m| m.ends_with("/libc.so.6")),
+        "python maps no libc: {maps:?}"
+    );
+    for m in &maps {
+        pre(m, "map");
+    }
+}
+
+// ---------------------------------------------------------------------
+// 8. Downstream: what build keeps.
+// ---------------------------------------------------------------------
+
+/// A writable copy of the fixture rootfs in `w` (the fixture is shared).
+fn rootfs_copy(w: &Work) -> PathBuf {
+    let src = PathBuf::from(std::env::var_os("TRACE_FIXTURES").expect("TRACE_FIXTURES"))
+        .join("bookworm-rootfs");
+    assert!(src.join("usr/bin/python3").exists(), "fixture missing");
+    let dst = w.base.join("rootfs");
+    let ok = Command::new("cp")
+        .args(["-a"])
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .expect("cp runs");
+    assert!(ok.success(), "cp -a rootfs");
+    dst
+}
+
+/// Builds an OCI layout from `root` and `trace`, unpacks it with umoci and
+/// returns the unpacked root filesystem.
+fn build_and_unpack(w: &Work, root: &Path, trace: &Path) -> PathBuf {
+    let out = w.base.join("out.oci");
+    let o = Command::new(trace_bin())
+        .arg("build")
+        .arg("--from")
+        .arg(root)
+        .arg("--trace")
+        .arg(trace)
+        .arg("-o")
+        .arg(&out)
+        .args(["--tag", "t", "--no-package-db"])
+        .output()
+        .expect("trace build runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "build: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bundle = w.base.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t", out.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    bundle.join("rootfs")
+}
+
+#[test]
+fn build_keeps_the_parent_of_a_created_file_with_its_mode_and_owner() {
+    let w = Work::new();
+    let root = rootfs_copy(&w);
+    let app = root.join("var/log/app");
+    fs::create_dir(&app).expect("mkdir var/log/app");
+    fs::set_permissions(&app, fs::Permissions::from_mode(0o2751)).expect("chmod");
+    std::os::unix::fs::chown(&app, Some(1234), Some(2345)).expect("chown");
+    let r = run_in(
+        &w.base,
+        &["--root", root.to_str().expect("utf-8")],
+        &["/bin/sh", "-c", "echo hi > /var/log/app/x.log"],
+    );
+    ok_run(&r);
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        "/var/log/app/x.log",
+        &json!({"op": "open", "create": true, "result": "ok"}),
+    );
+    // The program never looked /var/log/app up itself.
+    assert!(
+        file(t, "/var/log/app").is_none(),
+        "{:?}",
+        accesses(t, "/var/log/app")
+    );
+    let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
+    let m = fs::metadata(img.join("var/log/app")).expect("/var/log/app kept");
+    assert!(m.is_dir());
+    assert_eq!(m.permissions().mode() & 0o7777, 0o2751);
+    assert_eq!((m.uid(), m.gid()), (1234, 2345));
+}
+
+#[test]
+fn build_resolves_the_symlink_before_dotdot() {
+    let w = Work::new();
+    let root = rootfs_copy(&w);
+    let opt = root.join("opt");
+    fs::create_dir_all(opt.join("real/sub")).expect("mkdir");
+    fs::write(opt.join("real/x"), "real").expect("x");
+    fs::write(opt.join("x"), "decoy").expect("decoy");
+    std::os::unix::fs::symlink("real/sub", opt.join("link")).expect("link");
+    let code = "import os\nos.chdir('/opt')\nos.stat('link/../x')\n";
+    let r = run_in(
+        &w.base,
+        &["--root", root.to_str().expect("utf-8")],
+        &["/usr/bin/python3", "-c", code],
+    );
+    ok_run(&r);
+    let t = r.trace();
+    assert_complete(t);
+    // A probe is filed under its lexical name, the request kept exact.
+    expect_access(
+        t,
+        "/opt/x",
+        &json!({"op": "stat", "result": "ok", "raw": "link/../x", "requested": "/opt/link/../x"}),
+    );
+    let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
+    assert_eq!(
+        fs::read_to_string(img.join("opt/real/x")).expect("/opt/real/x kept"),
+        "real"
+    );
+    assert_eq!(
+        fs::read_link(img.join("opt/link")).expect("/opt/link kept as a symlink"),
+        Path::new("real/sub")
+    );
+    // The walk goes through the symlink's target, so it must be there.
+    assert!(
+        img.join("opt/real/sub").is_dir(),
+        "/opt/real/sub (the directory link names) not kept"
+    );
+    // And so the program does in its image what it did in the rootfs.
+    let o = Command::new("chroot")
+        .arg(&img)
+        .args(["/usr/bin/python3", "-c", code])
+        .output()
+        .expect("chroot runs");
+    assert!(
+        o.status.success(),
+        "fails in its image: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !img.join("opt/x").exists(),
+        "the lexical /opt/x (never touched) was kept"
+    );
+}
+
+#[test]
+fn build_keeps_what_a_readlink_einval_proved() {
+    let w = Work::new();
+    let root = rootfs_copy(&w);
+    fs::write(root.join("opt/plain"), "plain").expect("plain");
+    let code = "import os\ntry:\n    os.readlink('/opt/plain')\nexcept OSError as e:\n    assert e.errno == 22\n";
+    let r = run_in(
+        &w.base,
+        &["--root", root.to_str().expect("utf-8")],
+        &["/usr/bin/python3", "-c", code],
+    );
+    ok_run(&r);
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        "/opt/plain",
+        &json!({"op": "readlink", "result": "EINVAL"}),
+    );
+    let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
+    assert_eq!(
+        fs::read_to_string(img.join("opt/plain")).expect("/opt/plain kept"),
+        "plain"
+    );
+}
