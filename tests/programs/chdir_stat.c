@@ -1,4 +1,5 @@
-/* chdir_stat BASE N EVERY: for i in 0..N, chdir(BASE/dNNN) and stat("x"),
+/* chdir_stat BASE N EVERY: for i in 0..N, chdir(BASE/dNNN), stat("x")
+ * (which is there) and stat("y") (which is not),
  * writing 2 to /proc/sys/vm/drop_caches every EVERY directories so the
  * dentries of the directories already visited are freed and their memory
  * reused for the next ones. Each stat is a distinct file reached by the
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
             return 1;
         }
         if (syscall(SYS_newfstatat, AT_FDCWD, "x", &st, 0) == 0)
+            found++;
+        if (syscall(SYS_newfstatat, AT_FDCWD, "y", &st, 0) == 0)
             found++;
         /* back out so nothing keeps the directory's dentry pinned */
         if (chdir("/") != 0)

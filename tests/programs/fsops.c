@@ -25,6 +25,12 @@
 #ifndef SYS_open_tree
 #define SYS_open_tree 428
 #endif
+#ifndef SYS_getxattrat
+#define SYS_getxattrat 464
+#endif
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465
+#endif
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
 #endif
@@ -148,6 +154,25 @@ int main(int argc, char **argv)
         } else if (!strcmp(c, "lgetxattr")) {
             r = syscall(SYS_lgetxattr, a, b, statbuf, sizeof(statbuf));
             used = 3;
+        } else if (!strcmp(c, "getxattrat")) {
+            /* getxattrat DIR REL NAME: REL relative to a descriptor of DIR */
+            struct {
+                unsigned long long value;
+                unsigned size, flags;
+            } xa = {(unsigned long)statbuf, sizeof(statbuf), 0};
+            const char *name = i + 3 < argc ? argv[i + 3] : "";
+            int d = open(a, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            r = syscall(SYS_getxattrat, d, b, 0, name, &xa, sizeof(xa));
+            close(d);
+            a = b;
+            used = 4;
+        } else if (!strcmp(c, "listxattrat")) {
+            /* listxattrat DIR REL */
+            int d = open(a, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            r = syscall(SYS_listxattrat, d, b, 0, statbuf, sizeof(statbuf));
+            close(d);
+            a = b;
+            used = 3;
         } else if (!strcmp(c, "listxattr"))
             r = syscall(SYS_listxattr, a, statbuf, sizeof(statbuf));
         else if (!strcmp(c, "statfs"))
@@ -192,6 +217,10 @@ int main(int argc, char **argv)
             r = syscall(SYS_truncate, a, 3);
         else if (!strcmp(c, "utimensat"))
             r = syscall(SYS_utimensat, AT_FDCWD, a, NULL, 0);
+        else if (!strcmp(c, "utimes"))
+            r = syscall(SYS_utimes, a, NULL);
+        else if (!strcmp(c, "creat"))
+            r = closing(syscall(SYS_creat, a, 0644));
         else if (!strcmp(c, "chmod"))
             r = syscall(SYS_chmod, a, 0600);
         else if (!strcmp(c, "fchmodat"))

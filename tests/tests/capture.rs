@@ -119,6 +119,16 @@ fn dedup_records_every_dir_under_dcache_pressure() {
         "{} of {N} stats of x not recorded: {missing:?}",
         missing.len()
     );
+    // A failed lookup of the same name in each directory is its own, too.
+    let want = json!({"op": "stat", "syscall": "newfstatat", "result": "ENOENT", "raw": "y"});
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| matching(t, &w.p(&format!("t/d{i:03}/y")), &want).is_empty())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {N} failed stats of y not recorded: {missing:?}",
+        missing.len()
+    );
     let chdir = json!({"op": "chdir", "syscall": "chdir", "result": "ok"});
     let missing: Vec<usize> = (0..N)
         .filter(|i| matching(t, &w.p(&format!("t/d{i:03}")), &chdir).is_empty())
@@ -160,6 +170,48 @@ fn dedup_keeps_one_file_reached_through_a_bind_mount() {
         &af,
         &json!({"op": "open", "syscall": "open", "result": "ok", "raw": bf,
                 "requested": bf, "observed": true}),
+    );
+}
+
+#[test]
+fn dedup_keeps_one_file_reached_through_a_symlink() {
+    let w = Work::new();
+    let f = w.file("f", "x");
+    let link = w.symlink("f", "link");
+    let fsops = w.program("fsops", &[]);
+    // The direct name first: the symlink's access must not pass for a
+    // repeat of it (the image needs the symlink).
+    let r = w.run(
+        &[],
+        &[&fsops, "open", &f, "open", &link, "stat", &f, "stat", &link],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!("open {f} -> ok\nopen {link} -> ok\nstat {f} -> ok\nstat {link} -> ok\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &f,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": f, "requested": null}),
+    );
+    expect_access(
+        t,
+        &f,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": link,
+                "requested": link, "observed": true}),
+    );
+    // A probe is filed under the name asked for.
+    expect_access(
+        t,
+        &f,
+        &json!({"op": "stat", "syscall": "stat", "result": "ok", "raw": f}),
+    );
+    expect_access(
+        t,
+        &link,
+        &json!({"op": "stat", "syscall": "stat", "result": "ok", "raw": link}),
     );
 }
 
@@ -711,6 +763,13 @@ fn xattrs_statfs_and_watches_are_recorded() {
             "getxattr",
             &nox,
             "user.test",
+            "getxattrat",
+            &d,
+            "xf",
+            "user.test",
+            "listxattrat",
+            &d,
+            "xf",
             "statfs",
             &d,
             "inotify",
@@ -723,7 +782,7 @@ fn xattrs_statfs_and_watches_are_recorded() {
     assert_eq!(
         out,
         format!(
-            "getxattr {xf} -> ok\nlgetxattr {xf} -> ok\nlistxattr {xf} -> ok\ngetxattr {nox} -> ENOENT\nstatfs {d} -> ok\ninotify {watched} -> ok\nfanotify {fwatched} -> ok\n"
+            "getxattr {xf} -> ok\nlgetxattr {xf} -> ok\nlistxattr {xf} -> ok\ngetxattr {nox} -> ENOENT\ngetxattrat xf -> ok\nlistxattrat xf -> ok\nstatfs {d} -> ok\ninotify {watched} -> ok\nfanotify {fwatched} -> ok\n"
         )
     );
     let t = r.trace();
@@ -747,6 +806,16 @@ fn xattrs_statfs_and_watches_are_recorded() {
         t,
         &nox,
         &json!({"op": "xattr", "syscall": "getxattr", "result": "ENOENT"}),
+    );
+    expect_access(
+        t,
+        &xf,
+        &json!({"op": "xattr", "syscall": "getxattrat", "result": "ok", "raw": "xf"}),
+    );
+    expect_access(
+        t,
+        &xf,
+        &json!({"op": "xattr", "syscall": "listxattrat", "result": "ok", "raw": "xf"}),
     );
     // statfs of BASE/ (trailing slash) is BASE.
     expect_access(
@@ -839,6 +908,7 @@ fn links_renames_and_new_names_are_recorded_with_their_roles() {
     let uf = w.file("uf", "x");
     let sl = w.p("sl");
     let fifo = w.p("fifo");
+    let created = w.p("created");
     let fsops = w.program("fsops", &[]);
     let r = w.run(
         &[],
@@ -861,12 +931,14 @@ fn links_renames_and_new_names_are_recorded_with_their_roles() {
             &sl,
             "mkfifo",
             &fifo,
+            "creat",
+            &created,
         ],
     );
     assert_eq!(
         ok_run(&r),
         format!(
-            "link {l1} -> ok\nrename {r1} -> ok\nmkdir {md} -> ok\nrmdir {md} -> ok\nunlink {uf} -> ok\nsymlink some/target -> ok\nmkfifo {fifo} -> ok\n"
+            "link {l1} -> ok\nrename {r1} -> ok\nmkdir {md} -> ok\nrmdir {md} -> ok\nunlink {uf} -> ok\nsymlink some/target -> ok\nmkfifo {fifo} -> ok\ncreat {created} -> ok\n"
         )
     );
     let t = r.trace();
@@ -910,6 +982,11 @@ fn links_renames_and_new_names_are_recorded_with_their_roles() {
         &fifo,
         json!({"op": "mknod", "syscall": "mknod", "result": "ok"}),
     );
+    e(
+        &created,
+        json!({"op": "open", "syscall": "creat", "result": "ok", "create": true,
+               "mode": "write", "observed": true}),
+    );
     // The symlink's content is not a path anybody looked up.
     assert!(
         !paths(t).iter().any(|p| p.ends_with("some/target")),
@@ -921,7 +998,7 @@ fn links_renames_and_new_names_are_recorded_with_their_roles() {
 #[test]
 fn metadata_changes_are_recorded() {
     let w = Work::new();
-    let names = ["tf", "ut", "cm", "fcm", "co", "fco"];
+    let names = ["tf", "ut", "cm", "fcm", "co", "fco", "uts"];
     let p: Vec<String> = names.iter().map(|n| w.file(n, "12345")).collect();
     let lco = w.symlink("co", "lco");
     let fsops = w.program("fsops", &[]);
@@ -943,10 +1020,12 @@ fn metadata_changes_are_recorded() {
             &lco,
             "fchownat",
             &p[5],
+            "utimes",
+            &p[6],
         ],
     );
     let out = ok_run(&r);
-    assert_eq!(out.matches("-> ok").count(), 7, "{out}");
+    assert_eq!(out.matches("-> ok").count(), 8, "{out}");
     let t = r.trace();
     assert_complete(t);
     let e = |path: &str, op: &str, syscall: &str| {
@@ -964,6 +1043,7 @@ fn metadata_changes_are_recorded() {
     let l = e(&lco, "chown", "lchown");
     assert_eq!(l["nofollow"], true, "{l}");
     e(&p[5], "chown", "fchownat");
+    e(&p[6], "utime", "utimes");
     assert_eq!(fs::metadata(&p[0]).expect("tf").len(), 3);
 }
 
@@ -1522,5 +1602,118 @@ fn build_keeps_what_a_readlink_einval_proved() {
     assert_eq!(
         fs::read_to_string(img.join("opt/plain")).expect("/opt/plain kept"),
         "plain"
+    );
+}
+
+#[test]
+fn odd_names_reach_the_trace_the_image_and_the_allowlist() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = Work::new();
+    let root = rootfs_copy(&w);
+    let latin1: &[u8] = b"/opt/caf\xe9";
+    let newline = "/opt/new\nline";
+    let in_root = |p: &[u8]| root.join(std::ffi::OsStr::from_bytes(&p[1..]));
+    fs::write(in_root(latin1), "latin1").expect("latin-1 name");
+    fs::write(in_root(newline.as_bytes()), "nl").expect("newline name");
+    let code = r"open(b'/opt/caf\xe9', 'rb').read()
+open('/opt/new\nline').read()
+";
+    let rootarg = root.to_str().expect("utf-8").to_string();
+    let r = run_in(
+        &w.base,
+        &["--root", &rootarg],
+        &["/usr/bin/python3", "-c", code],
+    );
+    ok_run(&r);
+    let t = r.trace();
+    assert_complete(t);
+    let hex: String = latin1.iter().map(|b| format!("{b:02x}")).collect();
+    let entry = files(t)
+        .iter()
+        .find(|f| f["path_hex"] == hex.as_str())
+        .unwrap_or_else(|| panic!("no entry with path_hex {hex}: {:?}", paths(t)));
+    assert!(
+        entry["accesses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["op"] == "open" && a["result"] == "ok")),
+        "{entry}"
+    );
+    expect_access(t, newline, &json!({"op": "open", "result": "ok"}));
+    // build keeps both, byte for byte.
+    let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
+    let in_img = |p: &[u8]| img.join(std::ffi::OsStr::from_bytes(&p[1..]));
+    assert_eq!(
+        fs::read_to_string(in_img(latin1)).expect("latin-1 name kept"),
+        "latin1"
+    );
+    assert_eq!(
+        fs::read_to_string(in_img(newline.as_bytes())).expect("newline name kept"),
+        "nl"
+    );
+    // The allowlist names each once, on one line, and build reads it back.
+    let list = w.base.join("allow.list");
+    let o = Command::new(trace_bin())
+        .arg("allowlist")
+        .arg(w.base.join("trace.json"))
+        .args(["--from", &rootarg, "-o"])
+        .arg(&list)
+        .output()
+        .expect("trace allowlist runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = fs::read(&list).expect("allowlist");
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    assert!(
+        !lines.iter().any(|l| *l == b"line"),
+        "a newline split an entry:\n{}",
+        String::from_utf8_lossy(&text)
+    );
+    let plain = w.base.join("plain");
+    fs::create_dir(&plain).expect("mkdir");
+    let r2 = run_in(
+        &plain,
+        &["--root", &rootarg],
+        &["/usr/bin/python3", "-c", "pass"],
+    );
+    ok_run(&r2);
+    let out = w.base.join("from-list.oci");
+    let o = Command::new(trace_bin())
+        .arg("build")
+        .args(["--from", &rootarg, "--trace"])
+        .arg(plain.join("trace.json"))
+        .arg("--include-from")
+        .arg(&list)
+        .arg("-o")
+        .arg(&out)
+        .args(["--tag", "t", "--no-package-db"])
+        .output()
+        .expect("trace build runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bundle = w.base.join("bundle-list");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t", out.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = bundle.join("rootfs");
+    let in_img = |p: &[u8]| img.join(std::ffi::OsStr::from_bytes(&p[1..]));
+    assert!(
+        in_img(latin1).is_file(),
+        "latin-1 name not read back from the allowlist"
+    );
+    assert!(
+        in_img(newline.as_bytes()).is_file(),
+        "newline name not read back from the allowlist"
     );
 }
