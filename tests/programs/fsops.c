@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
@@ -20,6 +21,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SYS_open_tree
@@ -30,6 +32,12 @@
 #endif
 #ifndef SYS_listxattrat
 #define SYS_listxattrat 465
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
@@ -108,6 +116,28 @@ static long by_handle(const char *path, const char *mountdir)
     r = closing(syscall(SYS_open_by_handle_at, mfd, fh, O_RDONLY));
     close(mfd);
     return r;
+}
+
+/* A child made with CLONE_PARENT (so it is its caller's sibling, not its
+ * child) opens PATH, then creates PATH.done for its caller to see. */
+static long clone_parent_open(const char *path)
+{
+    char done[4096];
+    snprintf(done, sizeof(done), "%s.done", path);
+    long pid = syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
+    if (pid == 0) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+        close(open(done, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        _exit(fd >= 0 ? 0 : 1);
+    }
+    if (pid < 0)
+        return pid;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    while (access(done, F_OK) != 0)
+        nanosleep(&ts, NULL);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -235,6 +265,25 @@ int main(int argc, char **argv)
             /* mount_bind SOURCE TARGET */
             r = syscall(SYS_mount, a, b, NULL, MS_BIND, NULL);
             used = 3;
+        } else if (!strcmp(c, "mount_tmpfs"))
+            r = syscall(SYS_mount, "none", a, "tmpfs", 0, NULL);
+        else if (!strcmp(c, "umount"))
+            r = syscall(SYS_umount2, a, 0);
+        else if (!strcmp(c, "move_mount")) {
+            /* move_mount SOURCE TARGET: a detached copy of SOURCE attached
+             * at TARGET with the new mount API */
+            int fd = syscall(SYS_open_tree, AT_FDCWD, a, OPEN_TREE_CLONE | O_CLOEXEC);
+            r = fd < 0 ? fd
+                       : syscall(SYS_move_mount, fd, "", AT_FDCWD, b, MOVE_MOUNT_F_EMPTY_PATH);
+            if (fd >= 0)
+                close(fd);
+            used = 3;
+        } else if (!strcmp(c, "clone_parent_open"))
+            r = clone_parent_open(a);
+        else if (!strcmp(c, "exec")) {
+            char *args[] = {(char *)a, NULL};
+            fflush(stdout);
+            r = syscall(SYS_execve, a, args, environ);
         } else if (!strcmp(c, "pivot_root")) {
             r = syscall(SYS_pivot_root, a, b);
             used = 3;

@@ -4,8 +4,14 @@
  *   ops:  openat DIR/a, openat DIR/missing, openat(dirfd(DIR), "a2"),
  *         openat2 DIR/b, statx DIR/c, statx DIR/nostat, mkdirat DIR/newdir,
  *         renameat DIR/r1 -> DIR/r2, unlinkat DIR/u
- *   skip: statx DIR/s with IOSQE_CQE_SKIP_SUCCESS (no completion when it
- *         succeeds), linked to a NOP whose completion is waited for. */
+ *   async:  openat DIR/a and statx DIR/c with IOSQE_ASYNC (always run by
+ *           an io-wq worker thread, not the submitter)
+ *   sqpoll: openat DIR/a and statx DIR/c on a ring with IORING_SETUP_SQPOLL
+ *           (submitted by the kernel's polling thread, no io_uring_enter)
+ *   direct: openat DIR/a into the ring's fixed file table (no descriptor
+ *           in the process's table ever names it)
+ *   skip:   statx DIR/s with IOSQE_CQE_SKIP_SUCCESS (no completion when it
+ *           succeeds), linked to a NOP whose completion is waited for. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -40,18 +46,53 @@ static int run(const char *name, const char *path)
         printf("%s %s -> %s\n", name, path, strerrorname_np(-res));
     else
         printf("%s %s -> ok\n", name, path);
-    if (res >= 0 && (!strcmp(name, "openat") || !strcmp(name, "openat2")))
+    if (res > 2 && (!strcmp(name, "openat") || !strcmp(name, "openat2")))
         close(res);
     return res;
 }
 
+/* openat DIR/a and statx DIR/c with FLAGS on each request. */
+static void two(const char *d, unsigned flags)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_openat(sqe, AT_FDCWD, at(0, d, "a"), O_RDONLY | O_CLOEXEC, 0);
+    io_uring_sqe_set_flags(sqe, flags);
+    run("openat", paths[0]);
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_statx(sqe, AT_FDCWD, at(1, d, "c"), 0, STATX_BASIC_STATS, &stx);
+    io_uring_sqe_set_flags(sqe, flags);
+    run("statx", paths[1]);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || io_uring_queue_init(8, &ring, 0) != 0)
+    if (argc != 3)
+        return 2;
+    struct io_uring_params params = {0};
+    if (!strcmp(argv[2], "sqpoll")) {
+        params.flags = IORING_SETUP_SQPOLL;
+        params.sq_thread_idle = 2000;
+    }
+    if (io_uring_queue_init_params(8, &ring, &params) != 0)
         return 2;
     const char *d = argv[1];
     struct io_uring_sqe *sqe;
-    if (!strcmp(argv[2], "ops")) {
+    if (!strcmp(argv[2], "async")) {
+        two(d, IOSQE_ASYNC);
+    } else if (!strcmp(argv[2], "sqpoll")) {
+        two(d, 0);
+    } else if (!strcmp(argv[2], "direct")) {
+        if (io_uring_register_files_sparse(&ring, 4) != 0)
+            return 1;
+        sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_openat_direct(sqe, AT_FDCWD, at(0, d, "a"), O_RDONLY, 0, 0);
+        /* The result is 0 (the slot), not a descriptor: nothing to close. */
+        struct io_uring_cqe *cqe;
+        if (io_uring_submit(&ring) != 1 || io_uring_wait_cqe(&ring, &cqe) != 0)
+            return 1;
+        printf("openat_direct %s -> %s\n", paths[0], cqe->res == 0 ? "ok" : strerrorname_np(-cqe->res));
+        io_uring_cqe_seen(&ring, cqe);
+    } else if (!strcmp(argv[2], "ops")) {
         sqe = io_uring_get_sqe(&ring);
         io_uring_prep_openat(sqe, AT_FDCWD, at(0, d, "a"), O_RDONLY | O_CLOEXEC, 0);
         run("openat", paths[0]);

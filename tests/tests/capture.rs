@@ -702,6 +702,16 @@ fn open_by_handle_and_open_tree_are_named_by_their_descriptor() {
         entries_with(t, &json!({"syscall": "open_by_handle_at"})),
         vec![f.clone()]
     );
+    // open_tree's flags are not open(2)'s: its descriptor is for no I/O.
+    let no_io = |t: &Value| {
+        for a in matching(t, &tree, &json!({"syscall": "open_tree"})) {
+            assert!(
+                a["mode"] != "write" && a["mode"] != "read-write",
+                "open_tree recorded as opened for writing: {a}"
+            );
+        }
+    };
+    no_io(t);
 
     // A detached copy of the tree (OPEN_TREE_CLONE) is still that directory.
     let r = w.run(&[], &[&fsops, "open_tree_clone", &tree]);
@@ -717,6 +727,7 @@ fn open_by_handle_and_open_tree_are_named_by_their_descriptor() {
         entries_with(t, &json!({"syscall": "open_tree"})),
         vec![tree.clone()]
     );
+    no_io(t);
 }
 
 // ---------------------------------------------------------------------
@@ -1639,17 +1650,6 @@ open('/opt/new\nline').read()
         "{entry}"
     );
     expect_access(t, newline, &json!({"op": "open", "result": "ok"}));
-    // build keeps both, byte for byte.
-    let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
-    let in_img = |p: &[u8]| img.join(std::ffi::OsStr::from_bytes(&p[1..]));
-    assert_eq!(
-        fs::read_to_string(in_img(latin1)).expect("latin-1 name kept"),
-        "latin1"
-    );
-    assert_eq!(
-        fs::read_to_string(in_img(newline.as_bytes())).expect("newline name kept"),
-        "nl"
-    );
     // The allowlist names each once, on one line, and build reads it back.
     let list = w.base.join("allow.list");
     let o = Command::new(trace_bin())
@@ -1671,6 +1671,17 @@ open('/opt/new\nline').read()
         !lines.iter().any(|l| *l == b"line"),
         "a newline split an entry:\n{}",
         String::from_utf8_lossy(&text)
+    );
+    // build keeps both, byte for byte.
+    let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
+    let in_img = |p: &[u8]| img.join(std::ffi::OsStr::from_bytes(&p[1..]));
+    assert_eq!(
+        fs::read_to_string(in_img(latin1)).expect("latin-1 name kept"),
+        "latin1"
+    );
+    assert_eq!(
+        fs::read_to_string(in_img(newline.as_bytes())).expect("newline name kept"),
+        "nl"
     );
     let plain = w.base.join("plain");
     fs::create_dir(&plain).expect("mkdir");
@@ -1716,4 +1727,376 @@ open('/opt/new\nline').read()
         in_img(newline.as_bytes()).is_file(),
         "newline name not read back from the allowlist"
     );
+}
+
+// ---------------------------------------------------------------------
+// More hostile cases, by class.
+// ---------------------------------------------------------------------
+
+#[test]
+fn chroot_without_chdir_keeps_the_old_cwd_outside_the_new_root() {
+    let w = Work::new();
+    let d = w.mkdir("D");
+    let cfg = w.file("D/etc/cfg", "inside");
+    let rel = w.file("rel", "outside");
+    let fsops = w.program("fsops", &[]);
+    let base = w.p("");
+    let r = w.run(
+        &[],
+        &[
+            &fsops, "chdir", &base, "chroot", &d, "open", "rel", "stat", "nope", "open", "/etc/cfg",
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "chdir {base} -> ok\nchroot {d} -> ok\nopen rel -> ok\nstat nope -> ENOENT\nopen /etc/cfg -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    // The cwd is still BASE, below nothing of the new root.
+    expect_access(
+        t,
+        &rel,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": "rel", "observed": true}),
+    );
+    expect_access(
+        t,
+        &w.p("nope"),
+        &json!({"op": "stat", "syscall": "stat", "result": "ENOENT", "raw": "nope"}),
+    );
+    expect_access(
+        t,
+        &cfg,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": "/etc/cfg"}),
+    );
+    for wrong in [w.p("D/rel"), w.p("D/nope"), "/rel".into(), "/nope".into()] {
+        assert!(file(t, &wrong).is_none(), "{wrong} recorded");
+    }
+}
+
+#[test]
+fn after_pivot_root_the_old_root_is_named_from_the_scope_root() {
+    let w = Work::new();
+    let nr = w.mkdir("nr");
+    let old = w.mkdir("nr/old");
+    let outside = w.file("outside", "x");
+    let fsops = w.program("fsops", &[]);
+    let via_old = format!("/old{outside}");
+    let script =
+        format!("{fsops} mount_bind {nr} {nr} pivot_root {nr} {old} chdir / open {via_old}");
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "mount_bind {nr} -> ok\npivot_root {nr} -> ok\nchdir / -> ok\nopen {via_old} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &outside,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": via_old, "observed": true}),
+    );
+    for wrong in [
+        format!("{nr}{outside}"),
+        format!("{old}{outside}"),
+        via_old.clone(),
+    ] {
+        assert!(file(t, &wrong).is_none(), "{wrong} recorded");
+    }
+}
+
+#[test]
+fn mounts_in_a_namespace_tmpfs_move_mount_and_umount() {
+    let w = Work::new();
+    let tm = w.mkdir("tm");
+    let s = w.mkdir("s");
+    let sf = w.file("s/f", "x");
+    let d = w.mkdir("d");
+    let fsops = w.program("fsops", &[]);
+    let tf = w.p("tm/t");
+    let df = w.p("d/f");
+    let script = format!(
+        "{fsops} mount_tmpfs {tm} create {tf} open {tf} move_mount {s} {d} open {df} umount {d}"
+    );
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "mount_tmpfs {tm} -> ok\ncreate {tf} -> ok\nopen {tf} -> ok\nmove_mount {s} -> ok\nopen {df} -> ok\numount {d} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &tm,
+        &json!({"op": "mount", "syscall": "mount", "role": "target", "result": "ok"}),
+    );
+    // A file on the tmpfs says where that filesystem is mounted.
+    expect_access(
+        t,
+        &tf,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "observed": true,
+                "mount": {"fs": "tmpfs", "at": tm}}),
+    );
+    expect_access(
+        t,
+        &d,
+        &json!({"op": "move_mount", "syscall": "move_mount", "role": "target", "result": "ok"}),
+    );
+    // Through the moved copy, on the root filesystem: named where it lies.
+    expect_access(
+        t,
+        &sf,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "observed": true,
+                "raw": df, "requested": df, "mount": null}),
+    );
+    expect_access(
+        t,
+        &d,
+        &json!({"op": "umount", "syscall": "umount2", "result": "ok"}),
+    );
+    // The source was named by a descriptor (MOVE_MOUNT_F_EMPTY_PATH).
+    expect_access(
+        t,
+        &s,
+        &json!({"op": "move_mount", "syscall": "move_mount", "role": "source", "result": "ok"}),
+    );
+}
+
+/// Runs the uring helper in MODE under `trace run` with `extra`.
+fn uring_run(w: &Work, extra: &[&str], mode: &str) -> Run {
+    let d = w.mkdir("u");
+    for f in ["a", "c"] {
+        w.file(&format!("u/{f}"), f);
+    }
+    let prog = w.program("uring", &["-luring"]);
+    w.run(extra, &[&prog, &d, mode])
+}
+
+fn uring_two_checked(w: &Work, r: &Run) {
+    let out = ok_run(r);
+    assert_eq!(
+        out,
+        format!("openat {} -> ok\nstatx {} -> ok\n", w.p("u/a"), w.p("u/c"))
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &w.p("u/a"),
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "channel": "io_uring",
+                "observed": true}),
+    );
+    expect_access(
+        t,
+        &w.p("u/c"),
+        &json!({"op": "stat", "syscall": "statx", "result": "ok", "channel": "io_uring"}),
+    );
+}
+
+#[test]
+fn io_uring_requests_run_by_a_worker_thread_are_recorded() {
+    let w = Work::new();
+    let r = uring_run(&w, &[], "async");
+    uring_two_checked(&w, &r);
+}
+
+#[test]
+fn io_uring_sqpoll_submissions_are_recorded_in_both_scopes() {
+    for scope in ["cgroup", "pids"] {
+        let w = Work::new();
+        let r = uring_run(&w, &["--scope", scope], "sqpoll");
+        assert_eq!(r.trace()["scope"]["mode"], scope);
+        uring_two_checked(&w, &r);
+    }
+}
+
+#[test]
+fn io_uring_open_into_the_fixed_file_table_is_recorded_or_flagged() {
+    let w = Work::new();
+    let r = uring_run(&w, &[], "direct");
+    assert_eq!(ok_run(&r), format!("openat_direct {} -> ok\n", w.p("u/a")));
+    let t = r.trace();
+    let recorded = !matching(
+        t,
+        &w.p("u/a"),
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "channel": "io_uring"}),
+    )
+    .is_empty();
+    let flagged = t["complete"] == false
+        && t["unobserved"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["channel"] == "io_uring"));
+    assert!(
+        recorded || flagged,
+        "a direct open neither recorded nor flagged: complete {} unobserved {} entry {:?}",
+        t["complete"],
+        t["unobserved"],
+        accesses(t, &w.p("u/a"))
+    );
+}
+
+#[test]
+fn ia32_chdir_relative_open_and_exec() {
+    let w = Work::new();
+    let rel = w.file("rel", "x");
+    let fsops32 = w.program_as("fsops", "fsops32", &["-m32"]);
+    let fsops64 = w.program("fsops", &[]);
+    let base = w.p("");
+    let r = w.run(
+        &[],
+        &[&fsops32, "chdir", &base, "open", "rel", "exec", &fsops64],
+    );
+    assert_eq!(ok_run(&r), format!("chdir {base} -> ok\nopen rel -> ok\n"));
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        w.base.to_str().expect("utf-8"),
+        &json!({"op": "chdir", "syscall": "chdir", "abi": "x86", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &rel,
+        &json!({"op": "open", "syscall": "open", "abi": "x86", "result": "ok", "raw": "rel",
+                "observed": true}),
+    );
+    // The ia32 process ran the 64-bit one.
+    expect_access(
+        t,
+        &fsops64,
+        &json!({"op": "exec", "syscall": "execve", "abi": "x86", "result": "ok"}),
+    );
+    let e = execs(t)
+        .iter()
+        .find(|e| e["path"] == fsops64.as_str())
+        .unwrap_or_else(|| panic!("exec of {fsops64} missing: {}", t["execs"]));
+    assert_eq!(e["exe"], fsops64.as_str());
+    assert_eq!(e["argv"], json!([fsops64]));
+}
+
+#[test]
+fn fexecve_of_a_binary_names_the_binary() {
+    let w = Work::new();
+    let bin = w.p("bin2/mytrue");
+    fs::create_dir_all(w.base.join("bin2")).expect("mkdir");
+    fs::copy("/usr/bin/true", &bin).expect("copy true");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&[], &[&fsops, "fexecve", &bin]);
+    assert_eq!(ok_run(&r), "");
+    let t = r.trace();
+    assert_complete(t);
+    let e = execs(t)
+        .iter()
+        .find(|e| e["argv"] == json!([bin]))
+        .unwrap_or_else(|| panic!("no exec of {bin}: {}", t["execs"]));
+    assert_eq!(e["path"], bin.as_str(), "{e}");
+    assert_eq!(e["exe"], bin.as_str(), "{e}");
+    expect_access(t, &bin, &json!({"op": "exec", "result": "ok"}));
+    let dev_fd: Vec<String> = paths(t)
+        .into_iter()
+        .filter(|p| p.starts_with("/dev/fd") || p.starts_with("/proc/self/fd"))
+        .collect();
+    assert!(dev_fd.is_empty(), "{dev_fd:?}");
+}
+
+#[test]
+fn pid_scope_follows_a_clone_parent_child() {
+    let w = Work::new();
+    let f = w.file("cp", "x");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&["--scope", "pids"], &[&fsops, "clone_parent_open", &f]);
+    assert_eq!(ok_run(&r), format!("clone_parent_open {f} -> ok\n"));
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &f,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true}),
+    );
+}
+
+#[test]
+fn a_descendant_working_after_the_command_exits_is_recorded() {
+    for scope in ["cgroup", "pids"] {
+        let w = Work::new();
+        let late = w.file("late", "x");
+        let script = format!("(sleep 0.5; cat {late} >/dev/null) </dev/null >/dev/null 2>&1 &");
+        let r = w.run(
+            &["--scope", scope, "--wait-descendants", "30"],
+            &["sh", "-c", &script],
+        );
+        ok_run(&r);
+        let t = r.trace();
+        assert_complete(t);
+        expect_access(
+            t,
+            &late,
+            &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true}),
+        );
+        assert_eq!(t["scope"]["leftovers_killed"], 0, "{scope}");
+    }
+}
+
+#[test]
+fn attach_records_every_process_thread_cwd_and_descriptor() {
+    let w = Work::new();
+    let main_cwd = w.mkdir("main_cwd");
+    let thread_cwd = w.mkdir("thread_cwd");
+    let child_cwd = w.mkdir("child_cwd");
+    let held_main = w.file("held_main", "m");
+    let held_child = w.file("held_child", "c");
+    let rel = w.file("thread_cwd/rel", "r");
+    let prog = w.program("attach_target", &["-pthread"]);
+    let mut target = Command::new(&prog)
+        .arg(w.p(""))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("target runs");
+    let ready = w.p("ready");
+    wait_for("the target to be ready", || Path::new(&ready).exists());
+    let pid = target.id();
+    let out_path = w.p("attach.json");
+    let o = Command::new(trace_bin())
+        .args(["attach", "--pid", &pid.to_string(), "--duration", "2", "-o"])
+        .arg(&out_path)
+        .output()
+        .expect("trace attach runs");
+    let _ = target.kill();
+    let _ = target.wait();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t: Value = serde_json::from_slice(&fs::read(&out_path).expect("trace")).expect("JSON");
+    assert_complete(&t);
+    let pre = |path: &str, how: &str| {
+        expect_access(
+            &t,
+            path,
+            &json!({"op": "preexisting", "syscall": how, "result": "ok"}),
+        );
+    };
+    pre(&prog, "exe");
+    pre(&main_cwd, "cwd");
+    pre(&held_main, "fd");
+    // The child process, already there at attach time.
+    pre(&child_cwd, "cwd");
+    pre(&held_child, "fd");
+    // What the thread did while attached, relative to its own cwd.
+    expect_access(
+        &t,
+        &rel,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "raw": "rel", "observed": true}),
+    );
+    assert!(file(&t, &w.p("main_cwd/rel")).is_none());
+    // The thread's own cwd, which it held before the attach.
+    pre(&thread_cwd, "cwd");
 }
