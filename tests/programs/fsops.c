@@ -278,6 +278,26 @@ int main(int argc, char **argv)
             if (fd >= 0)
                 close(fd);
             used = 3;
+        } else if (!strcmp(c, "chdir_n")) {
+            /* chdir_n NAME N: chdir(NAME) N times (deep trees, each step
+             * relative) */
+            int n = atoi(b);
+            r = 0;
+            for (int k = 0; k < n && r == 0; k++)
+                r = syscall(SYS_chdir, a);
+            used = 3;
+#ifdef SYS_socketcall
+        } else if (!strcmp(c, "socketcall_bind")) {
+            /* ia32: bind through the socketcall multiplexer, whose
+             * arguments are an array in memory */
+            struct sockaddr_un sa;
+            socklen_t len = unix_addr(&sa, a, 0);
+            long s = syscall(SYS_socketcall, 1 /* SYS_SOCKET */,
+                             (unsigned long[]){AF_UNIX, SOCK_STREAM, 0});
+            r = s < 0 ? s
+                      : syscall(SYS_socketcall, 2 /* SYS_BIND */,
+                                (unsigned long[]){s, (unsigned long)&sa, len});
+#endif
         } else if (!strcmp(c, "clone_parent_open"))
             r = clone_parent_open(a);
         else if (!strcmp(c, "exec")) {

@@ -2100,3 +2100,275 @@ fn attach_records_every_process_thread_cwd_and_descriptor() {
     // The thread's own cwd, which it held before the attach.
     pre(&thread_cwd, "cwd");
 }
+
+/// Makes BASE/NAME/NAME/... (`depth` levels) with a file `f` at the
+/// bottom, by relative steps (the whole path may exceed PATH_MAX); returns
+/// the full path of the bottom directory.
+fn deep_tree(w: &Work, name: &str, depth: usize) -> String {
+    let code = format!(
+        "import os\nos.chdir({:?})\nfor _ in range({depth}):\n    os.mkdir({name:?})\n    os.chdir({name:?})\nopen('f', 'w').close()\n",
+        w.p("")
+    );
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", &code])
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut p = w.base.to_string_lossy().into_owned();
+    for _ in 0..depth {
+        p.push('/');
+        p.push_str(name);
+    }
+    p
+}
+
+/// Opens `f` and stats `missing` at the bottom of a deep tree: the trace
+/// names both exactly, or says it could not.
+fn deep_open_checked(name: &str, depth: usize) {
+    let w = Work::new();
+    let bottom = deep_tree(&w, name, depth);
+    let fsops = w.program("fsops", &[]);
+    let base = w.p("");
+    let n = depth.to_string();
+    let r = w.run(
+        &[],
+        &[
+            &fsops, "chdir", &base, "chdir_n", name, &n, "open", "f", "stat", "missing",
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!("chdir {base} -> ok\nchdir_n {name} -> ok\nopen f -> ok\nstat missing -> ENOENT\n")
+    );
+    let t = r.trace();
+    let f = format!("{bottom}/f");
+    let missing = format!("{bottom}/missing");
+    let opened = !matching(
+        t,
+        &f,
+        &json!({"op": "open", "syscall": "open", "result": "ok", "raw": "f", "observed": true}),
+    )
+    .is_empty();
+    let probed = !matching(
+        t,
+        &missing,
+        &json!({"op": "stat", "syscall": "stat", "result": "ENOENT", "raw": "missing"}),
+    )
+    .is_empty();
+    if opened && probed {
+        return;
+    }
+    // Not named whole: then the trace must say so.
+    let flagged_entries: Vec<usize> = files(t)
+        .iter()
+        .filter(|e| e["truncated"] == true)
+        .map(|e| e["path"].as_str().unwrap_or_default().len())
+        .collect();
+    assert!(
+        t["complete"] == false
+            && t["counters"]["truncated_paths"].as_u64().unwrap_or(0) > 0
+            && !flagged_entries.is_empty(),
+        "depth {depth} x {name:?} ({} bytes): open named {opened}, stat named {probed}, \
+         complete {}, reasons {}, truncated entries (path lengths) {flagged_entries:?}, \
+         raw-f entries {:?}",
+        f.len(),
+        t["complete"],
+        t["incomplete_reasons"],
+        entries_with(t, &json!({"raw": "f"}))
+            .iter()
+            .map(|p| p.len())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_walk_deeper_than_the_walk_limit_is_named_or_flagged() {
+    deep_open_checked("d", 1100);
+}
+
+#[test]
+fn a_path_longer_than_the_record_is_named_or_flagged() {
+    deep_open_checked(&"x".repeat(250), 120);
+}
+
+#[test]
+fn dedup_distinguishes_results_and_modes() {
+    let w = Work::new();
+    let p = w.p("later");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[&fsops, "stat", &p, "create", &p, "stat", &p, "openat", &p],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!("stat {p} -> ENOENT\ncreate {p} -> ok\nstat {p} -> ok\nopenat {p} -> ok\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &p,
+        &json!({"op": "stat", "syscall": "stat", "result": "ENOENT"}),
+    );
+    expect_access(
+        t,
+        &p,
+        &json!({"op": "stat", "syscall": "stat", "result": "ok"}),
+    );
+    expect_access(
+        t,
+        &p,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "mode": "write", "create": true}),
+    );
+    expect_access(
+        t,
+        &p,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "mode": "read", "create": null}),
+    );
+}
+
+#[test]
+fn ia32_unix_sockets_through_socketcall() {
+    let w = Work::new();
+    let fsops32 = w.program_as("fsops", "fsops32", &["-m32"]);
+    let base = w.p("");
+    let s1 = w.p("s1.sock");
+    let r = w.run(
+        &[],
+        &[
+            &fsops32,
+            "socketcall_bind",
+            &s1,
+            "chdir",
+            &base,
+            "bind",
+            "rel.sock",
+            "connect",
+            "rel.sock",
+            "connect",
+            "none.sock",
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "socketcall_bind {s1} -> ok\nchdir {base} -> ok\nbind rel.sock -> ok\nconnect rel.sock -> ok\nconnect none.sock -> ENOENT\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    let sc = |path: &str, op: &str, result: &str| {
+        expect_access(
+            t,
+            path,
+            &json!({"op": op, "syscall": "socketcall", "abi": "x86", "result": result}),
+        );
+    };
+    sc(&s1, "bind", "ok");
+    sc(&w.p("rel.sock"), "bind", "ok");
+    sc(&w.p("rel.sock"), "connect", "ok");
+    sc(&w.p("none.sock"), "connect", "ENOENT");
+}
+
+#[test]
+fn processes_in_a_new_pid_namespace_are_followed_in_both_scopes() {
+    for scope in ["cgroup", "pids"] {
+        let w = Work::new();
+        let f = w.file("in-ns", "ns");
+        let script = format!("cat {f}; sh -c 'cat {f}.2 2>/dev/null; true'");
+        let r = w.run(
+            &["--scope", scope],
+            &["unshare", "-p", "-f", "--mount-proc", "sh", "-c", &script],
+        );
+        assert_eq!(ok_run(&r), "ns", "{scope}");
+        let t = r.trace();
+        assert_complete(t);
+        expect_access(
+            t,
+            &f,
+            &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true}),
+        );
+        expect_access(
+            t,
+            &format!("{f}.2"),
+            &json!({"op": "open", "syscall": "openat", "result": "ENOENT"}),
+        );
+    }
+}
+
+#[test]
+fn a_chroot_inside_root_is_named_relative_to_the_root() {
+    let w = Work::new();
+    let root = rootfs_copy(&w);
+    fs::create_dir_all(root.join("opt/jail/etc")).expect("mkdir");
+    fs::write(root.join("opt/jail/etc/x"), "jailed").expect("x");
+    let code = "import os\nos.chroot('/opt/jail')\nprint(open('/etc/x').read())\n";
+    let r = run_in(
+        &w.base,
+        &["--root", root.to_str().expect("utf-8")],
+        &["/usr/bin/python3", "-c", code],
+    );
+    assert_eq!(ok_run(&r), "jailed\n");
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        "/opt/jail",
+        &json!({"op": "chroot", "syscall": "chroot", "result": "ok", "raw": "/opt/jail"}),
+    );
+    expect_access(
+        t,
+        "/opt/jail/etc/x",
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "raw": "/etc/x", "observed": true}),
+    );
+    assert!(
+        file(t, "/etc/x").is_none(),
+        "named outside the inner chroot"
+    );
+}
+
+#[test]
+fn a_bind_from_outside_the_root_is_marked_outside_root() {
+    let w = Work::new();
+    let root = rootfs_copy(&w);
+    fs::create_dir(root.join("mnt/host")).expect("mkdir");
+    let host = w.mkdir("hostdir");
+    let hf = w.file("hostdir/f", "from the host");
+    let trace_json = w.p("trace.json");
+    let script = format!(
+        "mount --bind {host} {}/mnt/host && exec {} run -o {trace_json} --root {} -- /bin/cat /mnt/host/f",
+        root.display(),
+        trace_bin().display(),
+        root.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare runs");
+    let r = Run {
+        out,
+        trace: read_trace(&w.base),
+    };
+    assert_eq!(ok_run(&r), "from the host");
+    let t = r.trace();
+    assert_complete(t);
+    // Not the image's /mnt/host/f: the host file, named from the top of
+    // its filesystem (which is the host's /), and said to be outside.
+    expect_access(
+        t,
+        &hf,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true,
+                "outside_root": true, "raw": "/mnt/host/f"}),
+    );
+    let as_image: Vec<&Value> = matching(t, "/mnt/host/f", &json!({"result": "ok"}))
+        .into_iter()
+        .filter(|a| a["outside_root"] != true && a.get("mount").is_none())
+        .collect();
+    assert!(
+        as_image.is_empty(),
+        "/mnt/host/f filed as the image's own file: {as_image:?}"
+    );
+}
