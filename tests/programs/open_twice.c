@@ -1,7 +1,8 @@
 /* open_twice DIR N MARKER: opens DIR/fNNNN for i in 0..N while the tracer's
  * reader is stalled (so the ring buffer overflows), creates MARKER (which
  * lets the reader go on), waits for it to drain the buffer, then opens the
- * same N files again, a few at a time, so the repeats fit. */
+ * same N files again, 16 at a time with a pause between, so the repeats
+ * fit even when the reader is slow (a loaded machine). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ static int open_all(const char *dir, int n, int pace)
             close(fd);
         }
         if (pace && i % 16 == 15) {
-            struct timespec ts = {0, 2 * 1000 * 1000};
+            struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }

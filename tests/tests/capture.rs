@@ -218,7 +218,7 @@ fn dedup_keeps_one_file_reached_through_a_symlink() {
 #[test]
 fn lost_records_do_not_suppress_their_repeats() {
     let w = Work::new();
-    const N: usize = 3000;
+    const N: usize = 4000;
     for i in 0..N {
         w.file(&format!("many/f{i:04}"), "");
     }
@@ -226,7 +226,7 @@ fn lost_records_do_not_suppress_their_repeats() {
     let prog = w.program("open_twice", &[]);
     let out = trace_cmd(
         &w.base,
-        &["--ringbuf-size", "65536"],
+        &["--ringbuf-size", "262144"],
         &[&prog, &w.p("many"), &N.to_string(), &marker],
     )
     .env("TRACE_DEBUG_STALL_READER", &marker)
