@@ -298,6 +298,12 @@ int main(int argc, char **argv)
                       : syscall(SYS_socketcall, 2 /* SYS_BIND */,
                                 (unsigned long[]){s, (unsigned long)&sa, len});
 #endif
+        } else if (!strcmp(c, "wait")) {
+            /* wait FILE: until someone else (the test) creates FILE */
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            while (access(a, F_OK) != 0)
+                nanosleep(&ts, NULL);
+            r = 0;
         } else if (!strcmp(c, "clone_parent_open"))
             r = clone_parent_open(a);
         else if (!strcmp(c, "exec")) {

@@ -4,6 +4,8 @@
  *   ops:  openat DIR/a, openat DIR/missing, openat(dirfd(DIR), "a2"),
  *         openat2 DIR/b, statx DIR/c, statx DIR/nostat, mkdirat DIR/newdir,
  *         renameat DIR/r1 -> DIR/r2, unlinkat DIR/u
+ *   more: linkat DIR/l1 -> DIR/l2, symlinkat "target" at DIR/sl, connect
+ *         to DIR/s.sock (bound and listening) and to DIR/none.sock
  *   async:  openat DIR/a and statx DIR/c with IOSQE_ASYNC (always run by
  *           an io-wq worker thread, not the submitter)
  *   sqpoll: openat DIR/a and statx DIR/c on a ring with IORING_SETUP_SQPOLL
@@ -19,7 +21,9 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static struct io_uring ring;
@@ -92,6 +96,29 @@ int main(int argc, char **argv)
             return 1;
         printf("openat_direct %s -> %s\n", paths[0], cqe->res == 0 ? "ok" : strerrorname_np(-cqe->res));
         io_uring_cqe_seen(&ring, cqe);
+    } else if (!strcmp(argv[2], "more")) {
+        sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_linkat(sqe, AT_FDCWD, at(0, d, "l1"), AT_FDCWD, at(1, d, "l2"), 0);
+        run("linkat", paths[0]);
+        sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_symlinkat(sqe, "target", AT_FDCWD, at(2, d, "sl"));
+        run("symlinkat", paths[2]);
+        static struct sockaddr_un sa[2];
+        const char *names[2] = {"s.sock", "none.sock"};
+        for (int k = 0; k < 2; k++) {
+            sa[k].sun_family = AF_UNIX;
+            snprintf(sa[k].sun_path, sizeof(sa[k].sun_path), "%s/%s", d, names[k]);
+        }
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (bind(l, (struct sockaddr *)&sa[0], sizeof(sa[0])) != 0 || listen(l, 4) != 0)
+            return 1;
+        for (int k = 0; k < 2; k++) {
+            int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sqe = io_uring_get_sqe(&ring);
+            io_uring_prep_connect(sqe, c, (struct sockaddr *)&sa[k], sizeof(sa[k]));
+            run("connect", sa[k].sun_path);
+            close(c);
+        }
     } else if (!strcmp(argv[2], "ops")) {
         sqe = io_uring_get_sqe(&ring);
         io_uring_prep_openat(sqe, AT_FDCWD, at(0, d, "a"), O_RDONLY | O_CLOEXEC, 0);

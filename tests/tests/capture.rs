@@ -2372,3 +2372,254 @@ fn a_bind_from_outside_the_root_is_marked_outside_root() {
         "/mnt/host/f filed as the image's own file: {as_image:?}"
     );
 }
+
+#[test]
+fn dedup_sees_a_symlink_retargeted_between_two_identical_requests() {
+    let w = Work::new();
+    let f1 = w.file("d1/f", "1");
+    let f2 = w.file("d2/f", "2");
+    let t1 = w.file("t1", "1");
+    let t2 = w.file("t2", "2");
+    let dir_link = w.symlink("d1", "dl");
+    let file_link = w.symlink("t1", "fl");
+    let fsops = w.program("fsops", &[]);
+    let via_dir = w.p("dl/f");
+    // The same request, from the same directory, twice; in between the
+    // symlinks are replaced (unlink + symlink: no rename, no mount).
+    let r = w.run(
+        &[],
+        &[
+            &fsops, "open", &via_dir, "open", &file_link, "unlink", &dir_link, "symlink", "d2",
+            &dir_link, "unlink", &file_link, "symlink", "t2", &file_link, "open", &via_dir, "open",
+            &file_link,
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "open {via_dir} -> ok\nopen {file_link} -> ok\nunlink {dir_link} -> ok\nsymlink d2 -> ok\nunlink {file_link} -> ok\nsymlink t2 -> ok\nopen {via_dir} -> ok\nopen {file_link} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    for (real, asked) in [
+        (&f1, &via_dir),
+        (&f2, &via_dir),
+        (&t1, &file_link),
+        (&t2, &file_link),
+    ] {
+        expect_access(
+            t,
+            real,
+            &json!({"op": "open", "syscall": "open", "result": "ok", "observed": true,
+                    "raw": asked, "requested": asked}),
+        );
+    }
+}
+
+#[test]
+fn dedup_sees_the_same_request_in_another_mount_namespace() {
+    let w = Work::new();
+    let a = w.mkdir("A");
+    let b = w.mkdir("B");
+    let af = w.file("A/f", "from A\n");
+    let bf = w.file("B/f", "from B\n");
+    let ready = w.p("ns-ready");
+    // A namespace with B hidden under a bind of A, made before the trace
+    // (so no mount happens while tracing), held open by a sleeping shell.
+    let mut holder = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &format!("mount --bind {a} {b} && touch {ready} && exec sleep 120"),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare runs");
+    wait_for("the namespace", || Path::new(&ready).exists());
+    let script = format!("cat {bf}; nsenter -t {} -m cat {bf}", holder.id());
+    let r = w.run(&[], &["sh", "-c", &script]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(ok_run(&r), "from B\nfrom A\n");
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &bf,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true, "raw": bf}),
+    );
+    expect_access(
+        t,
+        &af,
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true,
+                "raw": bf, "requested": bf}),
+    );
+}
+
+/// The same two requests twice, with the symlinks they go through
+/// replaced in between by a process outside the trace (`replace`).
+fn retargeted_from_outside(replace: impl FnOnce(&Work)) {
+    let w = Work::new();
+    let f1 = w.file("d1/f", "1");
+    let f2 = w.file("d2/f", "2");
+    let t1 = w.file("t1", "1");
+    let t2 = w.file("t2", "2");
+    w.symlink("d1", "dl");
+    let file_link = w.symlink("t1", "fl");
+    let fsops = w.program("fsops", &[]);
+    let via_dir = w.p("dl/f");
+    let (first, go) = (w.p("first-done"), w.p("go"));
+    let trace = trace_cmd(
+        &w.base,
+        &[],
+        &[
+            &fsops, "open", &via_dir, "open", &file_link, "create", &first, "wait", &go, "open",
+            &via_dir, "open", &file_link,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("trace runs");
+    wait_for("the first opens", || Path::new(&first).exists());
+    replace(&w);
+    fs::write(&go, "").expect("go");
+    let out = trace.wait_with_output().expect("trace finishes");
+    let r = Run {
+        out,
+        trace: read_trace(&w.base),
+    };
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "open {via_dir} -> ok\nopen {file_link} -> ok\ncreate {first} -> ok\nwait {go} -> ok\nopen {via_dir} -> ok\nopen {file_link} -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    for (real, asked) in [
+        (&f1, &via_dir),
+        (&f2, &via_dir),
+        (&t1, &file_link),
+        (&t2, &file_link),
+    ] {
+        expect_access(
+            t,
+            real,
+            &json!({"op": "open", "syscall": "open", "result": "ok", "observed": true,
+                    "raw": asked, "requested": asked}),
+        );
+    }
+}
+
+#[test]
+fn dedup_sees_symlinks_replaced_by_an_untraced_process() {
+    retargeted_from_outside(|w| {
+        for (link, to) in [("dl", "d2"), ("fl", "t2")] {
+            fs::remove_file(w.base.join(link)).expect("unlink");
+            std::os::unix::fs::symlink(to, w.base.join(link)).expect("symlink");
+        }
+    });
+}
+
+#[test]
+fn dedup_sees_symlinks_renamed_over_by_an_untraced_process() {
+    retargeted_from_outside(|w| {
+        for (link, to) in [("dl", "d2"), ("fl", "t2")] {
+            let tmp = w.base.join(format!("{link}.new"));
+            std::os::unix::fs::symlink(to, &tmp).expect("symlink");
+            fs::rename(&tmp, w.base.join(link)).expect("rename");
+        }
+    });
+}
+
+#[test]
+fn the_same_script_rewritten_for_another_interpreter_is_seen_twice() {
+    let w = Work::new();
+    let script = w.file("s.sh", "#!/bin/sh\necho sh\n");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (first, go) = (w.p("first-done"), w.p("go"));
+    let cmd =
+        format!("{script}; touch {first}; while [ ! -e {go} ]; do sleep 0.02; done; {script}");
+    let trace = trace_cmd(&w.base, &[], &["sh", "-c", &cmd])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("trace runs");
+    wait_for("the first run", || Path::new(&first).exists());
+    // Rewritten in place by a process outside the trace: same inode, same
+    // name, same command line; only the #! line differs.
+    fs::write(&script, "#!/usr/bin/python3\nprint('py')\n").expect("rewrite");
+    fs::write(&go, "").expect("go");
+    let out = trace.wait_with_output().expect("trace finishes");
+    let r = Run {
+        out,
+        trace: read_trace(&w.base),
+    };
+    assert_eq!(ok_run(&r), "sh\npy\n");
+    let t = r.trace();
+    assert_complete(t);
+    let python = canonical("/usr/bin/python3");
+    let dash = canonical("/bin/sh");
+    for exe in [&python, &dash] {
+        expect_access(t, exe, &json!({"op": "exec", "result": "ok", "exe": true}));
+    }
+    let interpreters: Vec<&Value> = execs(t)
+        .iter()
+        .filter(|e| e["path"] == script.as_str())
+        .map(|e| &e["interpreter"])
+        .collect();
+    assert!(
+        interpreters.contains(&&json!("/bin/sh"))
+            && interpreters.contains(&&json!("/usr/bin/python3")),
+        "execs of {script}: {interpreters:?}"
+    );
+}
+
+#[test]
+fn io_uring_links_symlinks_and_connects_are_recorded() {
+    let w = Work::new();
+    let d = w.mkdir("u");
+    w.file("u/l1", "x");
+    let prog = w.program("uring", &["-luring"]);
+    let r = w.run(&[], &[&prog, &d, "more"]);
+    let (l1, l2, sl) = (w.p("u/l1"), w.p("u/l2"), w.p("u/sl"));
+    let (sock, none) = (w.p("u/s.sock"), w.p("u/none.sock"));
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "linkat {l1} -> ok\nsymlinkat {sl} -> ok\nconnect {sock} -> ok\nconnect {none} -> ENOENT\n"
+        )
+    );
+    let t = r.trace();
+    assert_complete(t);
+    let ur = |path: &str, want: Value| {
+        let mut want = want;
+        want["channel"] = json!("io_uring");
+        expect_access(t, path, &want);
+    };
+    ur(
+        &l1,
+        json!({"op": "link", "syscall": "linkat", "role": "source", "result": "ok"}),
+    );
+    ur(
+        &l2,
+        json!({"op": "link", "syscall": "linkat", "role": "target", "result": "ok"}),
+    );
+    ur(
+        &sl,
+        json!({"op": "symlink", "syscall": "symlinkat", "result": "ok", "content": "target"}),
+    );
+    ur(
+        &sock,
+        json!({"op": "connect", "syscall": "connect", "result": "ok"}),
+    );
+    ur(
+        &none,
+        json!({"op": "connect", "syscall": "connect", "result": "ENOENT"}),
+    );
+}
