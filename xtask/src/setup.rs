@@ -31,6 +31,18 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("docker.io", "/usr/sbin/dockerd"),
     ("containerd", "/usr/bin/ctr"),
     ("podman", "/usr/bin/podman"),
+    // The capture tests' helper programs: C built at test time, for both
+    // ABIs, and with liburing for io_uring.
+    ("gcc", "/usr/bin/gcc"),
+    (
+        "gcc-multilib",
+        "/usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o",
+    ),
+    (
+        "libc6-dev-i386",
+        "/usr/include/x86_64-linux-gnu/gnu/stubs-32.h",
+    ),
+    ("liburing-dev", "/usr/include/liburing.h"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {

@@ -151,3 +151,80 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("tempdir")
 }
+
+/// The helper programs' sources (tests/programs).
+pub fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("programs")
+}
+
+/// Compiles tests/programs/NAME.c with `gcc -O1 -Wall` and `flags` (`-m32`,
+/// `-pthread`, `-luring` go last, where the linker wants libraries) into
+/// `out/OUTNAME`, and returns the binary's path.
+pub fn build_c(name: &str, out: &Path, outname: &str, flags: &[&str]) -> PathBuf {
+    let src = programs_dir().join(format!("{name}.c"));
+    let bin = out.join(outname);
+    let o = Command::new("gcc")
+        .args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .args(flags)
+        .output()
+        .expect("gcc runs (cargo xtask test installs it)");
+    assert!(
+        o.status.success(),
+        "gcc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    bin
+}
+
+/// Whether `access` has every key of `want` with the same value; a null
+/// in `want` means the key must be absent.
+pub fn access_matches(access: &Value, want: &Value) -> bool {
+    want.as_object()
+        .expect("an object of wanted fields")
+        .iter()
+        .all(|(k, v)| {
+            if v.is_null() {
+                access.get(k).is_none()
+            } else {
+                access.get(k) == Some(v)
+            }
+        })
+}
+
+/// The accesses of `path` that match `want` (see [`access_matches`]).
+pub fn matching<'a>(t: &'a Value, path: &str, want: &Value) -> Vec<&'a Value> {
+    accesses(t, path)
+        .into_iter()
+        .filter(|a| access_matches(a, want))
+        .collect()
+}
+
+/// Panics, showing what was recorded for `path` instead, unless some access
+/// of `path` matches `want`; returns the first that does.
+pub fn expect_access<'a>(t: &'a Value, path: &str, want: &Value) -> &'a Value {
+    match matching(t, path, want).first() {
+        Some(a) => a,
+        None => panic!(
+            "no access of {path} matching {want}; recorded for it: {}",
+            serde_json::to_string(&accesses(t, path)).unwrap_or_default()
+        ),
+    }
+}
+
+/// Every access in the trace, with the path of its entry.
+pub fn all_accesses(t: &Value) -> Vec<(&str, &Value)> {
+    files(t)
+        .iter()
+        .flat_map(|f| {
+            let p = f["path"].as_str().unwrap_or_default();
+            f["accesses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |a| (p, a))
+        })
+        .collect()
+}
