@@ -34,10 +34,15 @@ enum Task {
     Fixtures,
     /// Set up, build, and trace the demo test suite shipped in examples/.
     Demo,
-    /// Set up, build (release) and time the reference workload.
+    /// Set up, build (release) and measure what tracing costs: the fixed
+    /// cost, the reference workload, a Python suite, 1M opens.
     Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Also measure this `trace` binary, alternating with the new one
+        /// (for example the release build of the commit before a change).
+        #[arg(long, value_name = "TRACE_BIN")]
+        against: Option<PathBuf>,
     },
     /// Time `trace build` from the Debian python3 rootfs fixture.
     BenchBuild {
@@ -132,10 +137,18 @@ fn real_main() -> Result<()> {
             build_release()?;
             bench::bench_build(&trace_bin("release"), &fixtures::debian_rootfs()?, runs)
         }
-        Task::Bench { runs } => {
-            setup::setup(&[("strace", "/usr/bin/strace")])?;
+        Task::Bench { runs, against } => {
+            setup::setup(&[
+                ("strace", "/usr/bin/strace"),
+                ("bpftrace", "/usr/bin/bpftrace"),
+                ("gcc", "/usr/bin/gcc"),
+                (
+                    "libpython3.11-testsuite",
+                    "/usr/lib/python3.11/test/test_json/__init__.py",
+                ),
+            ])?;
             build_release()?;
-            bench::bench(&trace_bin("release"), runs)
+            bench::bench(&trace_bin("release"), against.as_deref(), runs)
         }
     }
 }
