@@ -384,11 +384,14 @@ pub static FAST: HashMap<[u64; 2], FastSeen> =
 
 /// Thread groups being traced (`Config::arm`), by tgid, with their start
 /// time. Children of armed processes are armed at fork.
+// Inserted at fork and exec only: not preallocated, which would cost
+// start-up time for room rarely used.
 #[map]
-pub static ARMED: HashMap<u32, StartTime> = HashMap::with_max_entries(32768, 0);
+pub static ARMED: HashMap<u32, StartTime> = HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
 
 #[map]
-pub static SCOPE_PIDS: HashMap<u32, StartTime> = HashMap::with_max_entries(32768, 0);
+pub static SCOPE_PIDS: HashMap<u32, StartTime> =
+    HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
 
 /// Slot 0: the scope's root, set once by the first armed exec (or by
 /// `Config::root_pid`'s first event).
@@ -398,11 +401,12 @@ pub static ROOT: Array<ScopeRoot> = Array::with_max_entries(1, 0);
 /// io_uring requests submitted with a path, waiting for completion:
 /// request address -> opcode | slot flag << 16.
 #[map]
-pub static URING: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+pub static URING: HashMap<u64, u32> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
 /// Accesses that could only be counted, not recorded.
 #[map]
-pub static UNOBSERVED: HashMap<UnobservedKey, u64> = HashMap::with_max_entries(4096, 0);
+pub static UNOBSERVED: HashMap<UnobservedKey, u64> =
+    HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 
 /// One record under construction per CPU, indexed by CPU number. A plain
 /// array, not a per-CPU one: a per-CPU value is limited to 32 KiB, and a

@@ -19,3 +19,4 @@ pub mod output;
 pub mod progress;
 pub mod runtime;
 pub mod source;
+pub mod timing;

@@ -7,6 +7,7 @@ use tracer::{
 };
 
 fn main() {
+    tracer::timing::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => bad_arguments(e),

@@ -38,14 +38,31 @@ const MAX_DEPTH: usize = 64;
 /// anonymous members cannot make it take exponential time.
 const MAX_VISITS: usize = 1 << 20;
 
+/// The BTF blob: read into memory, or mapped (`/sys/kernel/btf/vmlinux`
+/// can be mmapped on recent kernels, which spares copying its 5 MB).
+enum Blob {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl Blob {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Blob::Owned(v) => v,
+            Blob::Mapped(m) => m,
+        }
+    }
+}
+
 /// Parsed BTF: the raw type and string sections plus an index of type starts.
-#[derive(Default)]
 pub struct Btf {
-    types: Vec<u8>,
-    strs: Vec<u8>,
+    blob: Blob,
+    types: std::ops::Range<usize>,
+    strs: std::ops::Range<usize>,
     /// Byte offset in `types` of the `btf_type` record for id `i + 1`.
     offs: Vec<u32>,
-    /// First sized STRUCT/UNION with each name; the only names we ever look up.
+    /// First sized STRUCT/UNION with each name (of the names asked for,
+    /// when a list was given); the only names ever looked up.
     by_name: HashMap<Box<str>, u32>,
 }
 
@@ -66,26 +83,55 @@ fn u32_at(buf: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.try_into().ok()?))
 }
 
-/// Returns the sub-slice `base + off .. + len` of `data`, if it fits.
-fn section(data: &[u8], base: usize, off: u32, len: u32, what: &str) -> Result<Vec<u8>, BtfError> {
+/// The range `base + off .. + len` of `data`, if it fits.
+fn section(
+    data: &[u8],
+    base: usize,
+    off: u32,
+    len: u32,
+    what: &str,
+) -> Result<std::ops::Range<usize>, BtfError> {
     let start = base.checked_add(off as usize);
     let range = start.and_then(|s| Some(s..s.checked_add(len as usize)?));
-    let bytes = range.and_then(|r| data.get(r));
-    bytes
-        .map(<[u8]>::to_vec)
+    range
+        .filter(|r| r.end <= data.len())
         .ok_or_else(|| malformed(format!("{what} section out of bounds")))
+}
+
+fn raw_as_str(raw: &[u8]) -> Result<&str, BtfError> {
+    std::str::from_utf8(raw).map_err(|_| malformed("a name is not UTF-8"))
 }
 
 impl Btf {
     pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Io {
+        Self::from_file_for(path, &[])
+    }
+
+    /// Like [`from_file`](Btf::from_file), indexing only the struct and
+    /// union names in `names` (all when empty): what a lookup of a few
+    /// kernel structs needs, without an allocation per kernel type.
+    pub fn from_file_for(path: &Path, names: &[&str]) -> Result<Btf, BtfError> {
+        let io = |source| BtfError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::from_bytes(&data)
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and private; the kernel's BTF does
+        // not change under it, and a file changing under a mapping only
+        // changes the bytes read, which are bounds-checked like any input.
+        let blob = match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(m) if !m.is_empty() => Blob::Mapped(m),
+            _ => Blob::Owned(std::fs::read(path).map_err(io)?),
+        };
+        Self::parse(blob, names)
     }
 
     pub fn from_bytes(data: &[u8]) -> Result<Btf, BtfError> {
+        Self::parse(Blob::Owned(data.to_vec()), &[])
+    }
+
+    fn parse(blob: Blob, names: &[&str]) -> Result<Btf, BtfError> {
+        let data = blob.bytes();
         match data.get(0..2) {
             Some([0x9f, 0xeb]) => {}
             Some([0xeb, 0x9f]) => return Err(malformed("big-endian BTF is not supported")),
@@ -100,19 +146,33 @@ impl Btf {
         let types = section(data, hdr_len as usize, type_off, type_len, "type")?;
         let strs = section(data, hdr_len as usize, str_off, str_len, "string")?;
         let mut btf = Btf {
+            blob,
             types,
             strs,
-            ..Btf::default()
+            offs: Vec::new(),
+            by_name: HashMap::new(),
         };
-        btf.index()?;
+        btf.index(names)?;
         Ok(btf)
+    }
+
+    fn type_bytes(&self) -> &[u8] {
+        &self.blob.bytes()[self.types.clone()]
+    }
+
+    fn str_bytes(&self) -> &[u8] {
+        &self.blob.bytes()[self.strs.clone()]
     }
 
     /// Walks the type section once, recording where each type starts and
     /// naming the sized structs/unions (FWDs and zero-size duplicates skipped).
-    fn index(&mut self) -> Result<(), BtfError> {
+    fn index(&mut self, names: &[&str]) -> Result<(), BtfError> {
         let mut pos = 0usize;
-        while pos < self.types.len() {
+        let len = self.types.len();
+        let wanted: std::collections::HashSet<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        // About 16 bytes a type in vmlinux.
+        self.offs.reserve(len / 16);
+        while pos < len {
             let (name_off, info, size) = self.record(pos)?;
             let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
             // Kind-specific data after the common record; unknown kinds can't be skipped.
@@ -128,13 +188,16 @@ impl Btf {
             self.offs.push(offset);
             let id = self.offs.len() as u32;
             if matches!(kind, STRUCT | UNION) && size != 0 && name_off != 0 {
-                let name = self.str_at(name_off)?;
-                if !self.by_name.contains_key(name) {
-                    self.by_name.insert(name.into(), id);
+                let raw = self.raw_str_at(name_off)?;
+                if (wanted.is_empty() || wanted.contains(raw))
+                    && !self.by_name.contains_key(raw_as_str(raw)?)
+                {
+                    let name: Box<str> = raw_as_str(raw)?.into();
+                    self.by_name.insert(name, id);
                 }
             }
             pos = pos + 12 + extra;
-            if pos > self.types.len() {
+            if pos > len {
                 return Err(malformed(format!("type {id} runs past the type section")));
             }
         }
@@ -144,15 +207,20 @@ impl Btf {
     /// Reads the common `btf_type` header (name_off, info, size_or_type) at `pos`.
     fn record(&self, pos: usize) -> Result<(u32, u32, u32), BtfError> {
         let bad = || malformed(format!("truncated type record at offset {pos}"));
-        let get = |i: usize| u32_at(&self.types, pos + 4 * i).ok_or_else(bad);
+        let types = self.type_bytes();
+        let get = |i: usize| u32_at(types, pos + 4 * i).ok_or_else(bad);
         Ok((get(0)?, get(1)?, get(2)?))
     }
 
-    fn str_at(&self, off: u32) -> Result<&str, BtfError> {
+    fn raw_str_at(&self, off: u32) -> Result<&[u8], BtfError> {
         let bad = || malformed(format!("bad string offset {off}"));
-        let tail = self.strs.get(off as usize..).ok_or_else(bad)?;
+        let tail = self.str_bytes().get(off as usize..).ok_or_else(bad)?;
         let end = tail.iter().position(|&b| b == 0).ok_or_else(bad)?;
-        std::str::from_utf8(&tail[..end]).map_err(|_| bad())
+        Ok(&tail[..end])
+    }
+
+    fn str_at(&self, off: u32) -> Result<&str, BtfError> {
+        raw_as_str(self.raw_str_at(off)?)
     }
 
     /// Offset of the record for type `id` (id 0 is void: no record, and no
@@ -186,7 +254,7 @@ impl Btf {
             return Ok(false);
         }
         let (_, _, size) = self.record(pos)?;
-        let enc = u32_at(&self.types, pos + 12).ok_or_else(|| malformed("truncated INT"))?;
+        let enc = u32_at(self.type_bytes(), pos + 12).ok_or_else(|| malformed("truncated INT"))?;
         Ok(enc & 0xff != size.wrapping_mul(8) || (enc >> 16) & 0xff != 0)
     }
 

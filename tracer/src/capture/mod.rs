@@ -172,15 +172,19 @@ impl Capture {
         // and cannot be told not to; read our offsets on a thread meanwhile.
         let btf_path = btf.to_path_buf();
         let offsets = std::thread::spawn(move || -> Result<_, btf::BtfError> {
-            let btf = btf::Btf::from_file(&btf_path)?;
+            let btf = btf::Btf::from_file_for(&btf_path, offsets::STRUCTS)?;
+            crate::timing::mark("our BTF index built");
             let offsets = offsets::from_btf(&btf)?;
             let uring = offsets::uring_specs(&btf).unwrap_or([UringSpec::UNKNOWN; URING_OPS]);
+            crate::timing::mark("our offsets looked up");
             Ok((offsets, uring))
         });
-        let mut loader = EbpfLoader::new();
+        let mut loader = loader_without_btf();
+        crate::timing::mark("loader made");
         let (offsets, uring_specs) = offsets
             .join()
             .map_err(|_| CaptureError::Missing("kernel offsets (BTF reader panicked)"))??;
+        crate::timing::mark("offsets read from BTF");
         let (arm_mode, root_pid) = match opts.arm {
             Arm::Always { root_pid } => (arm::ALWAYS, root_pid),
             Arm::OnExec => (arm::ON_EXEC, 0),
@@ -213,6 +217,12 @@ impl Capture {
             .map_max_entries("SCRATCH", possible_cpus())
             .load(EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
+        crate::timing::mark("object loaded (maps created)");
+        // Every program is verified (loaded) before anything is attached,
+        // on threads of their own: the kernel verifies privileged loads in
+        // parallel, and verifying is most of start-up.
+        let uring_loaded = load_all(&mut ebpf)?;
+        crate::timing::mark("programs verified");
         // `finish` is reached by tail call only; it must be in place before
         // any program that jumps to it is attached.
         let finish_map = ebpf
@@ -223,20 +233,19 @@ impl Capture {
             source,
         };
         let mut finish_map = ProgramArray::try_from(finish_map).map_err(map_err)?;
-        let finish = load(&mut ebpf, "finish")?;
+        let finish: &mut RawTracePoint = ebpf
+            .program_mut("finish")
+            .ok_or(CaptureError::Missing("the finish program"))?
+            .try_into()
+            .map_err(|source| CaptureError::Program {
+                name: "finish".into(),
+                source,
+            })?;
         let fd = finish.fd().map_err(|source| CaptureError::Program {
             name: "finish".into(),
             source,
         })?;
         finish_map.set(0, fd, 0).map_err(map_err)?;
-
-        // Everything is loaded (verified) before anything is attached.
-        for (prog, _) in ATTACH {
-            load(&mut ebpf, prog)?;
-        }
-        let uring_loaded = ATTACH_URING
-            .iter()
-            .all(|(prog, _)| load(&mut ebpf, prog).is_ok());
         let mut links = Vec::new();
         for (prog, tracepoint) in ATTACH {
             links.push(attach(&mut ebpf, prog, tracepoint)?);
@@ -250,6 +259,7 @@ impl Capture {
                 }
             }
         }
+        crate::timing::mark("attached");
         if std::env::var_os(VERIFIER_STATS_ENV).is_some() {
             print_verifier_stats(&ebpf);
         }
@@ -500,6 +510,51 @@ impl Drop for Capture {
     }
 }
 
+/// An `EbpfLoader` that has not parsed the kernel's BTF. aya 0.14's
+/// `EbpfLoader::new()` parses all of `/sys/kernel/btf/vmlinux` (20-50 ms,
+/// the largest part of start-up) even though relocation is then disabled
+/// (`.btf(None)`: the programs take their offsets from `CONFIG`). Made on
+/// a thread of its own in a private mount namespace where that directory
+/// is an empty tmpfs, it finds no BTF at once; the thread, and with it the
+/// namespace, ends right after. Where that cannot be set up, the plain
+/// loader is used.
+fn loader_without_btf() -> EbpfLoader<'static> {
+    let made = std::thread::spawn(|| -> Option<EbpfLoader<'static>> {
+        // SAFETY: plain syscalls on NUL-terminated literals; unshare and
+        // the mounts affect this thread only (CLONE_FS gives it its own
+        // root and cwd, which a new mount namespace requires).
+        unsafe {
+            if libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) != 0 {
+                return None;
+            }
+            // Private first, so the tmpfs below is not propagated back.
+            let none = std::ptr::null();
+            if libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/sys/kernel/btf".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return None;
+            }
+        }
+        Some(EbpfLoader::new())
+    })
+    .join()
+    .ok()
+    .flatten();
+    made.unwrap_or_else(EbpfLoader::new)
+}
+
 /// How many CPUs the kernel may ever run programs on (`cpu_possible`):
 /// one scratch record each.
 fn possible_cpus() -> u32 {
@@ -568,7 +623,51 @@ fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> Option<aya_obj::generated::bpf_
     }
 }
 
+/// Loads every program, each on a thread of its own. Returns whether the
+/// io_uring programs loaded (a kernel without io_uring has no such
+/// tracepoints to check them against); any other failure is an error.
+fn load_all(ebpf: &mut Ebpf) -> Result<bool, CaptureError> {
+    let results: Vec<(String, Result<(), aya::programs::ProgramError>)> =
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = ebpf
+                .programs_mut()
+                .map(|(name, prog)| {
+                    let name = name.to_string();
+                    scope.spawn(move || {
+                        let r = match <&mut RawTracePoint>::try_from(prog) {
+                            Ok(p) => p.load(),
+                            Err(e) => Err(e),
+                        };
+                        (name, r)
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|j| {
+                    j.join().unwrap_or_else(|_| {
+                        (
+                            "a program".to_string(),
+                            Err(aya::programs::ProgramError::UnexpectedProgramType),
+                        )
+                    })
+                })
+                .collect()
+        });
+    let mut uring_loaded = true;
+    for (name, r) in results {
+        if let Err(source) = r {
+            if ATTACH_URING.iter().any(|(p, _)| *p == name) {
+                uring_loaded = false;
+            } else {
+                return Err(CaptureError::Program { name, source });
+            }
+        }
+    }
+    Ok(uring_loaded)
+}
+
 /// Loads the raw tracepoint program `name`.
+#[allow(dead_code)]
 fn load<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint, CaptureError> {
     let err = |source| CaptureError::Program {
         name: name.to_string(),

@@ -7,6 +7,41 @@ use super::btf::{Btf, BtfError};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// Every struct and union the lookups below name, so the BTF reader
+/// indexes only these.
+pub const STRUCTS: &[&str] = &[
+    "task_struct",
+    "mm_struct",
+    "fs_struct",
+    "path",
+    "dentry",
+    "qstr",
+    "super_block",
+    "vfsmount",
+    "mount",
+    "file",
+    "files_struct",
+    "fdtable",
+    "linux_binprm",
+    "pt_regs",
+    "nsproxy",
+    "mnt_namespace",
+    "io_kiocb",
+    "io_async_msghdr",
+    "filename",
+    "io_uring_cqe",
+    "io_open",
+    "open_how",
+    "io_statx",
+    "io_rename",
+    "io_link",
+    "io_unlink",
+    "io_mkdir",
+    "io_xattr",
+    "io_connect",
+    "io_bind",
+];
+
 pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let o = |ty: &str, m: &str| btf.member_offset(ty, m);
     let (compat_word, compat_mask, x32_bit) = compat_abi(btf)?;
@@ -251,7 +286,7 @@ fn compat_abi(_btf: &Btf) -> Result<(u32, u32, u32), BtfError> {
 /// Offsets from a BTF file: the running kernel's own, or one supplied for a
 /// kernel built without BTF (for example from BTFHub).
 pub fn from_file(path: &Path) -> Result<KernelOffsets, BtfError> {
-    from_btf(&Btf::from_file(path)?)
+    from_btf(&Btf::from_file_for(path, STRUCTS)?)
 }
 
 #[cfg(test)]

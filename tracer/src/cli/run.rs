@@ -120,7 +120,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         Format::Text
     });
     let (trace, _) = super::runs::execute(&args, args.runs as usize).await?;
+    crate::timing::mark("capture torn down");
     report(&trace, args.output.as_deref(), format)?;
+    crate::timing::mark("trace written");
     eprint!("{}", super::runs::describe(&trace));
     Ok(trace.exit.code)
 }
@@ -158,6 +160,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
         Some(m) => ScopeHandle::Cgroup(RunCgroup::create(&m)?),
         None => ScopeHandle::Pids,
     };
+    crate::timing::mark("scope made");
     let scope = match &handle {
         ScopeHandle::Cgroup(cg) => Scope::Cgroup {
             id: cg.id,
@@ -232,7 +235,9 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
 
     let leftovers_killed =
         drain_descendants(&handle, &mut capture, &mut collector, args.wait_descendants).await;
+    crate::timing::mark("command and descendants done");
     let totals = capture.finish(&mut collector)?;
+    crate::timing::mark("last records read");
     let mut trace = collector.finish(RunInfo {
         command: args.command.clone(),
         exit: exit.clone(),
