@@ -86,7 +86,10 @@ pub struct SyscallSpec {
     pub aux: i8,
     /// [`spec_flags`] bits.
     pub spec_flags: u8,
-    pub _pad: [u8; 5],
+    // Integers, not byte arrays: a byte array's copy or zeroing compiles
+    // to a call of a byte loop in BPF.
+    pub _pad: u8,
+    pub _pad2: u32,
     /// Flags implied by the syscall itself (lstat means no-follow).
     pub fixed_flags: u64,
 }
@@ -170,7 +173,8 @@ pub struct Section {
     pub cross: u16,
     /// A [`walk_end`] value.
     pub end: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    pub _pad2: u16,
     /// Walks: `s_magic` of the filesystem the walk started on, when it is
     /// not the scope's root filesystem (0 otherwise).
     pub magic: u32,

@@ -362,7 +362,8 @@ impl Row {
             flags2: self.flags2,
             aux: self.aux,
             spec_flags: self.spec_flags,
-            _pad: [0; 5],
+            _pad: 0,
+            _pad2: 0,
             fixed_flags: self.fixed_flags,
         }
     }

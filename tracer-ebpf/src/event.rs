@@ -1,12 +1,12 @@
 //! Building a record in per-CPU scratch memory and sending it to userspace.
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::bpf_get_current_pid_tgid,
 };
-use tracer_common::{EventBuf, EventHeader, HEADER_SIZE, Section, loss, section, stats};
+use tracer_common::{EventBuf, HEADER_SIZE, loss, stats};
 
 use crate::{
-    conf,
+    conf, copy,
     maps::{EVENTS, count_loss, count_stat, scratch},
 };
 
@@ -31,24 +31,31 @@ pub fn start(head: &Head) -> Option<*mut EventBuf> {
         return None;
     };
     let id = bpf_get_current_pid_tgid();
-    let header = EventHeader {
-        kind: head.kind,
-        abi: head.abi,
-        syscall: head.syscall,
-        flags: 0,
-        pid: (id >> 32) as u32,
-        tid: id as u32,
-        dirfd1: head.dirfd1,
-        dirfd2: head.dirfd2,
-        ret: head.ret,
-        arg_flags: head.arg_flags,
-        arg_flags2: head.arg_flags2,
-        cookie: head.cookie,
-        sections: [Section::default(); section::COUNT],
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-    };
+    // Field by field: a whole-header copy compiles to a byte loop.
     // SAFETY: `buf` points at this CPU's scratch slot.
-    unsafe { (*buf).header = header };
+    unsafe {
+        let h = &mut (*buf).header;
+        h.kind = head.kind;
+        h.abi = head.abi;
+        h.syscall = head.syscall;
+        h.flags = 0;
+        h.pid = (id >> 32) as u32;
+        h.tid = id as u32;
+        h.dirfd1 = head.dirfd1;
+        h.dirfd2 = head.dirfd2;
+        h.ret = head.ret;
+        h.arg_flags = head.arg_flags;
+        h.arg_flags2 = head.arg_flags2;
+        h.cookie = head.cookie;
+        copy::zero(&raw mut h.sections);
+        if aya_ebpf::helpers::generated::bpf_get_current_comm(
+            h.comm.as_mut_ptr() as *mut core::ffi::c_void,
+            16,
+        ) != 0
+        {
+            copy::zero(&raw mut h.comm);
+        }
+    }
     Some(buf)
 }
 

@@ -5,7 +5,6 @@
 //! really running (the interpreter of a `#!` script), `bprm->interp` the
 //! name a `#!` line gave, argv is read from the new stack. The directory a
 //! relative name started from was saved at the syscall's entry.
-use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use aya_ebpf::{
     cty::c_void, helpers::generated::bpf_probe_read_kernel_str, programs::RawTracePointContext,
 };
@@ -14,7 +13,7 @@ use tracer_common::{AT_FDCWD, PATH_MAX, arm, flags, kind, stats, walk_end};
 use crate::{
     conf, event, finish,
     kernel::{self, read_u64, still_valid},
-    maps::{EXEC_ENTRY, INFLIGHT, Inflight, count_stat},
+    maps::{KRef, count_stat, inflight_slot},
     scope::{self, in_base_scope},
 };
 
@@ -50,27 +49,35 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     // A thread other than the leader that execs takes the leader's pid:
     // its entry was saved under its old thread id.
     let old_tid: u32 = ctx.arg(1);
-    let key = (bpf_get_current_pid_tgid() & !0xffff_ffff) | old_tid as u64;
-    let Some(x) = EXEC_ENTRY.get_ptr_mut(0) else {
+    let Some(x) = inflight_slot(old_tid) else {
         return;
     };
-    unsafe {
-        *x = match INFLIGHT.get(key) {
-            Some(saved) => *saved,
-            None => Inflight::default(),
-        };
+    let x = unsafe { &mut *x };
+    // The entry of this exec, if it was seen; a mismatch is someone else's.
+    let own = x.tid == old_tid;
+    let (id, abi, dirfd1, flags0) = if own {
+        (x.spec.id, x.abi, x.dirfd1, x.flags)
+    } else {
+        (0, 0, AT_FDCWD, 0)
+    };
+    let (file, base1) = if own {
+        (x.file, x.base1)
+    } else {
+        (KRef::default(), KRef::default())
+    };
+    // Read: free the slot.
+    if own {
+        x.tid = 0;
     }
-    let _ = INFLIGHT.remove(key);
-    let x = unsafe { &*x };
 
     let Some(buf) = event::start(&event::Head {
         kind: kind::EXEC,
-        abi: x.abi,
-        syscall: x.spec.id,
-        dirfd1: if x.spec.id == 0 { AT_FDCWD } else { x.dirfd1 },
+        abi,
+        syscall: id,
+        dirfd1,
         dirfd2: AT_FDCWD,
         ret: 0,
-        arg_flags: x.flags,
+        arg_flags: flags0,
         arg_flags2: 0,
         cookie: 0,
     }) else {
@@ -110,20 +117,20 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     let fdpath = raw_len >= 8
         && unsafe { core::ptr::read_unaligned(data as *const u64) }
             == u64::from_le_bytes(*b"/dev/fd/");
-    if x.file.dentry != 0 && fdpath {
+    if file.dentry != 0 && fdpath {
         // execveat(dirfd, ...): the name reads /dev/fd/N[/name]; what the
         // descriptor named was saved at entry.
         fl |= flags::HAS_BASE1;
-        if still_valid(&x.file) {
-            p.base1 = x.file;
+        if still_valid(&file) {
+            p.base1 = file;
         } else {
             h.sections[2].end = walk_end::STALE;
         }
     } else if n > 0 && first != b'/' {
         // A relative name: from the cwd at entry (or now, if the entry
         // was not seen).
-        let base = if x.base1.dentry != 0 {
-            x.base1
+        let base = if base1.dentry != 0 {
+            base1
         } else {
             kernel::pwd_of(fs)
         };

@@ -29,14 +29,36 @@ pub fn tail_call(ctx: &RawTracePointContext) {
     count_loss(loss::TAIL_CALL);
 }
 
-/// The per-CPU pending-work slot, reset.
+/// The per-CPU pending-work slot, reset: only what `run` reads before
+/// it is set (a whole-struct reset compiles to a byte loop).
 #[inline(always)]
 pub fn pending() -> Option<*mut Pending> {
     let p = PENDING.get_ptr_mut(0)?;
-    unsafe { *p = Pending::default() };
+    // Volatile: plain zero stores side by side are merged into a memset.
+    use core::ptr::write_volatile as w;
+    unsafe {
+        w(&raw mut (*p).pos, 0);
+        w(&raw mut (*p).base1.dentry, 0);
+        w(&raw mut (*p).obs.dentry, 0);
+        w(&raw mut (*p).base2.dentry, 0);
+        w(&raw mut (*p).exe.dentry, 0);
+        w(&raw mut (*p).stop_dentry, 0);
+        w(&raw mut (*p).root_sb, 0);
+        w(&raw mut (*p).argv_start, 0);
+        w(&raw mut (*p).argv_end, 0);
+        w(&raw mut (*p).interp, 0);
+        w(&raw mut (*p).no_dedup, 0);
+        w(&raw mut (*p).uring_dfd[0], 0);
+        w(&raw mut (*p).uring_dfd[1], 0);
+        w(&raw mut (*p).uring_names, 0);
+        w(&raw mut (*p).fast, 0);
+    }
     Some(p)
 }
 
+// Map inserts take references here on purpose: by value, the key and the
+// value are copied to the stack first, with a byte loop.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 pub fn run(_ctx: &RawTracePointContext) {
     let (Some(p), Some(buf)) = (PENDING.get_ptr_mut(0), scratch()) else {
@@ -48,20 +70,24 @@ pub fn run(_ctx: &RawTracePointContext) {
     let data = unsafe { (*buf).data.as_mut_ptr() };
     let mut pos = (p.pos as usize) & (2 * PATH_MAX - 1);
 
-    let walks = [
-        (section::BASE1, p.base1),
-        (section::OBS, p.obs),
-        (section::BASE2, p.base2),
-        (section::EXE, p.exe),
-    ];
-    for (index, at) in walks {
-        if at.dentry == 0 {
-            continue;
-        }
-        let (end, s) = kernel::walk(pos, &at, p.stop_dentry, p.root_sb);
-        if let Some(slot) = h.sections.get_mut(index) {
-            *slot = s;
-        }
+    if p.base1.dentry != 0 {
+        let (end, s) = kernel::walk(pos, &p.base1, p.stop_dentry, p.root_sb);
+        h.sections[section::BASE1] = s;
+        pos = end;
+    }
+    if p.obs.dentry != 0 {
+        let (end, s) = kernel::walk(pos, &p.obs, p.stop_dentry, p.root_sb);
+        h.sections[section::OBS] = s;
+        pos = end;
+    }
+    if p.base2.dentry != 0 {
+        let (end, s) = kernel::walk(pos, &p.base2, p.stop_dentry, p.root_sb);
+        h.sections[section::BASE2] = s;
+        pos = end;
+    }
+    if p.exe.dentry != 0 {
+        let (end, s) = kernel::walk(pos, &p.exe, p.stop_dentry, p.root_sb);
+        h.sections[section::EXE] = s;
         pos = end;
     }
     if p.obs.dentry != 0 {
@@ -119,18 +145,18 @@ pub fn run(_ctx: &RawTracePointContext) {
         count_stat(stats::DEDUPLICATED);
         // The same record came through another way: remember this one.
         if p.fast != 0 && generation() == p.fast_seen.generation {
-            let _ = FAST.insert(p.fast_key, p.fast_seen, 0);
+            let _ = FAST.insert(&p.fast_key, &p.fast_seen, 0);
         }
         return;
     }
     // Marked only once sent: a record lost to a full ring buffer must not
     // hide the next identical access.
     if event::submit(buf, pos) {
-        let _ = DEDUP.insert(key, 1, 0);
+        let _ = DEDUP.insert(&key, &1, 0);
         // The names walked are the ones the generation the key was made
         // under gives: if a rename or mount came in between, forget it.
         if p.fast != 0 && generation() == p.fast_seen.generation {
-            let _ = FAST.insert(p.fast_key, p.fast_seen, 0);
+            let _ = FAST.insert(&p.fast_key, &p.fast_seen, 0);
         }
     }
 }

@@ -15,7 +15,7 @@ use tracer_common::{DATA_MASK, NAME_BUF, Section, WALK_LIMIT, WALK_MAX_DEPTH, wa
 
 use crate::{
     conf,
-    maps::{DentryLook, KRef, WALK, WalkCursor, scratch},
+    maps::{DentryLook, KRef, WALK, scratch},
 };
 
 #[inline(always)]
@@ -262,27 +262,29 @@ pub fn walk(pos: usize, at: &KRef, stop_dentry: u64, root_sb: u64) -> (usize, Se
         len: 0,
         cross: Section::NO_CROSS,
         end: walk_end::TRUNCATED,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad2: 0,
         magic: 0,
     };
     let Some(c) = WALK.get_ptr_mut(0) else {
         return (pos, section);
     };
+    // Field by field, the zeros volatile: merged zero stores become a
+    // call to a byte-loop memset.
+    use core::ptr::write_volatile as w;
     unsafe {
-        *c = WalkCursor {
-            pos: pos as u64,
-            start: pos as u64,
-            mnt: at.mnt,
-            dentry: at.dentry,
-            mount: at.mnt - conf!(offsets.mount_mnt) as u64,
-            stop_dentry,
-            root_sb,
-            on_root_sb: 0,
-            end: END_RUNNING,
-            cross: Section::NO_CROSS as u64,
-            magic: 0,
-            first: 1,
-        };
+        (*c).pos = pos as u64;
+        (*c).start = pos as u64;
+        (*c).mnt = at.mnt;
+        (*c).dentry = at.dentry;
+        (*c).mount = at.mnt - conf!(offsets.mount_mnt) as u64;
+        (*c).stop_dentry = stop_dentry;
+        (*c).root_sb = root_sb;
+        w(&raw mut (*c).on_root_sb, 0);
+        w(&raw mut (*c).end, END_RUNNING);
+        (*c).cross = Section::NO_CROSS as u64;
+        w(&raw mut (*c).magic, 0);
+        (*c).first = 1;
         bpf_loop(
             WALK_MAX_DEPTH,
             walk_step as *mut c_void,

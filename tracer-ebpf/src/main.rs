@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod copy;
 mod event;
 mod exec;
 mod finish;
@@ -20,7 +21,7 @@ use aya_ebpf::{
 };
 use tracer_common::{arm, scope_mode};
 
-use crate::maps::{ARMED, INFLIGHT, SCOPE_PIDS};
+use crate::maps::{ARMED, SCOPE_PIDS};
 
 // Raw tracepoints, not the per-syscall `syscalls:*` ones: those attach
 // through perf events, and detaching each waits for an RCU grace period
@@ -106,7 +107,15 @@ pub fn process_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // A thread that dies inside a syscall leaves its entry behind.
-    let _ = INFLIGHT.remove(bpf_get_current_pid_tgid());
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(slot) = maps::inflight_slot(tid) {
+        // SAFETY: the slot of the exiting thread.
+        unsafe {
+            if (*slot).tid == tid {
+                (*slot).tid = 0;
+            }
+        }
+    }
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff == 0 {
         return 0;

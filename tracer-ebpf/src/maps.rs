@@ -85,7 +85,8 @@ pub static SPECS: [SyscallSpec; SPECS_LEN] = [SyscallSpec {
     flags2: -1,
     aux: -1,
     spec_flags: 0,
-    _pad: [0; 5],
+    _pad: 0,
+    _pad2: 0,
     fixed_flags: 0,
 }; SPECS_LEN];
 
@@ -141,11 +142,15 @@ pub struct KRef {
 pub struct Inflight {
     pub spec: SyscallSpec,
     pub abi: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    pub _pad1: u16,
+    /// The thread this entry belongs to (0: the slot is free).
+    pub tid: u32,
     /// The syscall number, to check at exit that this entry is its own
     /// (an entry whose exit was never seen must not be taken for a later
     /// syscall's).
     pub nr: u32,
+    pub _pad2: u32,
     pub dirfd1: i32,
     pub dirfd2: i32,
     pub bad_dirfd: u32,
@@ -166,11 +171,13 @@ pub struct Inflight {
     pub file: KRef,
 }
 
-/// A syscall entry under construction (sys_enter's own per-CPU slot).
+/// What the entry steps work from (sys_enter's own per-CPU slot).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct EntryWork {
-    pub inflight: Inflight,
+    /// The thread's `INFLIGHT` slot being filled.
+    pub slot: u32,
+    pub _pad: u32,
     /// The first 16 words of the syscall's `struct pt_regs`.
     pub regs: [u64; 16],
     pub task: u64,
@@ -252,7 +259,9 @@ pub static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct ExitWork {
-    pub inflight: Inflight,
+    /// The thread's `INFLIGHT` slot (its saved entry).
+    pub slot: u32,
+    pub _pad0: u32,
     pub ret: i64,
     pub task: u64,
     pub arg_flags2: u64,
@@ -313,10 +322,6 @@ impl Default for UringWork {
 #[map]
 pub static URING_WORK: PerCpuArray<UringWork> = PerCpuArray::with_max_entries(1, 0);
 
-/// sched_process_exec's own per-CPU slot for the saved entry.
-#[map]
-pub static EXEC_ENTRY: PerCpuArray<Inflight> = PerCpuArray::with_max_entries(1, 0);
-
 /// Slot 0: the `finish` program.
 #[map]
 pub static FINISH: ProgramArray = ProgramArray::with_max_entries(1, 0);
@@ -324,8 +329,22 @@ pub static FINISH: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
+/// Syscalls between entry and exit, one slot per thread id modulo the
+/// size: an array, not a hash map, because three hash operations per
+/// syscall were a tenth of the cost of tracing. Thread ids are handed out
+/// in order, so two threads share a slot only when they are 16384 ids
+/// apart and both inside a syscall at once; the later entry then takes the
+/// slot and the loss is counted (`loss::INFLIGHT_FULL`), never silent.
+pub const INFLIGHT_SLOTS: u32 = 16384;
+
 #[map]
-pub static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
+pub static INFLIGHT: Array<Inflight> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
+
+/// The `INFLIGHT` slot of thread `tid`.
+#[inline(always)]
+pub fn inflight_slot(tid: u32) -> Option<*mut Inflight> {
+    INFLIGHT.get_ptr_mut(tid & (INFLIGHT_SLOTS - 1))
+}
 
 /// Records already sent, by a 128-bit hash of everything they say but
 /// who said it. Marked only once a record is in the ring buffer. Not

@@ -17,12 +17,12 @@ use tracer_common::{
 };
 
 use crate::{
-    conf, event, finish,
+    conf, copy, event, finish,
     kernel::{self, still_valid},
     maps::{
-        DentryLook, ENTRY, EXITING, EntryWork, ExitWork, FAST, FastSeen, INFLIGHT, Inflight, KRef,
-        PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved,
-        generation, scratch, spec,
+        DentryLook, ENTRY, EXITING, ExitWork, FAST, FastSeen, INFLIGHT, INFLIGHT_SLOTS, Inflight,
+        KRef, PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved,
+        generation, inflight_slot, scratch, spec,
     },
     scope::{self, in_base_scope},
 };
@@ -156,8 +156,11 @@ extern "C" fn entry_arg_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let w = unsafe { &mut *w };
+    let Some(i) = INFLIGHT.get_ptr_mut(w.slot) else {
+        return 1;
+    };
+    let i = unsafe { &mut *i };
     let regs = &w.regs;
-    let i = &mut w.inflight;
     let abi = i.abi;
     let s = i.spec;
     i.dirfd1 = dirfd_arg(abi, regs, s.dirfd1);
@@ -180,7 +183,10 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
     };
     let w = unsafe { &mut *w };
     let (task, fs) = (w.task, w.fs);
-    let i = &mut w.inflight;
+    let Some(i) = INFLIGHT.get_ptr_mut(w.slot) else {
+        return 1;
+    };
+    let i = unsafe { &mut *i };
     let c = i.spec.class;
     // A two-path call whose first path is empty names its source by
     // descriptor (linkat AT_EMPTY_PATH, move_mount F_EMPTY_PATH): that
@@ -221,26 +227,35 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
 
 #[inline(always)]
 fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: SyscallSpec) {
-    let Some(w) = ENTRY.get_ptr_mut(0) else {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let (Some(w), Some(i)) = (ENTRY.get_ptr_mut(0), inflight_slot(tid)) else {
         count_loss(loss::NO_SCRATCH);
         return;
     };
     let fs = kernel::fs_of(task);
-    // This CPU's slot: sys_enter does not run twice at once on one CPU
-    // (the kernel skips a nested run), so nothing else writes it.
+    // The entry is written in place, field by field: a whole-struct copy
+    // or zeroing compiles to a byte loop in BPF, which cost more than the
+    // rest of the entry.
     unsafe {
-        *w = EntryWork {
-            inflight: Inflight {
-                spec,
-                abi,
-                nr: nr as u32,
-                root: kernel::root_of(fs),
-                ..Inflight::default()
-            },
-            regs: [0; 16],
-            task,
-            fs,
-        };
+        let held = (*i).tid;
+        if held != 0 && held != tid {
+            // Another thread's syscall, 16384 ids away, is in flight in
+            // this slot: this one is not followed, and says so.
+            count_loss(loss::INFLIGHT_FULL);
+            return;
+        }
+        (*i).tid = 0;
+        (*i).spec = spec;
+        (*i).abi = abi;
+        (*i).nr = nr as u32;
+        core::ptr::write_volatile(&raw mut (*i).bad_dirfd, 0);
+        (*i).root = kernel::root_of(fs);
+        copy::zero(&raw mut (*i).base1);
+        copy::zero(&raw mut (*i).base2);
+        copy::zero(&raw mut (*i).file);
+        (*w).slot = tid & (INFLIGHT_SLOTS - 1);
+        (*w).task = task;
+        (*w).fs = fs;
         let regs: u64 = ctx.arg(0);
         // One read of the registers rather than one per argument.
         let _ = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
@@ -249,19 +264,14 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
             regs as *const c_void,
         );
         bpf_loop(1, entry_arg_step as *mut c_void, core::ptr::null_mut(), 0);
-        let i = &mut (*w).inflight;
-        if spec.class == class::MOUNT && i.flags & (MS_BIND | MS_MOVE) == 0 {
+        if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
             // A filesystem's source ("tmpfs", "overlay", a device) is not
             // a path lookup of the mount's own.
-            i.spec.spec_flags |= spec_flags::PATH2_CONTENT;
+            (*i).spec.spec_flags |= spec_flags::PATH2_CONTENT;
         }
         bpf_loop(1, entry_base_step as *mut c_void, core::ptr::null_mut(), 0);
-        if INFLIGHT
-            .insert(bpf_get_current_pid_tgid(), (*w).inflight, 0)
-            .is_err()
-        {
-            count_loss(loss::INFLIGHT_FULL);
-        }
+        // Valid from here on.
+        (*i).tid = tid;
     }
 }
 
@@ -295,9 +305,12 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let (w, p) = unsafe { (&mut *w, &mut *p) };
+    let Some(x) = INFLIGHT.get_ptr(w.slot) else {
+        return 1;
+    };
+    let x = unsafe { &*x };
     let h = unsafe { &mut (*buf).header };
     let data = unsafe { (*buf).data.as_mut_ptr() };
-    let x = &w.inflight;
     let c = x.spec.class;
     match index {
         0 => {
@@ -340,7 +353,7 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
                 }
             } else if (c == class::FD_ARG || c == class::PLAIN) && x.file.dentry != 0 {
                 if still_valid(&x.file) {
-                    p.obs = x.file;
+                    copy::copy(&raw mut p.obs, &raw const x.file);
                 } else {
                     w.fl |= flags::OBS_GONE;
                 }
@@ -370,7 +383,7 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
                 // without the last component is the base's.
                 w.fl |= flags::BASE1_IS_OBS_PARENT;
             } else if from_root || still_valid(&base) {
-                p.base1 = base;
+                copy::copy(&raw mut p.base1, &raw const base);
             } else {
                 h.sections[2].end = tracer_common::walk_end::STALE;
             }
@@ -400,7 +413,7 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
                 if base.dentry != p.stop_dentry {
                     w.fl |= flags::HAS_BASE2;
                     if abs2 || still_valid(&base) {
-                        p.base2 = base;
+                        copy::copy(&raw mut p.base2, &raw const base);
                     } else {
                         h.sections[4].end = tracer_common::walk_end::STALE;
                     }
@@ -430,12 +443,12 @@ fn fast_eligible(x: &Inflight) -> bool {
 #[inline(always)]
 fn fast_key(
     w: &ExitWork,
+    x: &Inflight,
     task: u64,
     stop: u64,
     arg_flags: u64,
     arg_flags2: u64,
 ) -> Option<([u64; 2], FastSeen)> {
-    let x = &w.inflight;
     let c = x.spec.class;
     let buf = scratch()?;
     let data = unsafe { (*buf).data.as_mut_ptr() };
@@ -505,30 +518,42 @@ pub fn on_exit(ctx: &RawTracePointContext) {
     if !in_base_scope() {
         return;
     }
-    let id = bpf_get_current_pid_tgid();
-    let (Some(saved), Some(w)) = (unsafe { INFLIGHT.get(id) }, EXITING.get_ptr_mut(0)) else {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let (Some(x), Some(w)) = (inflight_slot(tid), EXITING.get_ptr_mut(0)) else {
         return;
     };
-    // Out of the hash map before it is removed (its slot may be reused at
-    // once), into this CPU's slot (sys_exit does not run twice at once on
-    // one CPU).
-    let w = unsafe { &mut *w };
-    w.inflight = *saved;
-    let _ = INFLIGHT.remove(id);
+    // sys_exit does not run twice at once on one CPU: the work slot is
+    // ours; the entry's slot is this thread's while its tid is in it.
+    let (w, x) = unsafe { (&mut *w, &mut *x) };
+    if x.tid != tid {
+        return;
+    }
+    w.slot = tid & (INFLIGHT_SLOTS - 1);
+    let send = build_exit(ctx, w, x);
+    // Freed once read: another thread's entry may take the slot now.
+    x.tid = 0;
+    if send {
+        finish::tail_call(ctx);
+    }
+}
+
+/// Builds the record of the exit of the syscall saved in `x` into the
+/// scratch record; true when there is one to send.
+#[inline(always)]
+fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> bool {
     let regs: u64 = ctx.arg(0);
     let nr = unsafe { bpf_probe_read_kernel((regs + conf!(offsets.regs_nr) as u64) as *const u64) }
         .unwrap_or(u64::MAX);
-    if nr as u32 != w.inflight.nr {
+    if nr as u32 != x.nr {
         // An entry left by a syscall whose exit was never seen (one that
         // began before tracing did): not this syscall's.
-        return;
+        return false;
     }
     let ret: i64 = ctx.arg(1);
-    let x = &w.inflight;
     let c = x.spec.class;
     if c == class::EXEC && ret == 0 {
         // Reported by `sched_process_exec`, which sees the new image.
-        return;
+        return false;
     }
     count_stat(stats::SEEN);
     let task = kernel::current_task();
@@ -545,7 +570,7 @@ pub fn on_exit(ctx: &RawTracePointContext) {
     if c == class::SOCKETCALL {
         // socketcall(call, args): only bind and connect name a path.
         if arg_flags != SYS_BIND && arg_flags != SYS_CONNECT {
-            return;
+            return false;
         }
         // args[1] is the sockaddr, args[2] its length (32-bit words).
         path1 = unsafe { bpf_probe_read_user((x.aux + 4) as *const u32) }.unwrap_or(0) as u64;
@@ -558,19 +583,18 @@ pub fn on_exit(ctx: &RawTracePointContext) {
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
     if fast_eligible(x)
         && root.is_some()
-        && let Some((key, seen)) = fast_key(w, task, stop, arg_flags, arg_flags2)
+        && let Some((key, seen)) = fast_key(w, x, task, stop, arg_flags, arg_flags2)
     {
         if let Some(old) = unsafe { FAST.get(key) }
             && *old == seen
         {
             count_stat(stats::DEDUPLICATED);
-            return;
+            return false;
         }
         w.fast = 1;
         w.fast_key = key;
         w.fast_seen = seen;
     }
-    let x = &w.inflight;
     let Some(buf) = event::start(&event::Head {
         kind: kind::SYSCALL,
         abi: x.abi,
@@ -582,41 +606,44 @@ pub fn on_exit(ctx: &RawTracePointContext) {
         arg_flags2,
         cookie: 0,
     }) else {
-        return;
+        return false;
     };
     let Some(p) = finish::pending() else {
-        return;
+        return false;
     };
     unsafe {
         (*p).stop_dentry = stop;
         (*p).root_sb = root_sb;
         (*p).fast = w.fast;
-        (*p).fast_key = w.fast_key;
-        (*p).fast_seen = w.fast_seen;
+        copy::copy(&raw mut (*p).fast_key, &raw const w.fast_key);
+        copy::copy(&raw mut (*p).fast_seen, &raw const w.fast_seen);
     }
     w.task = task;
     w.arg_flags2 = arg_flags2;
     w.path1 = path1;
     w.sock_len = sock_len;
     w.fl = x.bad_dirfd;
-    w.raw1 = 0;
-    w.raw2 = 0;
-    w.abs1 = 0;
-    w.skip = 0;
+    // Volatile: side-by-side zero stores are merged into a memset call.
+    unsafe {
+        core::ptr::write_volatile(&raw mut w.raw1, 0);
+        core::ptr::write_volatile(&raw mut w.raw2, 0);
+        core::ptr::write_volatile(&raw mut w.abs1, 0);
+        core::ptr::write_volatile(&raw mut w.skip, 0);
+    }
     unsafe { bpf_loop(4, exit_step as *mut c_void, core::ptr::null_mut(), 0) };
     if w.skip != 0 {
-        return;
+        return false;
     }
     let fl = w.fl;
     let named = w.raw1 != 0 || w.raw2 != 0 || unsafe { (*p).obs.dentry } != 0;
     if !named && fl & (flags::OBS_GONE | flags::RAW1_UNREADABLE | flags::RAW2_UNREADABLE) == 0 {
         // fstat-style calls on a descriptor (an empty path with
         // AT_EMPTY_PATH, utimensat(fd, NULL)): no lookup happened.
-        return;
+        return false;
     }
     unsafe {
         (*buf).header.flags = fl;
         (*p).pos = w.raw1 + w.raw2;
     }
-    finish::tail_call(ctx);
+    true
 }
