@@ -575,3 +575,55 @@ fn no_cgroup_or_bpf_state_is_left_behind() {
     let cg = r.trace()["scope"]["cgroup"].as_str().unwrap().to_string();
     assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
 }
+
+#[test]
+fn a_trace_larger_than_memory_keeps_every_access() {
+    // 100,000 distinct ~200-byte names, each opened then stat'ed: about
+    // 50 MB of records, past the collector's 16 MB in memory, so sorted
+    // runs go to disk and are merged back while the JSON is written.
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let bin = build_c("many_opens", &base, "many_opens", &[]);
+    let missing = base.join("missing");
+    fs::create_dir(&missing).unwrap();
+    let count = 100_000;
+    let r = run_in(
+        &base,
+        &[],
+        &[
+            bin.to_str().unwrap(),
+            missing.to_str().unwrap(),
+            &count.to_string(),
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "0\n");
+    let t = r.trace();
+    assert_complete(t);
+    let prefix = format!("{}/", missing.display());
+    let mut seen = vec![false; count];
+    for f in files(t) {
+        let path = f["path"].as_str().unwrap();
+        let Some(n) = path.strip_prefix(&prefix) else {
+            continue;
+        };
+        let i: usize = n.parse().expect("a name the program made");
+        assert!(!seen[i], "{path} listed twice");
+        seen[i] = true;
+        let ops: Vec<&str> = f["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                assert_eq!(a["result"], "ENOENT", "{a}");
+                a["op"].as_str().unwrap()
+            })
+            .collect();
+        assert!(
+            ops.contains(&"open") && ops.contains(&"stat"),
+            "{path}: {ops:?}"
+        );
+    }
+    let missed = seen.iter().filter(|s| !**s).count();
+    assert_eq!(missed, 0, "{missed} of {count} names not in the trace");
+}

@@ -6,7 +6,7 @@
 //! for it, joined onto the directory it started from as the kernel saw that
 //! directory at syscall entry. Symlinks and `..` in what the program asked
 //! for are not resolved here: `trace build` resolves them in the image.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use tracer_common::{
     fcntl::{
@@ -22,6 +22,7 @@ use tracer_common::abis as abi;
 use super::{
     Totals,
     decode::{Event, Kind, Walk, WalkEnd},
+    store::{AccessStore, Entries},
 };
 use crate::model::{
     path::normalize,
@@ -34,17 +35,12 @@ use crate::model::{
 /// What makes two execs the same: the program and its command line.
 type ExecKey = (String, String, Option<String>, Vec<String>);
 
-#[derive(Default)]
-struct FileAcc {
-    accesses: BTreeSet<Access>,
-    truncated: bool,
-}
-
 /// Everything userspace learned during a run, before the run's metadata
 /// is known.
 #[derive(Default)]
 pub struct Collector {
-    files: BTreeMap<Vec<u8>, FileAcc>,
+    /// Every access, kept compact (a run may touch millions of files).
+    files: AccessStore,
     execs: BTreeMap<ExecKey, Exec>,
     counters: Counters,
     /// io_uring submissions waiting for their completion, by request.
@@ -543,9 +539,7 @@ impl Collector {
             abi: s.abi.clone(),
             content: if second { None } else { s.content.clone() },
         };
-        let entry = self.files.entry(n.key).or_default();
-        entry.truncated |= truncated;
-        entry.accesses.insert(access);
+        self.files.add(&n.key, truncated, &access);
     }
 
     fn add_exec(&mut self, e: &Event) {
@@ -660,15 +654,21 @@ impl Collector {
                 observed: true,
                 ..Access::new(Op::Preexisting, h.how)
             };
-            self.files
-                .entry(h.path.clone())
-                .or_default()
-                .accesses
-                .insert(access);
+            self.files.add(&h.path, false, &access);
         }
     }
 
-    pub fn finish(mut self, run: RunInfo) -> Trace {
+    /// The trace of the run, its files included.
+    pub fn finish(self, run: RunInfo) -> Trace {
+        let (mut trace, files) = self.finish_streamed(run);
+        files.collect_into(&mut trace);
+        trace
+    }
+
+    /// The trace of the run with `files` empty, and its files one at a time
+    /// in path order: what a run that touched millions of files writes
+    /// without holding them all.
+    pub fn finish_streamed(mut self, run: RunInfo) -> (Trace, Files) {
         let t = run.totals;
         // Submissions whose completion never came: what they did is unknown.
         for (_, sub) in std::mem::take(&mut self.uring) {
@@ -692,17 +692,18 @@ impl Collector {
         counters.syscalls_seen = t.seen;
         counters.deduplicated_in_kernel = t.deduplicated;
         counters.missed_by_kernel = t.missed_by_kernel;
-        let files: Vec<FileEntry> = self
-            .files
-            .into_iter()
-            .map(|(path, acc)| FileEntry {
-                path: text(&path),
-                path_hex: hex(&path),
-                truncated: acc.truncated,
-                accesses: acc.accesses.into_iter().collect(),
-                seen_in: Vec::new(),
-            })
-            .collect();
+        let files = match std::mem::take(&mut self.files).into_entries() {
+            Ok(entries) => Files {
+                entries: Some(entries),
+                error: None,
+                drop: None,
+            },
+            Err(e) => Files {
+                entries: None,
+                error: Some(e),
+                drop: None,
+            },
+        };
         let unobserved: Vec<Unobserved> = self
             .unobserved
             .into_iter()
@@ -765,7 +766,7 @@ impl Collector {
         for (channel, n) in by_channel {
             reasons.push(format!("{n} {channel} accesses seen but not recorded"));
         }
-        Trace {
+        let trace = Trace {
             format: FORMAT_NAME.to_string(),
             version: FORMAT_VERSION,
             tool: format!("trace {}", env!("CARGO_PKG_VERSION")),
@@ -780,7 +781,70 @@ impl Collector {
             syscalls: (!t.syscalls.arch.is_empty()).then_some(t.syscalls),
             merged_from: Vec::new(),
             execs: self.execs.into_values().collect(),
-            files,
+            files: Vec::new(),
+        };
+        (trace, files)
+    }
+}
+
+/// The files of a finished run, in path order (see
+/// `Collector::finish_streamed`).
+pub struct Files {
+    entries: Option<Entries>,
+    error: Option<std::io::Error>,
+    /// A path that belongs to the runtime, not the run.
+    drop: Option<String>,
+}
+
+impl Files {
+    /// Leaves `path` out (the engine's init, bind-mounted from the host).
+    pub fn without(mut self, path: Option<&str>) -> Files {
+        self.drop = path.map(str::to_string);
+        self
+    }
+
+    /// Puts the files into `trace`; if they cannot be read back, the trace
+    /// says so.
+    pub fn collect_into(self, trace: &mut Trace) {
+        match self.collect::<std::io::Result<Vec<FileEntry>>>() {
+            Ok(f) => trace.files = f,
+            Err(e) => {
+                trace.complete = false;
+                trace
+                    .incomplete_reasons
+                    .push(format!("the recorded accesses could not be read back: {e}"));
+            }
+        }
+    }
+}
+
+impl Iterator for Files {
+    type Item = std::io::Result<FileEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        loop {
+            let next = self.entries.as_mut()?.next_entry();
+            let (path, truncated, accesses) = match next {
+                Ok(Some(e)) => e,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.entries = None;
+                    return Some(Err(e));
+                }
+            };
+            let entry = FileEntry {
+                path: text(&path),
+                path_hex: hex(&path),
+                truncated,
+                accesses,
+                seen_in: Vec::new(),
+            };
+            if self.drop.as_deref() != Some(entry.path.as_str()) {
+                return Some(Ok(entry));
+            }
         }
     }
 }

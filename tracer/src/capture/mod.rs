@@ -6,6 +6,7 @@ pub mod collect;
 pub mod decode;
 pub mod offsets;
 pub mod preexisting;
+pub mod store;
 
 use std::{
     collections::BTreeMap,

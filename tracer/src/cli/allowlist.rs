@@ -1,13 +1,16 @@
 //! `trace allowlist`: the paths an image needs, for review before
 //! `trace build --include-from`.
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, os::unix::ffi::OsStringExt, path::PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::{
-    closure::{self, Reason, essentials, rules::Rules},
+    closure::{
+        self, Reason, essentials,
+        rules::{self, Rules},
+    },
     model::write,
     source,
 };
@@ -38,21 +41,13 @@ pub struct AllowlistArgs {
 
 #[derive(Serialize)]
 struct Json {
+    /// The UTF-8 paths, as they are.
     paths: Vec<String>,
+    /// The paths that are not UTF-8, their bytes in hex.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    paths_hex: Vec<String>,
+    /// Keyed by path (lossy for the ones in `paths_hex`).
     reasons: BTreeMap<String, Reason>,
-}
-
-/// Glob characters are escaped so `--include-from` takes each line as
-/// the literal path it is.
-fn escape(p: &str) -> String {
-    let mut out = String::with_capacity(p.len());
-    for c in p.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 pub fn run(args: AllowlistArgs) -> Result<i32> {
@@ -60,7 +55,8 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
     if args.from.is_none() && (args.keep.keep != closure::Level::File || args.keep.keep_listed) {
         anyhow::bail!("--keep and --keep-listed need --from SRC (the image the units are in)");
     }
-    let reasons: BTreeMap<String, Reason> = match &args.from {
+    // Keyed by the exact bytes: names need not be UTF-8.
+    let reasons: BTreeMap<Vec<u8>, Reason> = match &args.from {
         Some(src) => {
             let image = src
                 .open()
@@ -73,7 +69,7 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
             )?;
             kept.paths
                 .into_iter()
-                .map(|(p, r)| (p.display().to_string(), r))
+                .map(|(p, r)| (p.into_os_string().into_vec(), r))
                 .collect()
         }
         None => {
@@ -81,7 +77,7 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
             trace
                 .files
                 .iter()
-                .filter(|f| f.used() && f.path_hex.is_none())
+                .filter(|f| f.used())
                 .filter(|f| {
                     !essentials::RUNTIME_PREFIXES
                         .iter()
@@ -92,7 +88,7 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
                         .iter()
                         .any(|b| std::path::Path::new(&f.path).starts_with(b))
                 })
-                .map(|f| (f.path.clone(), Reason::Traced))
+                .map(|f| (f.os_path().into_os_string().into_vec(), Reason::Traced))
                 .collect()
         }
     };
@@ -100,15 +96,27 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
         ListFormat::Text => {
             let mut s = format!("# trace allowlist of {}\n", args.trace.display());
             for p in reasons.keys() {
-                s.push_str(&escape(p));
+                s.push_str(&rules::escape(p));
                 s.push('\n');
             }
             s.into_bytes()
         }
         ListFormat::Json => {
+            let (utf8, other): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+                reasons.keys().partition(|p| std::str::from_utf8(p).is_ok());
             let mut v = serde_json::to_vec_pretty(&Json {
-                paths: reasons.keys().cloned().collect(),
-                reasons: reasons.clone(),
+                paths: utf8
+                    .into_iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect(),
+                paths_hex: other
+                    .into_iter()
+                    .map(|p| p.iter().map(|b| format!("{b:02x}")).collect())
+                    .collect(),
+                reasons: reasons
+                    .iter()
+                    .map(|(p, r)| (String::from_utf8_lossy(p).into_owned(), *r))
+                    .collect(),
             })?;
             v.push(b'\n');
             v
@@ -125,9 +133,43 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    use crate::closure::rules::{Rules, escape};
+
     #[test]
     fn glob_characters_are_escaped() {
-        assert_eq!(super::escape("/a/b[1]*.txt"), "/a/b\\[1\\]\\*.txt");
-        assert_eq!(super::escape("/plain/path"), "/plain/path");
+        assert_eq!(escape(b"/a/b[1]*.txt"), "/a/b\\[1\\]\\*.txt");
+        assert_eq!(escape(b"/plain/path"), "/plain/path");
+    }
+
+    #[test]
+    fn any_name_round_trips_through_a_list() {
+        let names: [&[u8]; 6] = [
+            b"/opt/caf\xe9",
+            b"/opt/new\nline",
+            b"/opt/tab\there ",
+            b"/opt/back\\slash\\x41",
+            b"/opt/[odd]{name}*?",
+            "/opt/\u{e9}t\u{e9}".as_bytes(),
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let list = dir.path().join("list");
+        let mut text = String::new();
+        for n in names {
+            let line = escape(n);
+            assert!(!line.contains('\n') && line.trim() == line, "{line:?}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(&list, text).expect("write");
+        let rules = Rules::new(&[], &[], &[list]).expect("parses");
+        let got: Vec<Vec<u8>> = rules
+            .includes
+            .iter()
+            .map(|i| {
+                assert!(i.glob.is_none(), "{} taken as a glob", i.text);
+                std::os::unix::ffi::OsStrExt::as_bytes(i.path.as_os_str()).to_vec()
+            })
+            .collect();
+        assert_eq!(got, names.map(<[u8]>::to_vec));
     }
 }

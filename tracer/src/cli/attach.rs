@@ -314,7 +314,7 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
     drop(capture);
     let mut command = vec!["attach".to_string()];
     command.extend(label);
-    let trace = collector.finish(RunInfo {
+    let (trace, files) = collector.finish_streamed(RunInfo {
         command,
         exit: ExitInfo {
             code: 0,
@@ -340,6 +340,6 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
     } else {
         Format::Text
     });
-    run::report(&trace, args.output.as_deref(), format)?;
+    run::report_streamed(trace, files, args.output.as_deref(), format)?;
     Ok(0)
 }

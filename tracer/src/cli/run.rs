@@ -10,7 +10,7 @@ use crate::{
     capture::{
         Arm, Capture, Scope,
         cgroup::{self, RunCgroup},
-        collect::{Collector, RunInfo},
+        collect::{Collector, Files, RunInfo},
     },
     model::{
         text,
@@ -119,9 +119,17 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     } else {
         Format::Text
     });
-    let (trace, _) = super::runs::execute(&args, args.runs as usize).await?;
-    crate::timing::mark("capture torn down");
-    report(&trace, args.output.as_deref(), format)?;
+    let trace = if args.runs <= 1 {
+        // One run: its files go straight from the collector to the output.
+        let (trace, files) = execute_streamed(&args).await?;
+        crate::timing::mark("capture torn down");
+        report_streamed(trace, files, args.output.as_deref(), format)?
+    } else {
+        let (trace, _) = super::runs::execute(&args, args.runs as usize).await?;
+        crate::timing::mark("capture torn down");
+        report(&trace, args.output.as_deref(), format)?;
+        trace
+    };
     crate::timing::mark("trace written");
     eprint!("{}", super::runs::describe(&trace));
     Ok(trace.exit.code)
@@ -130,6 +138,14 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 /// Runs the command under the trace and returns what it used; the
 /// command's own status is in `trace.exit`.
 pub async fn execute(args: &RunArgs) -> Result<Trace> {
+    let (mut trace, files) = execute_streamed(args).await?;
+    files.collect_into(&mut trace);
+    Ok(trace)
+}
+
+/// [`execute`] with the files left in the collector, to be read in path
+/// order.
+pub async fn execute_streamed(args: &RunArgs) -> Result<(Trace, Files)> {
     if !args.wait_descendants.is_finite() || args.wait_descendants < 0.0 {
         bail!("--wait-descendants must be a number of seconds >= 0");
     }
@@ -238,7 +254,7 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     crate::timing::mark("command and descendants done");
     let totals = capture.finish(&mut collector)?;
     crate::timing::mark("last records read");
-    let mut trace = collector.finish(RunInfo {
+    let (mut trace, mut files) = collector.finish_streamed(RunInfo {
         command: args.command.clone(),
         exit: exit.clone(),
         scope: ScopeInfo {
@@ -263,12 +279,13 @@ pub async fn execute(args: &RunArgs) -> Result<Trace> {
     });
     if let Some(c) = &container {
         c.finish(&mut trace);
+        files = files.without(c.foreign_file());
     }
     drop(capture);
     // The runtime's state and the overlay go before the cgroup does.
     drop(container);
     drop(handle);
-    Ok(trace)
+    Ok((trace, files))
 }
 
 /// The signals `trace run` passes on to the command.
@@ -376,6 +393,37 @@ async fn drain_descendants(
     killed
 }
 
+/// [`report`] for a trace whose files are still in the collector: JSON to
+/// a file is written as the files are read, never held whole. Returns the
+/// trace without its files.
+pub fn report_streamed(
+    mut trace: Trace,
+    files: Files,
+    output: Option<&std::path::Path>,
+    format: Format,
+) -> Result<Trace> {
+    match (output, format) {
+        (Some(path), Format::Json) => {
+            write::write_atomic_with(path, |w| write::write_json_streamed(w, &trace, files))?;
+            warn_incomplete(&trace);
+        }
+        _ => {
+            files.collect_into(&mut trace);
+            report(&trace, output, format)?;
+        }
+    }
+    Ok(trace)
+}
+
+fn warn_incomplete(trace: &Trace) {
+    if !trace.complete {
+        eprintln!(
+            "trace: warning: the trace is incomplete: {}",
+            trace.incomplete_reasons.join("; ")
+        );
+    }
+}
+
 pub fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -> Result<()> {
     let rendered = match format {
         Format::Json => write::to_json(trace),
@@ -388,11 +436,6 @@ pub fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -
             std::io::stderr().write_all(&rendered)?;
         }
     }
-    if !trace.complete {
-        eprintln!(
-            "trace: warning: the trace is incomplete: {}",
-            trace.incomplete_reasons.join("; ")
-        );
-    }
+    warn_incomplete(trace);
     Ok(())
 }

@@ -20,15 +20,14 @@ pub fn listed_dirs(traces: &[Trace]) -> BTreeSet<PathBuf> {
     for t in traces {
         let binds: Vec<&Path> = t.scope.bind_mounts.iter().map(Path::new).collect();
         for f in &t.files {
-            let path = Path::new(&f.path);
-            if f.path_hex.is_none()
-                && f.accesses.iter().any(|a| a.ok() && a.op == Op::List)
+            let path = f.os_path();
+            if f.accesses.iter().any(|a| a.ok() && a.op == Op::List)
                 && !essentials::RUNTIME_PREFIXES
                     .iter()
                     .any(|p| f.path.starts_with(p))
                 && !binds.iter().any(|b| path.starts_with(b))
             {
-                out.insert(path.to_path_buf());
+                out.insert(path);
             }
         }
     }

@@ -325,9 +325,7 @@ pub fn compute_with(
 
     for trace in traces {
         for file in &trace.files {
-            if file.path_hex.is_some() {
-                continue;
-            }
+            let path = file.os_path();
             // Each way (follow the last symlink or not) of each name is
             // resolved once, however many accesses.
             let mut exists: BTreeSet<(PathBuf, bool)> = BTreeSet::new();
@@ -336,7 +334,7 @@ pub fn compute_with(
                 if !from_image(trace, &file.path, a) {
                     continue;
                 }
-                let name = PathBuf::from(a.requested.as_deref().unwrap_or(&file.path));
+                let name = a.requested_path().unwrap_or_else(|| path.clone());
                 match a.need() {
                     Need::Exists => {
                         // lstat and readlink look at the link itself; the
@@ -346,7 +344,7 @@ pub fn compute_with(
                         // the request shows the symlinks on the way, the
                         // observed name where the file is.
                         if a.observed && a.requested.is_some() {
-                            exists.insert((PathBuf::from(&file.path), follow));
+                            exists.insert((path.clone(), follow));
                         }
                         exists.insert((name, follow));
                     }
@@ -384,7 +382,7 @@ pub fn compute_with(
                 }
             }
             _ => {
-                if !w.keep_resolved(Path::new(&inc.text), true, Reason::Include)? {
+                if !w.keep_resolved(&inc.path, true, Reason::Include)? {
                     return Err(ClosureError::IncludeMissing(inc.text.clone()));
                 }
             }

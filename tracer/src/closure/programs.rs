@@ -114,9 +114,8 @@ pub fn named(
         for f in &t.files {
             // The name execve was given and, for a script or a symlink,
             // the file the kernel ran (`exe`): both were executed.
-            if f.path_hex.is_none()
-                && f.accesses.iter().any(|a| a.ok() && a.op == Op::Exec)
-                && let Some(real) = regular(fs, Path::new(&f.path))?
+            if f.accesses.iter().any(|a| a.ok() && a.op == Op::Exec)
+                && let Some(real) = regular(fs, &f.os_path())?
             {
                 out.entry(real).or_insert_with(|| Why::named("executed"));
             }
@@ -142,7 +141,7 @@ pub fn named(
         }
     }
     for inc in rules.includes.iter().filter(|i| i.program) {
-        if let Some(real) = regular(fs, Path::new(&inc.text))? {
+        if let Some(real) = regular(fs, &inc.path)? {
             out.entry(real).or_insert_with(|| Why::named("include"));
         }
     }

@@ -13,6 +13,8 @@ pub enum RuleError {
     },
     #[error("{0:?} is not an absolute path or pattern")]
     NotAbsolute(String),
+    #[error("{0:?}: a glob must be UTF-8 (name the path literally)")]
+    NotUtf8Glob(String),
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -24,7 +26,10 @@ pub enum RuleError {
 /// One `--include`: a literal path, or a glob (`*`, `?`, `[`, `{`).
 #[derive(Clone, Debug)]
 pub struct Include {
+    /// As given (for messages).
     pub text: String,
+    /// For a literal: the path, exactly (escapes decoded, any bytes).
+    pub path: PathBuf,
     /// For a glob: the longest leading directory without glob characters,
     /// where matching files are looked for.
     pub walk_from: Option<PathBuf>,
@@ -42,8 +47,75 @@ pub struct Rules {
     pub exclude_texts: Vec<String>,
 }
 
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '[', '{'])
+fn is_meta(b: u8) -> bool {
+    matches!(b, b'*' | b'?' | b'[' | b'{')
+}
+
+/// Bytes an include line writes with a backslash: glob syntax, the
+/// backslash itself, and what a line cannot hold as it is.
+fn needs_escape(b: u8) -> bool {
+    matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
+}
+
+/// One include line, the way `trace allowlist` writes it: glob
+/// characters and `\\` escaped with `\\`, and `\\xHH` for a byte a line
+/// cannot hold (a newline, a control character, a byte that is not
+/// UTF-8, a trailing space). Any path at all round-trips.
+pub fn escape(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        let valid = chunk.valid();
+        for (i, c) in valid.char_indices() {
+            let last = i + c.len_utf8() == valid.len() && chunk.invalid().is_empty();
+            let trailing_space = c.is_whitespace() && last;
+            if c.is_control() || trailing_space {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                if c.is_ascii() && needs_escape(c as u8) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// An include line read back: each byte, and whether it was escaped.
+fn unescape(line: &[u8]) -> Vec<(u8, bool)> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'\\' if line.get(i + 1) == Some(&b'x') => {
+                let hi = line.get(i + 2).copied().and_then(hex);
+                let lo = line.get(i + 3).copied().and_then(hex);
+                if let (Some(hi), Some(lo)) = (hi, lo) {
+                    out.push(((hi * 16 + lo) as u8, true));
+                    i += 4;
+                } else {
+                    out.push((b'x', true));
+                    i += 2;
+                }
+            }
+            b'\\' if i + 1 < line.len() => {
+                out.push((line[i + 1], true));
+                i += 2;
+            }
+            b => {
+                out.push((b, false));
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn glob(pattern: &str) -> Result<Glob, RuleError> {
@@ -57,50 +129,72 @@ fn glob(pattern: &str) -> Result<Glob, RuleError> {
         })
 }
 
+fn os(bytes: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(bytes).into()
+}
+
+/// One include, from `--include` (`named`) or a line of `--include-from`.
+fn include(line: &[u8], named: bool) -> Result<Include, RuleError> {
+    let text = String::from_utf8_lossy(line).into_owned();
+    if line.first() != Some(&b'/') {
+        return Err(RuleError::NotAbsolute(text));
+    }
+    let pieces = unescape(line);
+    let Some(first_meta) = pieces.iter().position(|&(b, esc)| !esc && is_meta(b)) else {
+        return Ok(Include {
+            path: os(pieces.into_iter().map(|(b, _)| b).collect()),
+            text,
+            walk_from: None,
+            glob: None,
+            program: named,
+        });
+    };
+    // Walk from the last `/` before the first glob character.
+    let cut = pieces[..first_meta]
+        .iter()
+        .rposition(|&(b, esc)| b == b'/' && !esc)
+        .unwrap_or(0);
+    let walk: Vec<u8> = pieces[..cut.max(1)].iter().map(|&(b, _)| b).collect();
+    let mut pattern = Vec::with_capacity(line.len());
+    for (b, esc) in pieces {
+        if esc && needs_escape(b) {
+            pattern.push(b'\\');
+        }
+        pattern.push(b);
+    }
+    let pattern = String::from_utf8(pattern).map_err(|_| RuleError::NotUtf8Glob(text.clone()))?;
+    Ok(Include {
+        walk_from: Some(os(walk)),
+        glob: Some(glob(&pattern)?.compile_matcher()),
+        path: PathBuf::new(),
+        text,
+        program: false,
+    })
+}
+
 impl Rules {
     pub fn new(
         includes: &[String],
         excludes: &[String],
         include_files: &[PathBuf],
     ) -> Result<Rules, RuleError> {
-        let mut all: Vec<(String, bool)> = includes.iter().map(|i| (i.clone(), true)).collect();
+        let mut rules = Rules::default();
+        for i in includes {
+            rules.includes.push(include(i.as_bytes(), true)?);
+        }
         for f in include_files {
-            let text = std::fs::read_to_string(f).map_err(|source| RuleError::Read {
+            let bytes = std::fs::read(f).map_err(|source| RuleError::Read {
                 path: f.clone(),
                 source,
             })?;
-            all.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(|l| (l.to_string(), false)),
-            );
-        }
-        let mut rules = Rules::default();
-        for (text, named) in all {
-            if !text.starts_with('/') {
-                return Err(RuleError::NotAbsolute(text));
+            for line in bytes.split(|&b| b == b'\n') {
+                let line = line.trim_ascii();
+                if line.is_empty() || line.starts_with(b"#") {
+                    continue;
+                }
+                rules.includes.push(include(line, false)?);
             }
-            let include = if is_glob(&text) {
-                let literal: PathBuf = Path::new(&text)
-                    .components()
-                    .take_while(|c| !is_glob(&c.as_os_str().to_string_lossy()))
-                    .collect();
-                Include {
-                    walk_from: Some(literal),
-                    glob: Some(glob(&text)?.compile_matcher()),
-                    text,
-                    program: false,
-                }
-            } else {
-                Include {
-                    text,
-                    walk_from: None,
-                    glob: None,
-                    program: named,
-                }
-            };
-            rules.includes.push(include);
         }
         if !excludes.is_empty() {
             let mut set = GlobSetBuilder::new();

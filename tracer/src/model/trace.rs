@@ -356,6 +356,12 @@ pub enum Need {
 }
 
 impl Access {
+    /// The requested path exactly (see `FileEntry::os_path`).
+    pub fn requested_path(&self) -> Option<std::path::PathBuf> {
+        let text = self.requested.as_deref()?;
+        Some(exact(text, self.requested_hex.as_deref()))
+    }
+
     /// A successful access with nothing else said.
     pub fn new(op: Op, syscall: &str) -> Access {
         Access {
@@ -420,7 +426,34 @@ impl Access {
     }
 }
 
+/// The bytes a `*_hex` field holds (`None` when it is not hex).
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    let b = hex.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    b.chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+fn exact(text: &str, hex: Option<&str>) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    match hex.and_then(unhex) {
+        Some(bytes) => std::ffi::OsString::from_vec(bytes).into(),
+        None => text.into(),
+    }
+}
+
 impl FileEntry {
+    /// The path exactly, `path_hex` decoded where the name is not UTF-8.
+    pub fn os_path(&self) -> std::path::PathBuf {
+        exact(&self.path, self.path_hex.as_deref())
+    }
+
     /// The run read from (or executed, or probed) this path successfully.
     pub fn used(&self) -> bool {
         self.accesses.iter().any(Access::found)

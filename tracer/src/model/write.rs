@@ -9,7 +9,7 @@ use std::{
 
 use thiserror::Error;
 
-use super::trace::{FORMAT_NAME, FORMAT_VERSION, Trace};
+use super::trace::{FORMAT_NAME, FORMAT_VERSION, FileEntry, Trace};
 
 #[derive(Debug, Error)]
 pub enum TraceFileError {
@@ -40,6 +40,14 @@ pub enum TraceFileError {
 
 /// Writes `contents` to `path` atomically.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), TraceFileError> {
+    write_atomic_with(path, |w| w.write_all(contents))
+}
+
+/// Writes what `fill` writes to `path` atomically: all of it or nothing.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), TraceFileError> {
     let err = |source| TraceFileError::Write {
         path: path.to_path_buf(),
         source,
@@ -60,8 +68,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), TraceFileError> 
         std::process::id()
     ));
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
@@ -76,6 +85,42 @@ pub fn to_json(t: &Trace) -> Vec<u8> {
     let mut v = serde_json::to_vec_pretty(t).unwrap_or_default();
     v.push(b'\n');
     v
+}
+
+/// Writes `t` exactly as [`to_json`] would if its `files` were `files`,
+/// one entry at a time: a trace of a million files is never held whole.
+/// `t.files` itself must be empty.
+pub fn write_json_streamed(
+    w: &mut dyn Write,
+    t: &Trace,
+    files: impl Iterator<Item = std::io::Result<FileEntry>>,
+) -> std::io::Result<()> {
+    // Top-level keys are the only lines indented by two spaces (strings
+    // hold no raw newline), so this marker is the files array.
+    const MARKER: &[u8] = b"\n  \"files\": []";
+    let head = to_json(t);
+    let at = head
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .filter(|_| t.files.is_empty())
+        .ok_or_else(|| std::io::Error::other("streamed trace must have no files of its own"))?;
+    let files_key = at + MARKER.len() - 2;
+    w.write_all(&head[..files_key])?;
+    let mut first = true;
+    for f in files {
+        let f = f?;
+        w.write_all(if first { b"[\n    " } else { b",\n    " })?;
+        first = false;
+        let entry = serde_json::to_vec_pretty(&f).map_err(std::io::Error::other)?;
+        for (i, line) in entry.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                w.write_all(b"\n    ")?;
+            }
+            w.write_all(line)?;
+        }
+    }
+    w.write_all(if first { b"[]" } else { b"\n  ]" })?;
+    w.write_all(&head[files_key + 2..])
 }
 
 /// Reads a trace file, rejecting other formats and versions with a clear
@@ -180,6 +225,51 @@ mod tests {
         assert!(e.contains("version 99"), "{e}");
         fs::write(&p, b"{not json").unwrap();
         assert!(matches!(read(&p), Err(TraceFileError::Parse { .. })));
+    }
+
+    #[test]
+    fn streamed_json_is_byte_for_byte_the_whole_json() {
+        use crate::model::trace::{Access, Op};
+        let entry = |p: &str, n: usize| FileEntry {
+            path: p.into(),
+            path_hex: None,
+            truncated: n == 2,
+            accesses: (0..n)
+                .map(|i| Access {
+                    raw: Some(format!("a\nb\"{i}")),
+                    ..Access::new(Op::Stat, "stat")
+                })
+                .collect(),
+            seen_in: Vec::new(),
+        };
+        for files in [
+            vec![],
+            vec![entry("/a", 1)],
+            vec![entry("/a", 1), entry("/b\n  \"files\": []", 2)],
+        ] {
+            let mut whole = sample();
+            whole.files = files.clone();
+            let mut streamed = Vec::new();
+            write_json_streamed(&mut streamed, &sample(), files.into_iter().map(Ok)).unwrap();
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(to_json(&whole)).unwrap()
+            );
+        }
+        let mut with_files = sample();
+        with_files.files = vec![entry("/a", 1)];
+        assert!(write_json_streamed(&mut Vec::new(), &with_files, std::iter::empty()).is_err());
+    }
+
+    #[test]
+    fn a_failing_stream_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.json");
+        let t = sample();
+        let files = std::iter::once(Err(std::io::Error::other("spill gone")));
+        let e = write_atomic_with(&p, |w| write_json_streamed(w, &t, files)).unwrap_err();
+        assert!(e.to_string().contains("spill gone"), "{e}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

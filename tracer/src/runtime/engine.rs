@@ -78,6 +78,10 @@ pub trait Container {
     /// Takes what belongs to the engine rather than the app out of the
     /// trace.
     fn finish(&self, _trace: &mut Trace) {}
+    /// A file that belongs to the engine, left out of the trace's files.
+    fn foreign_file(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Container for runc::Prepared {
@@ -279,6 +283,9 @@ impl Container for EngineContainer {
     }
     fn finish(&self, trace: &mut Trace) {
         strip_init(trace, self.engine.init_path());
+    }
+    fn foreign_file(&self) -> Option<&str> {
+        Some(self.engine.init_path())
     }
 }
 
