@@ -3,7 +3,7 @@
 use clap::Parser;
 use tracer::{
     cli::{Cli, Command},
-    runtime::status::TRACE_FAILED,
+    runtime::{leftovers, status::TRACE_FAILED},
 };
 
 fn main() {
@@ -12,6 +12,24 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => bad_arguments(e),
     };
+    // Every command that may make cgroups, containers or temporary files
+    // first removes what killed runs left, then records its own (and a
+    // supervisor removes them if this process is killed). Before any
+    // thread exists: the supervisor is forked.
+    if matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Build(_)
+            | Command::Verify(_)
+            | Command::Minimize(_)
+            | Command::Attach(_)
+    ) {
+        leftovers::sweep_stale();
+        if let Err(e) = leftovers::init(true) {
+            eprintln!("trace: error: {e}");
+            std::process::exit(TRACE_FAILED);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,6 +54,7 @@ fn main() {
             Command::Report(args) => tracer::cli::report::run(args),
         }
     });
+    leftovers::finish();
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {

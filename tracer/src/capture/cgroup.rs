@@ -77,7 +77,7 @@ pub struct RunCgroup {
 
 /// Mount points of the cgroup v1 hierarchies (hybrid layout). A container
 /// runtime given a cgroup path creates it in each of them too.
-fn v1_mounts() -> Vec<PathBuf> {
+pub fn v1_mounts() -> Vec<PathBuf> {
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
@@ -141,7 +141,7 @@ impl RunCgroup {
             .unwrap_or(0);
         let path = mount
             .path
-            .join(format!("trace-{}-{nanos:09}", std::process::id()));
+            .join(format!("trace-{}-{nanos:09}", crate::runtime::leftovers::token()));
         fs::create_dir(&path).map_err(|source| CgroupError::Create {
             path: path.clone(),
             source,

@@ -174,6 +174,7 @@ impl TempImage {
             .prefix("trace-copy-")
             .tempdir()
             .map_err(io("a temporary directory"))?;
+        crate::runtime::leftovers::record_path(dir.path());
         let from = match source {
             ImageRef::Engine {
                 engine: other,

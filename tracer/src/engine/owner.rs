@@ -22,7 +22,11 @@ fn start_time(pid: u32) -> Option<u64> {
 
 /// This process's token.
 pub fn token() -> String {
-    let pid = std::process::id();
+    token_of(std::process::id())
+}
+
+/// The token of process `pid`.
+pub fn token_of(pid: u32) -> String {
     format!("{pid}-{}", start_time(pid).unwrap_or(0))
 }
 

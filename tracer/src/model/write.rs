@@ -38,6 +38,18 @@ pub enum TraceFileError {
     },
 }
 
+/// Test hook: stop for good once the temporary file exists, so a test can
+/// kill `trace` while it writes.
+const STALL_WRITE_ENV: &str = "TRACE_DEBUG_STALL_WRITE";
+
+fn stall_for_tests() {
+    if std::env::var_os(STALL_WRITE_ENV).is_some() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
 /// Writes `contents` to `path` atomically.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), TraceFileError> {
     write_atomic_with(path, |w| w.write_all(contents))
@@ -68,7 +80,10 @@ pub fn write_atomic_with(
         std::process::id()
     ));
     let result = (|| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        let file = fs::File::create(&tmp)?;
+        crate::runtime::leftovers::record_path(&tmp);
+        stall_for_tests();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;

@@ -136,6 +136,7 @@ pub fn write(out: &Path, spec: &Spec) -> Result<Written, OutputError> {
             path: parent.to_path_buf(),
             source,
         })?;
+    crate::runtime::leftovers::record_path(scratch.path());
     let s = scratch.path();
     let (product, written) = match spec.format {
         Format::Oci => {

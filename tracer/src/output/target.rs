@@ -153,6 +153,7 @@ impl Plan {
                     .prefix("trace-load-")
                     .tempdir()
                     .map_err(TargetError::Temp)?;
+                crate::runtime::leftovers::record_path(dir.path());
                 let archive = dir.path().join("image.tar");
                 let written = super::write(
                     &archive,

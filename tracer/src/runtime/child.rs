@@ -198,9 +198,12 @@ fn spawn_pre_exec(argv: &[String], join: PreExec, root: Option<CString>) -> io::
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
+    // SAFETY: getpid cannot fail.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the hook only makes raw syscalls (see `join_scope`).
     unsafe {
         cmd.pre_exec(move || {
+            super::clone3::die_with_parent(parent);
             join_scope(&join)?;
             if let Some(r) = &root
                 && (libc::chroot(r.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0)

@@ -112,6 +112,8 @@ pub fn spawn(argv: &[String], cgroup_dir: &Path, root: Option<&Path>) -> io::Res
     // SAFETY: pipe2 just returned these descriptors to us.
     let (err_rd, err_wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
+    // SAFETY: getpid cannot fail.
+    let parent = unsafe { libc::getpid() };
     let mut pidfd: libc::c_int = -1;
     let args = CloneArgs {
         flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
@@ -137,6 +139,7 @@ pub fn spawn(argv: &[String], cgroup_dir: &Path, root: Option<&Path>) -> io::Res
         // above, copied into the child's address space.
         unsafe {
             exec_child(
+                parent,
                 &paths_p,
                 argv_p.as_ptr(),
                 env_p.as_ptr(),
@@ -168,9 +171,12 @@ pub fn spawn(argv: &[String], cgroup_dir: &Path, root: Option<&Path>) -> io::Res
     Ok(Spawned { pid, pidfd })
 }
 
-/// Runs in the child: default signal state, then `execve` on each
-/// candidate; on failure reports errno through the pipe and exits 127.
+/// Runs in the child: killed with `trace` (a container runtime left
+/// behind would keep the container running), default signal state, then
+/// `execve` on each candidate; on failure reports errno through the pipe
+/// and exits 127.
 unsafe fn exec_child(
+    parent: libc::pid_t,
     paths: &[*const libc::c_char],
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -178,6 +184,7 @@ unsafe fn exec_child(
     err_fd: libc::c_int,
 ) -> ! {
     unsafe {
+        die_with_parent(parent);
         if !root.is_null() && (libc::chroot(root) != 0 || libc::chdir(c"/".as_ptr()) != 0) {
             let bytes = (*libc::__errno_location()).to_ne_bytes();
             libc::write(err_fd, bytes.as_ptr().cast(), 4);
@@ -208,6 +215,18 @@ unsafe fn exec_child(
         let bytes = err.to_ne_bytes();
         libc::write(err_fd, bytes.as_ptr().cast(), 4);
         libc::_exit(127)
+    }
+}
+
+/// SIGKILL when `parent` (trace) dies, or now if it already has. Only
+/// async-signal-safe calls: used between fork and exec.
+pub fn die_with_parent(parent: libc::pid_t) {
+    // SAFETY: plain syscalls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() != parent {
+            libc::_exit(137);
+        }
     }
 }
 

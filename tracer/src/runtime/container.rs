@@ -15,7 +15,7 @@ use oci_spec::runtime::{
     UserBuilder,
 };
 
-use super::unpack;
+use super::{leftovers, unpack};
 use crate::source::{self, ImageRef, rootfs::Rootfs, transport::TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +38,43 @@ pub enum ContainerError {
         #[source]
         source: io::Error,
     },
-    #[error("--mount {0}: expected SRC:DST[:ro] with absolute paths")]
+    #[error("--mount {0}: expected SRC:DST[:ro] with absolute paths, DST not /")]
     BadMount(String),
-    #[error("--env {0}: expected K=V")]
+    #[error("--mount {spec}: {source}")]
+    MountSource {
+        spec: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--env {0}: expected K=V with a non-empty name K")]
     BadEnv(String),
-    #[error("user {0:?} of the image is not in its /etc/passwd")]
-    UnknownUser(String),
+    #[error("the image's Env entry {0:?} is not K=V with a non-empty name K")]
+    ImageEnv(String),
+    #[error("--workdir {0:?}: not an absolute path")]
+    BadWorkdir(String),
+    #[error("the image's WorkingDir {0:?} is not an absolute path")]
+    ImageWorkdir(String),
+    #[error("{0}: {1}")]
+    BadUser(String, UserError),
+    #[error("the command to run in the container is empty")]
+    EmptyCommand,
     #[error("the runtime spec: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
     #[error("seccomp profile {0}: {1}")]
     Seccomp(PathBuf, #[source] serde_json::Error),
     #[error("{0:?} cannot be used in an overlay mount option")]
     OverlayPath(PathBuf),
+}
+
+/// Why a `uid[:gid]` or `name[:group]` cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("no user {0:?} in the image's /etc/passwd")]
+    NoUser(String),
+    #[error("no group {0:?} in the image's /etc/group")]
+    NoGroup(String),
+    #[error("expected uid[:gid] or name[:group]")]
+    Syntax,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
@@ -78,7 +103,7 @@ pub struct Request<'a> {
 
 /// A ready bundle. `command()` starts it; dropping it cleans up.
 pub struct Prepared {
-    dir: tempfile::TempDir,
+    dir: BundleDir,
     merged: PathBuf,
     mounted: bool,
     id: String,
@@ -127,8 +152,11 @@ fn id_file(fs: &dyn Rootfs, file: &str) -> Vec<(String, u32, u32)> {
 
 /// `uid[:gid]` or `name[:group]` as docker reads it: names looked up in
 /// the image; a bare uid takes its passwd entry's group, else 0.
-fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), ContainerError> {
+fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), UserError> {
     let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
+    if u.is_empty() || g.contains(':') || spec.ends_with(':') {
+        return Err(UserError::Syntax);
+    }
     let passwd = id_file(fs, "/etc/passwd");
     let (uid, primary) = match u.parse::<u32>() {
         Ok(n) => (n, passwd.iter().find(|e| e.1 == n).map_or(0, |e| e.2)),
@@ -136,7 +164,7 @@ fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), ContainerError> {
             .iter()
             .find(|e| e.0 == u)
             .map(|e| (e.1, e.2))
-            .ok_or_else(|| ContainerError::UnknownUser(u.into()))?,
+            .ok_or_else(|| UserError::NoUser(u.into()))?,
     };
     let gid = match (g, g.parse::<u32>()) {
         ("", _) => primary,
@@ -145,11 +173,13 @@ fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), ContainerError> {
             .iter()
             .find(|e| e.0 == name)
             .map(|e| e.1)
-            .ok_or_else(|| ContainerError::UnknownUser(spec.into()))?,
+            .ok_or_else(|| UserError::NoGroup(name.into()))?,
     };
     Ok((uid, gid))
 }
 
+/// `SRC:DST[:ro]`: absolute paths, an existing source, a destination
+/// other than the container's root.
 fn bind(spec: &str) -> Result<(Mount, String), ContainerError> {
     let bad = || ContainerError::BadMount(spec.to_string());
     let mut parts = spec.split(':');
@@ -159,8 +189,22 @@ fn bind(spec: &str) -> Result<(Mount, String), ContainerError> {
         Some("ro") => true,
         Some(_) => return Err(bad()),
     };
-    if !src.starts_with('/') || !dst.starts_with('/') {
+    let dst_path = Path::new(dst);
+    if !src.starts_with('/')
+        || !dst.starts_with('/')
+        || parts.next().is_some()
+        || dst_path.parent().is_none()
+        || dst_path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
         return Err(bad());
+    }
+    if let Err(source) = fs::metadata(src) {
+        return Err(ContainerError::MountSource {
+            spec: spec.to_string(),
+            source,
+        });
     }
     let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
     options.push(if ro { "ro" } else { "rw" }.to_string());
@@ -203,14 +247,114 @@ fn default_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities, Contai
         .build()?)
 }
 
-/// Opens the image, lays out the overlay and writes the bundle.
+/// `K=V` with a non-empty K and no NUL byte.
+pub fn env_entry_ok(kv: &str) -> bool {
+    !kv.contains('\0') && kv.split_once('=').is_some_and(|(k, _)| !k.is_empty())
+}
+
+/// The image's Env with `--env` over it; every entry `K=V` with a
+/// non-empty K and no NUL (runc fails on anything else, after starting).
+fn environment(
+    image: Option<Vec<String>>,
+    over: &[String],
+) -> Result<Vec<String>, ContainerError> {
+    let good = env_entry_ok;
+    let mut env = image.unwrap_or_else(|| {
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
+    });
+    if let Some(bad) = env.iter().find(|kv| !good(kv)) {
+        return Err(ContainerError::ImageEnv(bad.clone()));
+    }
+    for kv in over {
+        let (k, _) = kv
+            .split_once('=')
+            .filter(|_| good(kv))
+            .ok_or_else(|| ContainerError::BadEnv(kv.clone()))?;
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+        env.push(kv.clone());
+    }
+    Ok(env)
+}
+
+/// `--workdir`, else the image's WorkingDir, else `/`: absolute.
+fn workdir(over: Option<&str>, image: Option<&str>) -> Result<String, ContainerError> {
+    let relative = |w: &str| !w.starts_with('/') || w.contains('\0');
+    match (over, image.filter(|w| !w.is_empty())) {
+        (Some(w), _) if relative(w) => Err(ContainerError::BadWorkdir(w.into())),
+        (Some(w), _) => Ok(w.into()),
+        (None, Some(w)) if relative(w) => Err(ContainerError::ImageWorkdir(w.into())),
+        (None, Some(w)) => Ok(w.into()),
+        (None, None) => Ok("/".into()),
+    }
+}
+
+/// Checks what the runtime would only refuse once started, where its
+/// failure would look like the command's own.
+pub fn check_command(argv: &[String]) -> Result<(), ContainerError> {
+    match argv.first() {
+        Some(p) if !p.is_empty() && !argv.iter().any(|a| a.contains('\0')) => Ok(()),
+        _ => Err(ContainerError::EmptyCommand),
+    }
+}
+
+/// A bundle directory of this run, removed with all it holds on drop
+/// (after the overlay on it is unmounted).
+struct BundleDir(PathBuf);
+
+impl BundleDir {
+    fn create() -> Result<BundleDir, ContainerError> {
+        let path = std::env::temp_dir().join(leftovers::unique_name("trace-bundle-"));
+        fs::create_dir(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        leftovers::record_path(&path);
+        Ok(BundleDir(path))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for BundleDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Opens the image, checks the configuration, lays out the overlay and
+/// writes the bundle.
 pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     let runtime = find_runtime(req.runtime)?;
+    check_command(req.argv)?;
     let image = req.image.open()?;
-    let dir = tempfile::Builder::new()
-        .prefix("trace-bundle-")
-        .tempdir()
-        .map_err(io_err("creating the bundle directory"))?;
+    // Everything the runtime would refuse is checked before the image is
+    // unpacked and long before the runtime starts.
+    let fs = image.rootfs.as_ref();
+    let config = image.config.as_ref().and_then(|c| c.config().clone());
+    let env = environment(config.as_ref().and_then(|c| c.env().clone()), req.env)?;
+    let cwd = workdir(
+        req.workdir,
+        config.as_ref().and_then(|c| c.working_dir().as_deref()),
+    )?;
+    let (uid, gid) = match (req.user, config.as_ref().and_then(|c| c.user().as_deref())) {
+        (Some(u), _) => user(fs, u).map_err(|why| ContainerError::BadUser(format!("--user {u:?}"), why))?,
+        (None, Some(u)) if !u.is_empty() => user(fs, u)
+            .map_err(|why| ContainerError::BadUser(format!("the image's User {u:?}"), why))?,
+        (None, _) => (0, 0),
+    };
+    let mut binds = Vec::new();
+    for m in req.mounts {
+        binds.push(bind(m)?);
+    }
+    let seccomp = match req.seccomp {
+        Some(profile) => {
+            let text = fs::read(profile).map_err(io_err(profile.display().to_string()))?;
+            let seccomp: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
+                .map_err(|e| ContainerError::Seccomp(profile.to_path_buf(), e))?;
+            Some(seccomp)
+        }
+        None => None,
+    };
+
+    let dir = BundleDir::create()?;
     let lower = if let (true, Some(dir)) = (req.image.is_rootfs_dir(), req.image.path()) {
         dir.canonicalize()
             .map_err(io_err(dir.display().to_string()))?
@@ -232,15 +376,17 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     for d in [&upper, &work, &merged] {
         fs::create_dir(d).map_err(io_err(format!("creating {}", d.display())))?;
     }
+    // The bundle's name carries the owner token too: `trace-<token>-<n>`.
+    let id = dir
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("trace-bundle-"))
+        .map(|rest| format!("trace-{rest}"))
+        .ok_or_else(|| ContainerError::OverlayPath(dir.path().to_path_buf()))?;
+    leftovers::record_runtime(&runtime);
     let mut prepared = Prepared {
-        id: format!(
-            "trace-{}-{}",
-            std::process::id(),
-            dir.path()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ),
+        id,
         dir,
         merged: merged.clone(),
         mounted: false,
@@ -285,37 +431,6 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     }
     prepared.mounted = true;
 
-    let fs = image.rootfs.as_ref();
-    let config = image.config.as_ref().and_then(|c| c.config().clone());
-    let mut env: Vec<String> = config
-        .as_ref()
-        .and_then(|c| c.env().clone())
-        .unwrap_or_else(|| {
-            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
-        });
-    for kv in req.env {
-        let (k, _) = kv
-            .split_once('=')
-            .ok_or_else(|| ContainerError::BadEnv(kv.clone()))?;
-        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
-        env.push(kv.clone());
-    }
-    let cwd = req
-        .workdir
-        .map(String::from)
-        .or_else(|| config.as_ref().and_then(|c| c.working_dir().clone()))
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".into());
-    let (uid, gid) = match req
-        .user
-        .map(String::from)
-        .or_else(|| config.as_ref().and_then(|c| c.user().clone()))
-        .filter(|u| !u.is_empty())
-    {
-        Some(u) => user(fs, &u)?,
-        None => (0, 0),
-    };
-
     let mut spec = Spec::default();
     if let Some(p) = spec.process_mut() {
         p.set_args(Some(req.argv.to_vec()));
@@ -339,10 +454,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
         }
         linux.set_cgroups_path(Some(PathBuf::from(&req.cgroup_path)));
-        if let Some(profile) = req.seccomp {
-            let text = fs::read(profile).map_err(io_err(profile.display().to_string()))?;
-            let seccomp: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
-                .map_err(|e| ContainerError::Seccomp(profile.to_path_buf(), e))?;
+        if let Some(seccomp) = seccomp {
             linux.set_seccomp(Some(seccomp));
         }
     }
@@ -354,8 +466,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
         p.set_no_new_privileges(Some(true));
     }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for m in req.mounts {
-        let (mount, dst) = bind(m)?;
+    for (mount, dst) in binds {
         mounts.push(mount);
         prepared.bind_targets.push(dst);
     }
@@ -363,6 +474,8 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     spec.save(prepared.dir.path().join("config.json"))?;
     prepared.command_argv = vec![
         prepared.runtime.display().to_string(),
+        "--root".into(),
+        leftovers::runtime_root().display().to_string(),
         "run".into(),
         "--bundle".into(),
         prepared.dir.path().display().to_string(),
@@ -381,6 +494,8 @@ impl Prepared {
 impl Drop for Prepared {
     fn drop(&mut self) {
         let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(leftovers::runtime_root())
             .args(["delete", "--force", &self.id])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -419,19 +534,60 @@ mod tests {
         assert_eq!(user(&fs, "1000").unwrap(), (1000, 1001));
         assert_eq!(user(&fs, "4242:7").unwrap(), (4242, 7));
         assert_eq!(user(&fs, "4242").unwrap(), (4242, 0));
-        assert!(matches!(
+        assert_eq!(
             user(&fs, "nobody-here"),
-            Err(ContainerError::UnknownUser(_))
-        ));
+            Err(UserError::NoUser("nobody-here".into()))
+        );
+        assert_eq!(user(&fs, "app:wheel"), Err(UserError::NoGroup("wheel".into())));
+        for bad in ["", ":0", "app:", "1:2:3"] {
+            assert_eq!(user(&fs, bad), Err(UserError::Syntax), "{bad:?}");
+        }
     }
 
     #[test]
     fn mount_specs() {
-        let (m, dst) = bind("/host/suite:/suite:ro").unwrap();
+        let (m, dst) = bind("/tmp:/suite:ro").unwrap();
         assert_eq!(dst, "/suite");
         assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
         assert!(bind("relative:/x").is_err());
         assert!(bind("/a:/b:rw-ish").is_err());
         assert!(bind("/only-one").is_err());
+        assert!(bind("/tmp:/").is_err());
+        assert!(bind("/tmp:/a/../b").is_err());
+        assert!(matches!(
+            bind("/no/such/dir:/x"),
+            Err(ContainerError::MountSource { .. })
+        ));
+    }
+
+    #[test]
+    fn environment_and_workdir_are_checked() {
+        let img = Some(vec!["PATH=/bin".to_string(), "A=1".to_string()]);
+        let env = environment(img.clone(), &["A=2".into(), "B=".into()]).unwrap();
+        assert_eq!(env, vec!["PATH=/bin", "A=2", "B="]);
+        for bad in ["=x", "NOVALUE", "A\0B=1"] {
+            assert!(matches!(
+                environment(img.clone(), &[bad.into()]),
+                Err(ContainerError::BadEnv(_))
+            ));
+            assert!(matches!(
+                environment(Some(vec![bad.into()]), &[]),
+                Err(ContainerError::ImageEnv(_))
+            ));
+        }
+        assert_eq!(workdir(None, None).unwrap(), "/");
+        assert_eq!(workdir(None, Some("")).unwrap(), "/");
+        assert_eq!(workdir(Some("/w"), Some("rel")).unwrap(), "/w");
+        assert!(matches!(
+            workdir(None, Some("rel")),
+            Err(ContainerError::ImageWorkdir(_))
+        ));
+        assert!(matches!(
+            workdir(Some("rel"), None),
+            Err(ContainerError::BadWorkdir(_))
+        ));
+        assert!(check_command(&["".into()]).is_err());
+        assert!(check_command(&[]).is_err());
+        assert!(check_command(&["sh".into()]).is_ok());
     }
 }

@@ -56,10 +56,16 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Runc(#[from] runc::ContainerError),
-    #[error("--mount {0}: expected SRC:DST[:ro] with absolute paths")]
+    #[error("--mount {0}: expected SRC:DST[:ro] with absolute paths, DST not /")]
     BadMount(String),
-    #[error("--env {0}: expected K=V")]
+    #[error("--env {0}: expected K=V with a non-empty name K")]
     BadEnv(String),
+    #[error("--mount {spec}: {source}")]
+    MountSource {
+        spec: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "{0} is for --engine runc (with docker or podman, pass the engine's own flag with --engine-arg)"
     )]
@@ -155,7 +161,15 @@ pub fn parse_mount(spec: &str) -> Result<(String, String, bool), RunError> {
         Some("ro") => true,
         Some(_) => return Err(bad()),
     };
-    if !src.starts_with('/') || !dst.starts_with('/') || parts.next().is_some() {
+    let dst_path = Path::new(dst);
+    if !src.starts_with('/')
+        || !dst.starts_with('/')
+        || parts.next().is_some()
+        || dst_path.parent().is_none()
+        || dst_path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
         return Err(bad());
     }
     Ok((src.to_string(), dst.to_string(), ro))
@@ -176,10 +190,24 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
     if req.runtime.is_some() {
         return Err(RunError::RuncOnly("--runtime"));
     }
+    // What the engine would refuse only once started (its exit status
+    // would then look like the command's).
+    runc::check_command(req.argv)?;
+    if let Some(w) = req.workdir
+        && !w.starts_with('/')
+    {
+        return Err(runc::ContainerError::BadWorkdir(w.to_string()).into());
+    }
     let mut bind_targets = Vec::new();
     let mut flags: Vec<String> = Vec::new();
     for m in req.mounts {
         let (src, dst, ro) = parse_mount(m)?;
+        if let Err(source) = std::fs::metadata(&src) {
+            return Err(RunError::MountSource {
+                spec: m.clone(),
+                source,
+            });
+        }
         let mut spec = format!("type=bind,source={src},target={dst}");
         if ro {
             spec.push_str(",readonly");
@@ -188,7 +216,7 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
         bind_targets.push(dst);
     }
     for kv in req.env {
-        if !kv.contains('=') || kv.starts_with('=') {
+        if !runc::env_entry_ok(kv) {
             return Err(RunError::BadEnv(kv.clone()));
         }
         flags.extend(["--env".into(), kv.clone()]);
@@ -321,6 +349,8 @@ mod tests {
         assert!(parse_mount("rel:/x").is_err());
         assert!(parse_mount("/a:/b:rw-ish").is_err());
         assert!(parse_mount("/a").is_err());
+        assert!(parse_mount("/a:/").is_err());
+        assert!(parse_mount("/a:/x/../y").is_err());
         let docker: ImageRef = "docker-daemon:app".parse().unwrap();
         let file: ImageRef = "app.tar".parse().unwrap();
         assert_eq!(resolve(None, &docker), Some(Engine::Docker));

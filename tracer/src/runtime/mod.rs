@@ -5,5 +5,6 @@ pub mod child;
 pub mod clone3;
 pub mod container;
 pub mod engine;
+pub mod leftovers;
 pub mod status;
 pub mod unpack;
