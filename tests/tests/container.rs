@@ -34,6 +34,16 @@ fn suite_dir(fail: bool) -> tempfile::TempDir {
     d
 }
 
+/// Where `trace` keeps the OCI runtime's state of its containers.
+const RUNTIME_ROOT: &str = "/run/trace/runc";
+
+fn runc_list() -> std::process::Output {
+    Command::new("runc")
+        .args(["--root", RUNTIME_ROOT, "list"])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn only_the_container_is_traced_with_paths_as_it_saw_them() {
     let suite = suite_dir(false);
@@ -144,12 +154,11 @@ fn nothing_is_left_behind() {
         .as_str()
         .unwrap()
         .to_string();
-    let bundle = id.splitn(3, '-').nth(2).unwrap().to_string();
-    assert!(bundle.starts_with("trace-bundle-"), "{id}");
+    let bundle = format!("trace-bundle-{}", id.strip_prefix("trace-").unwrap());
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&bundle), "overlay still mounted");
     assert!(!std::env::temp_dir().join(&bundle).exists(), "bundle left");
-    let list = Command::new("runc").arg("list").output().unwrap();
+    let list = runc_list();
     assert!(
         !String::from_utf8_lossy(&list.stdout).contains(&id),
         "container left"
@@ -178,9 +187,9 @@ fn sigterm_reaches_the_container_and_everything_is_cleaned_up() {
     let t = read_trace(dir.path()).expect("trace written");
     assert_eq!(t["exit"]["code"], 143);
     let id = t["scope"]["container"].as_str().unwrap().to_string();
-    let list = Command::new("runc").arg("list").output().unwrap();
+    let list = runc_list();
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&id));
-    let bundle = id.splitn(3, '-').nth(2).unwrap().to_string();
+    let bundle = format!("trace-bundle-{}", id.strip_prefix("trace-").unwrap());
     assert!(
         !fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
@@ -214,4 +223,379 @@ fn crun_on_hybrid_cgroups_is_refused_clearly() {
         r.stderr()
     );
     assert_ne!(r.code(), 0);
+}
+
+// A `trace` killed with SIGKILL: the supervisor it forked at start kills
+// the container and removes what the run made; the next `trace` start
+// removes whatever is still left of a dead run. Names carry the owner
+// (`trace-<pid>-<start>-…`), so only the killed run's things are looked at.
+
+/// What is left on the host of the `trace` process `pid` whose output
+/// directory was `dir`: one line per leftover.
+fn leftovers_of(pid: u32, dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let cg = format!("/trace-{pid}-");
+    let dir_s = dir.display().to_string();
+    for e in fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // An exited process not yet reaped by init runs nothing.
+        if stat.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')) {
+            continue;
+        }
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cgroups = fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        if cgroups.contains(&cg) || cmdline.contains(&dir_s) {
+            found.push(format!("process {n}: {cmdline}"));
+        }
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let bundle = format!("trace-bundle-{pid}-");
+    for l in mountinfo.lines() {
+        if l.contains(&bundle) {
+            found.push(format!("mount {l}"));
+        }
+        let (pre, post) = l.split_once(" - ").unwrap();
+        if matches!(post.split_whitespace().next(), Some("cgroup" | "cgroup2")) {
+            let root = pre.split_whitespace().nth(4).unwrap();
+            for e in fs::read_dir(root).unwrap().filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(&cg[1..]) {
+                    found.push(format!("cgroup {}", e.path().display()));
+                }
+            }
+        }
+    }
+    let prefixed = |d: &str, prefix: &str, what: &str, found: &mut Vec<String>| {
+        for e in fs::read_dir(d).into_iter().flatten().filter_map(|e| e.ok()) {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(format!("{what} {}", e.path().display()));
+            }
+        }
+    };
+    prefixed(RUNTIME_ROOT, &cg[1..], "runtime state", &mut found);
+    prefixed("/run/trace/owners", &format!("{pid}-"), "owner record", &mut found);
+    let tmp = std::env::temp_dir().display().to_string();
+    prefixed(&tmp, &bundle, "bundle", &mut found);
+    for e in fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') && n.contains(".tmp-") {
+            found.push(format!("temporary {}", e.path().display()));
+        }
+    }
+    found
+}
+
+fn wait_for(what: &str, child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    // Opening a compressed image in a debug build on a loaded machine is
+    // slow: the deadline only catches a trace that never gets there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "trace ended before {what}"
+        );
+        assert!(std::time::Instant::now() < deadline, "never {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Kills `child` (a `trace` writing into `dir`) with SIGKILL once `ready`;
+/// then nothing of it may keep running, and after one more `trace`
+/// invocation nothing of it may be left.
+fn kill_and_check(
+    what: &str,
+    mut child: std::process::Child,
+    dir: &std::path::Path,
+    ready: impl Fn() -> bool,
+) {
+    let pid = child.id();
+    wait_for(what, &mut child, ready);
+    assert!(
+        !leftovers_of(pid, dir).is_empty(),
+        "{what}: the run made nothing to look for"
+    );
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // Nothing keeps running: the supervisor kills the container at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let running = || {
+        leftovers_of(pid, dir)
+            .into_iter()
+            .filter(|l| l.starts_with("process"))
+            .collect::<Vec<_>>()
+    };
+    while !running().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(running(), Vec::<String>::new(), "{what}: still running");
+    let next = tempdir();
+    let r = run_in(next.path(), &[], &["/bin/true"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(leftovers_of(pid, dir), Vec::<String>::new(), "{what}");
+}
+
+#[test]
+fn killed_while_unpacking_the_image() {
+    let image = fixtures().join("bookworm-oci");
+    let dir = tempdir();
+    let child = trace_cmd(dir.path(), &["--image", image.to_str().unwrap()], &["/bin/true"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let tmp = std::env::temp_dir();
+    kill_and_check("unpacking", child, dir.path(), || {
+        fs::read_dir(&tmp).unwrap().filter_map(|e| e.ok()).any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("trace-bundle-{pid}-"))
+                && e.path().join("lower/usr/bin").exists()
+        })
+    });
+}
+
+#[test]
+fn killed_while_the_container_runs() {
+    let image = fixtures().join("bookworm-rootfs");
+    let dir = tempdir();
+    let shared = dir.path().join("m");
+    fs::create_dir(&shared).unwrap();
+    let mount = format!("{}:/m", shared.display());
+    let child = trace_cmd(
+        dir.path(),
+        &["--image", image.to_str().unwrap(), "--mount", &mount],
+        &["/bin/sh", "-c", "touch /m/started; sleep 600 & wait"],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = shared.join("started");
+    kill_and_check("running the container", child, dir.path(), || {
+        started.exists()
+    });
+}
+
+#[test]
+fn killed_while_writing_the_trace() {
+    let image = fixtures().join("bookworm-rootfs");
+    let dir = tempdir();
+    let child = trace_cmd(dir.path(), &["--image", image.to_str().unwrap()], &["/bin/true"])
+        .env("TRACE_DEBUG_STALL_WRITE", "trace.json")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = dir.path().to_path_buf();
+    kill_and_check("writing the trace", child, dir.path(), || {
+        fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(".trace.json.tmp-"))
+    });
+    assert!(!dir.path().join("trace.json").exists());
+}
+
+#[test]
+fn killed_while_minimize_builds() {
+    let image = fixtures().join("bookworm-rootfs");
+    let dir = tempdir();
+    let out = dir.path().join("min");
+    let child = Command::new(trace_bin())
+        .args(["minimize", "--image", image.to_str().unwrap(), "-o"])
+        .arg(&out)
+        .args(["--", "/bin/sh", "-c", "echo ok"])
+        .env("TRACE_DEBUG_STALL_WRITE", "min")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = dir.path().to_path_buf();
+    kill_and_check("building the minimal image", child, dir.path(), || {
+        fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(".min.tmp-"))
+    });
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_running_trace_is_never_swept() {
+    let image = fixtures().join("bookworm-rootfs");
+    let dir = tempdir();
+    let shared = dir.path().join("m");
+    fs::create_dir(&shared).unwrap();
+    let mount = format!("{}:/m", shared.display());
+    let mut child = trace_cmd(
+        dir.path(),
+        &["--image", image.to_str().unwrap(), "--mount", &mount],
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /m/started; while [ ! -e /m/go ]; do sleep 0.1; done; echo done",
+        ],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = shared.join("started");
+    wait_for("running the container", &mut child, || started.exists());
+    // Another trace starts (and sweeps) while this one runs.
+    let other = tempdir();
+    let r = run_in(other.path(), &[], &["/bin/true"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    fs::write(shared.join("go"), "").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let t = read_trace(dir.path()).expect("trace written");
+    assert_eq!(t["exit"]["code"], 0);
+}
+
+// Container configuration the runtime would refuse only once started is
+// an error of `trace` (one line, exit 125), never the command's failure.
+
+fn config_error(args: &[&str], cmd: &[&str]) -> String {
+    let dir = tempdir();
+    let r = run_in(dir.path(), args, cmd);
+    assert_eq!(r.code(), 125, "{args:?}: {}", r.stderr());
+    assert!(r.trace.is_none());
+    r.stderr()
+}
+
+/// An OCI layout without layers whose config has `config` as its
+/// `config` object.
+fn oci_with_config(config: serde_json::Value) -> tempfile::TempDir {
+    let d = tempdir();
+    let blobs = d.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let tmp = d.path().join("blob");
+        fs::write(&tmp, bytes).unwrap();
+        let out = Command::new("sha256sum").arg(&tmp).output().unwrap();
+        let hex = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        fs::rename(&tmp, blobs.join(&hex)).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let cfg = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": []}
+    });
+    let (cd, cs) = put(cfg.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": []
+    });
+    let (md, ms) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]
+    });
+    fs::write(d.path().join("index.json"), index.to_string()).unwrap();
+    fs::write(
+        d.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    d
+}
+
+#[test]
+fn bad_container_configuration_is_an_error_of_trace() {
+    let image = fixtures().join("bookworm-rootfs");
+    let img = image.to_str().unwrap();
+    let t = ["/bin/true"];
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (
+            &["--env", "=x"],
+            &t,
+            "--env =x: expected K=V with a non-empty name K",
+        ),
+        (
+            &["--env", "NOVALUE"],
+            &t,
+            "--env NOVALUE: expected K=V with a non-empty name K",
+        ),
+        (
+            &["--workdir", "rel/dir"],
+            &t,
+            "--workdir \"rel/dir\": not an absolute path",
+        ),
+        (
+            &["--user", "ghost"],
+            &t,
+            "--user \"ghost\": no user \"ghost\" in the image's /etc/passwd",
+        ),
+        (
+            &["--user", "0:ghosts"],
+            &t,
+            "--user \"0:ghosts\": no group \"ghosts\" in the image's /etc/group",
+        ),
+        (
+            &["--user", "1:2:3"],
+            &t,
+            "--user \"1:2:3\": expected uid[:gid] or name[:group]",
+        ),
+        (
+            &["--mount", "/no/such/dir:/x"],
+            &t,
+            "--mount /no/such/dir:/x: No such file or directory (os error 2)",
+        ),
+        (
+            &["--mount", "/tmp:/"],
+            &t,
+            "--mount /tmp:/: expected SRC:DST[:ro] with absolute paths, DST not /",
+        ),
+        (&[], &[""], "the command to run in the container is empty"),
+    ];
+    for (extra, cmd, line) in cases {
+        let mut args = vec!["--image", img];
+        args.extend_from_slice(extra);
+        assert_eq!(
+            config_error(&args, cmd),
+            format!("trace: error: {line}\n"),
+            "{extra:?}"
+        );
+    }
+    // The same from the image's own configuration.
+    for (config, line) in [
+        (
+            serde_json::json!({"Env": ["PATH=/bin", "=x"]}),
+            "the image's Env entry \"=x\" is not K=V with a non-empty name K",
+        ),
+        (
+            serde_json::json!({"WorkingDir": "app"}),
+            "the image's WorkingDir \"app\" is not an absolute path",
+        ),
+        (
+            serde_json::json!({"User": "app"}),
+            "the image's User \"app\": no user \"app\" in the image's /etc/passwd",
+        ),
+    ] {
+        let oci = oci_with_config(config);
+        assert_eq!(
+            config_error(&["--image", oci.path().to_str().unwrap()], &t),
+            format!("trace: error: {line}\n")
+        );
+    }
+    // verify: an error, not a FAIL of the suite.
+    let out = Command::new(trace_bin())
+        .args(["verify", "--image", img, "--env", "=x", "--", "/bin/true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "trace: error: --env =x: expected K=V with a non-empty name K\n"
+    );
 }

@@ -38,12 +38,13 @@ pub enum TraceFileError {
     },
 }
 
-/// Test hook: stop for good once the temporary file exists, so a test can
-/// kill `trace` while it writes.
+/// Test hook: when writing a file (trace, image) of this name, stop for
+/// good once its temporary copy is there, so a test can kill `trace`
+/// while it writes.
 const STALL_WRITE_ENV: &str = "TRACE_DEBUG_STALL_WRITE";
 
-fn stall_for_tests() {
-    if std::env::var_os(STALL_WRITE_ENV).is_some() {
+pub fn stall_for_tests(path: &Path) {
+    if std::env::var_os(STALL_WRITE_ENV).is_some_and(|v| path.file_name() == Some(&v)) {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
@@ -82,7 +83,7 @@ pub fn write_atomic_with(
     let result = (|| {
         let file = fs::File::create(&tmp)?;
         crate::runtime::leftovers::record_path(&tmp);
-        stall_for_tests();
+        stall_for_tests(path);
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;

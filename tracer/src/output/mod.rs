@@ -157,6 +157,7 @@ pub fn write(out: &Path, spec: &Spec) -> Result<Written, OutputError> {
             (file, w)
         }
     };
+    crate::model::write::stall_for_tests(out);
     rename_noreplace(&product, out).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
             OutputError::Exists(out.to_path_buf())
