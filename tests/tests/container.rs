@@ -243,7 +243,10 @@ fn leftovers_of(pid: u32, dir: &std::path::Path) -> Vec<String> {
         }
         let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
         // An exited process not yet reaped by init runs nothing.
-        if stat.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')) {
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z'))
+        {
             continue;
         }
         let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
@@ -277,7 +280,12 @@ fn leftovers_of(pid: u32, dir: &std::path::Path) -> Vec<String> {
         }
     };
     prefixed(RUNTIME_ROOT, &cg[1..], "runtime state", &mut found);
-    prefixed("/run/trace/owners", &format!("{pid}-"), "owner record", &mut found);
+    prefixed(
+        "/run/trace/owners",
+        &format!("{pid}-"),
+        "owner record",
+        &mut found,
+    );
     let tmp = std::env::temp_dir().display().to_string();
     prefixed(&tmp, &bundle, "bundle", &mut found);
     for e in fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
@@ -343,10 +351,14 @@ fn kill_and_check(
 fn killed_while_unpacking_the_image() {
     let image = fixtures().join("bookworm-oci");
     let dir = tempdir();
-    let child = trace_cmd(dir.path(), &["--image", image.to_str().unwrap()], &["/bin/true"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = trace_cmd(
+        dir.path(),
+        &["--image", image.to_str().unwrap()],
+        &["/bin/true"],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let pid = child.id();
     let tmp = std::env::temp_dir();
     kill_and_check("unpacking", child, dir.path(), || {
@@ -384,17 +396,22 @@ fn killed_while_the_container_runs() {
 fn killed_while_writing_the_trace() {
     let image = fixtures().join("bookworm-rootfs");
     let dir = tempdir();
-    let child = trace_cmd(dir.path(), &["--image", image.to_str().unwrap()], &["/bin/true"])
-        .env("TRACE_DEBUG_STALL_WRITE", "trace.json")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = trace_cmd(
+        dir.path(),
+        &["--image", image.to_str().unwrap()],
+        &["/bin/true"],
+    )
+    .env("TRACE_DEBUG_STALL_WRITE", "trace.json")
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let d = dir.path().to_path_buf();
     kill_and_check("writing the trace", child, dir.path(), || {
-        fs::read_dir(&d)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().starts_with(".trace.json.tmp-"))
+        fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".trace.json.tmp-")
+        })
     });
     assert!(!dir.path().join("trace.json").exists());
 }

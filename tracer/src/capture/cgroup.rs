@@ -139,9 +139,10 @@ impl RunCgroup {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path = mount
-            .path
-            .join(format!("trace-{}-{nanos:09}", crate::runtime::leftovers::token()));
+        let path = mount.path.join(format!(
+            "trace-{}-{nanos:09}",
+            crate::runtime::leftovers::token()
+        ));
         fs::create_dir(&path).map_err(|source| CgroupError::Create {
             path: path.clone(),
             source,

@@ -254,10 +254,7 @@ pub fn env_entry_ok(kv: &str) -> bool {
 
 /// The image's Env with `--env` over it; every entry `K=V` with a
 /// non-empty K and no NUL (runc fails on anything else, after starting).
-fn environment(
-    image: Option<Vec<String>>,
-    over: &[String],
-) -> Result<Vec<String>, ContainerError> {
+fn environment(image: Option<Vec<String>>, over: &[String]) -> Result<Vec<String>, ContainerError> {
     let good = env_entry_ok;
     let mut env = image.unwrap_or_else(|| {
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
@@ -335,7 +332,9 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
         config.as_ref().and_then(|c| c.working_dir().as_deref()),
     )?;
     let (uid, gid) = match (req.user, config.as_ref().and_then(|c| c.user().as_deref())) {
-        (Some(u), _) => user(fs, u).map_err(|why| ContainerError::BadUser(format!("--user {u:?}"), why))?,
+        (Some(u), _) => {
+            user(fs, u).map_err(|why| ContainerError::BadUser(format!("--user {u:?}"), why))?
+        }
         (None, Some(u)) if !u.is_empty() => user(fs, u)
             .map_err(|why| ContainerError::BadUser(format!("the image's User {u:?}"), why))?,
         (None, _) => (0, 0),
@@ -538,7 +537,10 @@ mod tests {
             user(&fs, "nobody-here"),
             Err(UserError::NoUser("nobody-here".into()))
         );
-        assert_eq!(user(&fs, "app:wheel"), Err(UserError::NoGroup("wheel".into())));
+        assert_eq!(
+            user(&fs, "app:wheel"),
+            Err(UserError::NoGroup("wheel".into()))
+        );
         for bad in ["", ":0", "app:", "1:2:3"] {
             assert_eq!(user(&fs, bad), Err(UserError::Syntax), "{bad:?}");
         }

@@ -300,7 +300,10 @@ fn sweep(t: &str, wait_for_supervisor: bool) {
         p.components()
             .any(|c| c.as_os_str().to_string_lossy().starts_with(&bundle))
     };
-    let mut mounts: Vec<PathBuf> = mount_points().into_iter().filter(|m| in_bundle(m)).collect();
+    let mut mounts: Vec<PathBuf> = mount_points()
+        .into_iter()
+        .filter(|m| in_bundle(m))
+        .collect();
     // Deepest first.
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     for m in &mounts {
@@ -486,7 +489,11 @@ mod tests {
     fn records_round_trip_and_mountinfo_escapes() {
         let d = tempfile::tempdir().unwrap();
         let mut bytes = Vec::new();
-        for (k, p) in [(PATH, "/tmp/a b"), (RUNTIME, "/usr/sbin/runc"), (PATH, "rel")] {
+        for (k, p) in [
+            (PATH, "/tmp/a b"),
+            (RUNTIME, "/usr/sbin/runc"),
+            (PATH, "rel"),
+        ] {
             bytes.push(k);
             bytes.extend_from_slice(p.as_bytes());
             bytes.push(0);
