@@ -29,6 +29,7 @@ fn main() {
             eprintln!("trace: error: {e}");
             std::process::exit(TRACE_FAILED);
         }
+        tracer::timing::mark("stale state swept, supervisor started");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -71,11 +71,17 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LeftoverError {
 /// rights to write [`STATE_DIR`] (not root: no cgroup, no container
 /// either) nothing is recorded.
 pub fn init(supervise: bool) -> Result<(), LeftoverError> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = owners_dir().join(token());
-    match fs::create_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
-        Err(e) => return Err(io_err(dir.display().to_string())(e)),
+    // Only root may write the records a sweep acts on. Where they cannot
+    // be kept (not root, a read-only /run), the run goes on without.
+    if fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .is_err()
+    {
+        return Ok(());
     }
     let _ = RECORDS.set(dir.join("records"));
     if supervise {
@@ -346,7 +352,11 @@ fn remove_path(p: &Path) {
     if mount_points().iter().any(|m| m.starts_with(p)) {
         return;
     }
-    let _ = fs::remove_dir_all(p);
+    // A second pass for what another sweep of the same owner (racing
+    // with this one) made the first one trip over.
+    if fs::remove_dir_all(p).is_err() {
+        let _ = fs::remove_dir_all(p);
+    }
 }
 
 /// Every process in the cgroups below `dir`.
