@@ -18,7 +18,7 @@ use std::{
 };
 
 /// An engine that keeps images and runs containers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Engine {
     Docker,
     Podman,

@@ -190,6 +190,7 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
     if req.runtime.is_some() {
         return Err(RunError::RuncOnly("--runtime"));
     }
+    super::leftovers::record_engine(engine);
     // What the engine would refuse only once started (its exit status
     // would then look like the command's).
     runc::check_command(req.argv)?;

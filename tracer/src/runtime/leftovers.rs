@@ -20,7 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{capture::cgroup, engine::owner};
+use crate::{
+    capture::cgroup,
+    engine::{Engine, owner},
+};
 
 /// Where the owners' records and the OCI runtime's state live.
 pub const STATE_DIR: &str = "/run/trace";
@@ -100,6 +103,7 @@ pub fn finish() {
 /// Kinds of record.
 const PATH: u8 = b'p';
 const RUNTIME: u8 = b'r';
+const ENGINE: u8 = b'e';
 
 fn record(kind: u8, what: &Path) {
     use std::io::Write;
@@ -128,9 +132,17 @@ pub fn record_runtime(runtime: &Path) {
     record(RUNTIME, runtime);
 }
 
+/// Notes an engine this run starts containers or loads images in: a
+/// killed run's are removed from it (they carry the owner as a label or
+/// in the name).
+pub fn record_engine(engine: Engine) {
+    record(ENGINE, Path::new(engine.program()));
+}
+
 struct Records {
     paths: Vec<PathBuf>,
     runtimes: Vec<PathBuf>,
+    engines: BTreeSet<Engine>,
 }
 
 fn read_records(dir: &Path) -> Records {
@@ -138,6 +150,7 @@ fn read_records(dir: &Path) -> Records {
     let mut r = Records {
         paths: Vec::new(),
         runtimes: Vec::new(),
+        engines: BTreeSet::new(),
     };
     for rec in bytes.split(|&b| b == 0) {
         let Some((&kind, rest)) = rec.split_first() else {
@@ -145,12 +158,17 @@ fn read_records(dir: &Path) -> Records {
         };
         let p = PathBuf::from(std::ffi::OsStr::from_bytes(rest));
         // Only absolute paths were recorded; anything else is not ours.
-        if !p.is_absolute() {
-            continue;
-        }
         match kind {
-            PATH => r.paths.push(p),
-            RUNTIME => r.runtimes.push(p),
+            PATH if p.is_absolute() => r.paths.push(p),
+            RUNTIME if p.is_absolute() => r.runtimes.push(p),
+            ENGINE => {
+                if let Some(e) = [Engine::Docker, Engine::Podman]
+                    .into_iter()
+                    .find(|e| e.program().as_bytes() == rest)
+                {
+                    r.engines.insert(e);
+                }
+            }
             _ => {}
         }
     }
@@ -271,6 +289,11 @@ fn sweep(t: &str, wait_for_supervisor: bool) {
         }
     }
     let records = read_records(&dir);
+    // The engine stops and removes its containers itself (by their owner
+    // label, now dead), then its temporary images go.
+    for e in &records.engines {
+        super::engine::remove_stale(*e);
+    }
     let prefix = format!("trace-{t}-");
     let ours: Vec<(PathBuf, bool)> = cgroup_roots()
         .into_iter()
@@ -503,6 +526,8 @@ mod tests {
             (PATH, "/tmp/a b"),
             (RUNTIME, "/usr/sbin/runc"),
             (PATH, "rel"),
+            (ENGINE, "docker"),
+            (ENGINE, "kubectl"),
         ] {
             bytes.push(k);
             bytes.extend_from_slice(p.as_bytes());
@@ -512,6 +537,10 @@ mod tests {
         let r = read_records(d.path());
         assert_eq!(r.paths, vec![PathBuf::from("/tmp/a b")]);
         assert_eq!(r.runtimes, vec![PathBuf::from("/usr/sbin/runc")]);
+        assert_eq!(
+            r.engines.into_iter().collect::<Vec<_>>(),
+            vec![Engine::Docker]
+        );
         assert_eq!(unescape(r"/tmp/a\040b"), b"/tmp/a b");
         assert_eq!(unescape(r"/x\\"), br"/x\\");
     }
