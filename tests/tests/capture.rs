@@ -1672,6 +1672,30 @@ open('/opt/new\nline').read()
         "a newline split an entry:\n{}",
         String::from_utf8_lossy(&text)
     );
+    let text = String::from_utf8(text).expect("the allowlist is UTF-8 text");
+    for want in ["/opt/caf\\xe9", "/opt/new\\x0aline"] {
+        assert!(
+            text.lines().any(|l| l == want),
+            "{want} not a line of:\n{text}"
+        );
+    }
+    // The text summary and the report show the names escaped the same way,
+    // never a raw control character.
+    let o = Command::new(trace_bin())
+        .arg("report")
+        .arg(w.base.join("trace.json"))
+        .output()
+        .expect("trace report runs");
+    assert_eq!(o.status.code(), Some(0));
+    let shown = String::from_utf8(o.stdout).expect("report is UTF-8");
+    assert!(
+        shown.contains("  /opt/new\\x0aline\n") && shown.contains("  /opt/caf\\xe9\n"),
+        "{shown}"
+    );
+    assert!(
+        !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "{shown:?}"
+    );
     // build keeps both, byte for byte.
     let img = build_and_unpack(&w, &root, &w.base.join("trace.json"));
     let in_img = |p: &[u8]| img.join(std::ffi::OsStr::from_bytes(&p[1..]));

@@ -213,7 +213,15 @@ print("version ok")
 
 #[test]
 fn pypi_package_with_lazy_submodules_file_then_module() {
-    let w = workloads(&[("w1.py", PYG_W1), ("w2.py", PYG_W2), ("v.py", PYG_VERSION)]);
+    let w = workloads(&[
+        ("w1.py", PYG_W1),
+        ("w2.py", PYG_W2),
+        ("v.py", PYG_VERSION),
+        (
+            "mk.py",
+            "open('/var/cache/debconf/x.txt', 'w').write('x')\n",
+        ),
+    ]);
     let work = tempdir();
     let (o, r) = minimize(
         work.path(),
@@ -235,6 +243,32 @@ fn pypi_package_with_lazy_submodules_file_then_module() {
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
     let v = verify(&min, w.path(), &["/usr/bin/python3", "/w/w2.py"]);
     assert_ne!(v.status.code(), Some(0), "{}", stderr(&v));
+    // CPython lists email/ and opens only what it finds: the hint names
+    // the package it asked for first, from the full image's listing.
+    let e = stderr(&v);
+    let hints: Vec<&str> = e
+        .lines()
+        .skip_while(|l| !l.contains("listed here, with entries only"))
+        .collect();
+    assert!(
+        hints
+            .get(1)
+            .is_some_and(|l| l.trim() == "/usr/lib/python3.11/email/ (7 missing)")
+            && hints
+                .get(2)
+                .is_some_and(|l| l.trim() == "/usr/lib/python3.11/email/mime   (asked for: mime)"),
+        "{e}"
+    );
+    // A file the program could not create: its missing directory named.
+    let v = verify(&min, w.path(), &["/usr/bin/python3", "/w/mk.py"]);
+    let e = stderr(&v);
+    assert_ne!(v.status.code(), Some(0), "{e}");
+    assert!(
+        e.lines().any(|l| l.trim_start().starts_with(
+            "could not create /var/cache/debconf/x.txt: directory /var/cache is missing here"
+        )),
+        "{e}"
+    );
 
     let (o, r) = minimize(
         work.path(),
@@ -455,4 +489,56 @@ fn runs_three_lists_the_file_only_some_runs_used() {
     // whichever branch it takes.
     assert!(kept(&r, "/usr/bin/sleep"));
     assert_eq!(o.status.code(), Some(0), "{e}");
+}
+
+/// Acts on a listing itself: counts the entries and matches on their
+/// names, opening none of them.
+const LISTING: &str = r#"#!/bin/sh
+set -e
+n=$(ls /usr/share/ca-certificates/mozilla | wc -l)
+echo "$n certificates"
+test "$n" -gt 100
+find /usr/share/ca-certificates/mozilla -name 'ISRG_Root_X1*' | grep -q ISRG
+echo listing ok
+"#;
+
+#[test]
+fn keep_listed_keeps_the_entries_a_listing_program_matches_on() {
+    let w = workloads(&[("list.sh", LISTING)]);
+    let work = tempdir();
+    let cmd = ["/bin/sh", "/w/list.sh"];
+    let isrg = "/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt";
+    // At `file` level the directory is kept empty: the suite fails in
+    // the minimal image, and the hint names the listed directory.
+    let (o, r) = minimize(work.path(), w.path(), "file.oci", &[], &cmd);
+    let e = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{e}");
+    assert!(!kept(&r, isrg));
+    assert!(
+        e.lines().any(|l| l
+            .trim_start()
+            .starts_with("/usr/share/ca-certificates/mozilla/ (")
+            && l.trim_end().ends_with("missing)")),
+        "{e}"
+    );
+    let (o, r) = minimize(
+        work.path(),
+        w.path(),
+        "listed.oci",
+        &["--keep-listed"],
+        &cmd,
+    );
+    assert_passed_both(&o);
+    assert!(kept(&r, isrg));
+    assert_eq!(r["kept"][isrg], "listed");
+    assert_eq!(
+        pulled_by(&r, isrg),
+        "listed /usr/share/ca-certificates/mozilla"
+    );
+    // The cost is said: every entry of the directory, and their bytes.
+    let full = apps_image().join("usr/share/ca-certificates/mozilla");
+    let n = fs::read_dir(&full).unwrap().count() as u64;
+    let added = r["listed"]["entries"].as_u64().expect("listed.entries");
+    assert!(added >= n, "{added} < {n}: {}", r["listed"]);
+    assert!(r["listed"]["bytes"].as_u64().unwrap() > 0);
 }

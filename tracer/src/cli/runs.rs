@@ -65,7 +65,12 @@ pub fn describe(trace: &Trace) -> String {
         trace.merged_from.len()
     );
     for x in &list {
-        let _ = writeln!(s, "  {}  (seen in {})", x.path, x.seen_in.join(", "));
+        let _ = writeln!(
+            s,
+            "  {}  (seen in {})",
+            crate::model::escape::path(x.path.as_bytes()),
+            x.seen_in.join(", ")
+        );
     }
     s
 }

@@ -194,7 +194,7 @@ pub fn describe(o: &Outcome, image: &ImageRef, full: Option<&ImageRef>) -> Strin
                     full
                 );
                 for m in &o.missing {
-                    let _ = writeln!(s, "    {m}");
+                    let _ = writeln!(s, "    {}", crate::model::escape::path(m.as_bytes()));
                 }
             }
             Some(full) if o.listed.is_empty() && o.creates.is_empty() => {

@@ -51,41 +51,8 @@ fn is_meta(b: u8) -> bool {
     matches!(b, b'*' | b'?' | b'[' | b'{')
 }
 
-/// Bytes an include line writes with a backslash: glob syntax, the
-/// backslash itself, and what a line cannot hold as it is.
-fn needs_escape(b: u8) -> bool {
-    matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
-}
-
-/// One include line, the way `trace allowlist` writes it: glob
-/// characters and `\\` escaped with `\\`, and `\\xHH` for a byte a line
-/// cannot hold (a newline, a control character, a byte that is not
-/// UTF-8, a trailing space). Any path at all round-trips.
-pub fn escape(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for chunk in path.utf8_chunks() {
-        let valid = chunk.valid();
-        for (i, c) in valid.char_indices() {
-            let last = i + c.len_utf8() == valid.len() && chunk.invalid().is_empty();
-            let trailing_space = c.is_whitespace() && last;
-            if c.is_control() || trailing_space {
-                let mut buf = [0; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("\\x{b:02x}"));
-                }
-            } else {
-                if c.is_ascii() && needs_escape(c as u8) {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+use crate::model::escape::is_glob_syntax as needs_escape;
+pub use crate::model::escape::path as escape;
 
 /// An include line read back: each byte, and whether it was escaped.
 fn unescape(line: &[u8]) -> Vec<(u8, bool)> {

@@ -1,7 +1,17 @@
 //! The human-readable summary (`--format text`).
 use std::fmt::Write as _;
 
-use super::trace::{Op, Trace};
+use std::os::unix::ffi::OsStrExt;
+
+use super::{
+    escape,
+    trace::{FileEntry, Op, Trace},
+};
+
+/// An entry's path as one safe line (see `escape`).
+fn name(f: &FileEntry) -> String {
+    escape::path(f.os_path().as_os_str().as_bytes())
+}
 
 pub fn render(t: &Trace) -> String {
     let mut out = String::new();
@@ -21,29 +31,36 @@ pub fn render(t: &Trace) -> String {
     let _ = writeln!(out, "Executables ({}):", t.execs.len());
     for e in &t.execs {
         let exe = match &e.exe {
-            Some(x) if *x != e.path => format!(" -> {x}"),
+            Some(x) if *x != e.path => format!(" -> {}", escape::path(x.as_bytes())),
             _ => String::new(),
         };
-        let _ = writeln!(out, "  {}{}    [{}]", e.path, exe, e.argv.join(" "));
+        let argv: Vec<String> = e.argv.iter().map(|a| escape::text(a)).collect();
+        let _ = writeln!(
+            out,
+            "  {}{}    [{}]",
+            escape::path(e.path.as_bytes()),
+            exe,
+            argv.join(" ")
+        );
     }
     let _ = writeln!(out, "Files read or probed ({}):", read.len());
     for f in &read {
         let _ = writeln!(
             out,
             "  {}{}",
-            f.path,
+            name(f),
             if f.truncated { " (truncated)" } else { "" }
         );
     }
     let _ = writeln!(out, "Files written ({}):", written.len());
     for f in &written {
-        let _ = writeln!(out, "  {}", f.path);
+        let _ = writeln!(out, "  {}", name(f));
     }
     let _ = writeln!(out, "Failed lookups ({}):", failed.len());
     for f in &failed {
         let mut results: Vec<&str> = f.accesses.iter().map(|a| a.result.as_str()).collect();
         results.dedup();
-        let _ = writeln!(out, "  {}  ({})", f.path, results.join(", "));
+        let _ = writeln!(out, "  {}  ({})", name(f), results.join(", "));
     }
     let lost = &t.lost_events;
     let _ = writeln!(
