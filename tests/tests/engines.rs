@@ -353,7 +353,7 @@ fn tests() -> Vec<(&'static str, Test)> {
             docker_sigterm,
         ),
         (
-            "a_killed_trace_leaves_a_container_the_next_run_removes",
+            "a_killed_traces_container_is_stopped_and_removed",
             docker_kill_9,
         ),
         (
