@@ -63,7 +63,23 @@ pub fn main_pid(manager: &Manager, name: &str) -> Result<u32, EngineError> {
     };
     let pid = match manager {
         Manager::Runc => {
-            let out = query(&label, "runc", ["state", name], none)?;
+            // runc's default root first (containers the user started),
+            // then the one `trace run --image` keeps its own in.
+            let own = crate::runtime::leftovers::runtime_root();
+            let out = match query(&label, "runc", ["state", name], none) {
+                Err(EngineError::NoContainer { .. }) => query(
+                    &label,
+                    "runc",
+                    [
+                        std::ffi::OsStr::new("--root"),
+                        own.as_os_str(),
+                        "state".as_ref(),
+                        name.as_ref(),
+                    ],
+                    none,
+                )?,
+                other => other?,
+            };
             let state: serde_json::Value =
                 serde_json::from_str(&out).map_err(|e| EngineError::Failed {
                     command: format!("runc state {name}"),
