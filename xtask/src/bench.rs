@@ -47,8 +47,11 @@ struct Cost {
 /// of its whole tree from wait4.
 fn run_once(argv: &[String]) -> Result<Cost> {
     let start = Instant::now();
+    // In the temp dir: CPython's tests leave `@test_*_tmp` directories in
+    // their cwd when a run is cut short.
     let child = Command::new(&argv[0])
         .args(&argv[1..])
+        .current_dir(std::env::temp_dir())
         .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
