@@ -69,9 +69,27 @@ mod tests {
         let cases: &[&[&str]] = &[
             &["run", "--no-such-flag", "--", "true"],
             &["run", "--no-such-flag", "true"],
-            &["minimize", "--image", "X", "-o", "Y", "--no-such-flag", "--", "cmd"],
+            &[
+                "minimize",
+                "--image",
+                "X",
+                "-o",
+                "Y",
+                "--no-such-flag",
+                "--",
+                "cmd",
+            ],
             &["verify", "--image", "X", "--no-such-flag", "cmd"],
-            &["build", "--from", "X", "-o", "Y", "--no-such-flag", "--trace", "t.json"],
+            &[
+                "build",
+                "--from",
+                "X",
+                "-o",
+                "Y",
+                "--no-such-flag",
+                "--trace",
+                "t.json",
+            ],
             &["merge", "-o", "Y", "--no-such-flag", "a.json"],
             &["seccomp", "-o", "Y", "--no-such-flag", "a.json"],
             &["allowlist", "--no-such-flag", "a.json"],
@@ -81,7 +99,11 @@ mod tests {
         ];
         for args in cases {
             let err = parse(args).expect_err(&args.join(" "));
-            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{args:?}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
             assert_eq!(err.exit_code(), 2);
             let text = err.render().to_string();
             assert_eq!(
