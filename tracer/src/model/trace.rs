@@ -448,7 +448,103 @@ fn exact(text: &str, hex: Option<&str>) -> std::path::PathBuf {
     }
 }
 
+/// Why an entry's path is refused (see [`FileEntry::check`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PathError {
+    #[error("{0} {1:?} is not hex")]
+    NotHex(&'static str, String),
+    #[error("{0} {1:?} has an odd length")]
+    OddHex(&'static str, String),
+    #[error("{0} is not the bytes of {1}")]
+    HexMismatch(&'static str, &'static str),
+    #[error("{0} is not absolute")]
+    Relative(&'static str),
+    #[error("{0} has a NUL byte")]
+    Nul(&'static str),
+    #[error("{0} has an empty component")]
+    Empty(&'static str),
+    #[error("{0} has a {1:?} component")]
+    Dots(&'static str, &'static str),
+}
+
+/// The bytes `text`/`hex` stand for, checked to be hex of an even length
+/// whose lossy text is `text`.
+fn exact_bytes(
+    text: &str,
+    hex: Option<&str>,
+    names: (&'static str, &'static str),
+) -> Result<Vec<u8>, PathError> {
+    let Some(hex) = hex else {
+        return Ok(text.as_bytes().to_vec());
+    };
+    if !hex.len().is_multiple_of(2) {
+        return Err(PathError::OddHex(names.1, hex.to_string()));
+    }
+    let bytes = unhex(hex).ok_or_else(|| PathError::NotHex(names.1, hex.to_string()))?;
+    if bytes.contains(&0) {
+        return Err(PathError::Nul(names.1));
+    }
+    if String::from_utf8_lossy(&bytes) != text {
+        return Err(PathError::HexMismatch(names.1, names.0));
+    }
+    Ok(bytes)
+}
+
+/// An entry's key: absolute, no NUL, no empty, `.` or `..` component.
+fn check_canonical(bytes: &[u8], name: &'static str) -> Result<(), PathError> {
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::Relative(name));
+    }
+    if bytes.contains(&0) {
+        return Err(PathError::Nul(name));
+    }
+    if bytes == b"/" {
+        return Ok(());
+    }
+    for part in bytes[1..].split(|&b| b == b'/') {
+        match part {
+            b"" => return Err(PathError::Empty(name)),
+            b"." => return Err(PathError::Dots(name, ".")),
+            b".." => return Err(PathError::Dots(name, "..")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl FileEntry {
+    /// Refuses what no capture writes: a path that is not canonical, hex
+    /// that is not hex or not the path's bytes; a requested path (which
+    /// keeps `..` on purpose) must still be absolute and free of NULs.
+    pub fn check(&self) -> Result<(), PathError> {
+        let bytes = exact_bytes(&self.path, self.path_hex.as_deref(), ("path", "path_hex"))?;
+        let name = if self.path_hex.is_some() {
+            "path_hex"
+        } else {
+            "path"
+        };
+        check_canonical(&bytes, name)?;
+        for a in &self.accesses {
+            let Some(text) = a.requested.as_deref() else {
+                continue;
+            };
+            let names = ("requested path", "requested_hex");
+            let bytes = exact_bytes(text, a.requested_hex.as_deref(), names)?;
+            let name = if a.requested_hex.is_some() {
+                names.1
+            } else {
+                names.0
+            };
+            if bytes.first() != Some(&b'/') {
+                return Err(PathError::Relative(name));
+            }
+            if bytes.contains(&0) {
+                return Err(PathError::Nul(name));
+            }
+        }
+        Ok(())
+    }
+
     /// The path exactly, `path_hex` decoded where the name is not UTF-8.
     pub fn os_path(&self) -> std::path::PathBuf {
         exact(&self.path, self.path_hex.as_deref())
