@@ -268,17 +268,17 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
         s
     });
-    let merged = merge::merge(
-        &traces
-            .iter()
-            .cloned()
-            .zip(&args.traces)
-            .map(|(trace, p)| merge::Input {
-                label: p.display().to_string(),
-                trace,
-            })
-            .collect::<Vec<_>>(),
-    );
+    // The traces are taken apart by the merge: nothing below needs them.
+    let merged =
+        merge::merge(
+            traces
+                .into_iter()
+                .zip(&args.traces)
+                .map(|(trace, p)| merge::Input {
+                    label: p.display().to_string(),
+                    trace,
+                }),
+        );
     let mut by_reason = BTreeMap::new();
     for r in kept.paths.values() {
         *by_reason.entry(*r).or_insert(0) += 1;
@@ -353,16 +353,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         sometimes: sometimes::sometimes(&merged),
     };
     if args.seccomp {
-        let inputs: Vec<merge::Input> = traces
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, trace)| merge::Input {
-                label: i.to_string(),
-                trace,
-            })
-            .collect();
-        let (profile, _) = seccomp::profile(&merge::merge(&inputs))?;
+        let (profile, _) = seccomp::profile(&merged)?;
         let mut out = plan.artifact_base().into_os_string();
         out.push(".seccomp.json");
         let mut json = serde_json::to_vec_pretty(&profile)?;

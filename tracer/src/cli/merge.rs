@@ -20,17 +20,23 @@ pub struct MergeArgs {
 }
 
 pub fn run(args: MergeArgs) -> Result<i32> {
-    let inputs = args
-        .traces
-        .iter()
-        .map(|p| {
-            Ok(Input {
-                label: p.display().to_string(),
-                trace: write::read(p)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let merged = merge_traces(&inputs);
+    // Read one at a time as the merge takes them: only the trace being
+    // merged and the union are held, not every input at once.
+    let mut failed = None;
+    let inputs = args.traces.iter().map_while(|p| match write::read(p) {
+        Ok(trace) => Some(Input {
+            label: p.display().to_string(),
+            trace,
+        }),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    let merged = merge_traces(inputs);
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     write::write_atomic(&args.output, &write::to_json(&merged))?;
     eprintln!(
         "trace merge: {} traces, {} paths, {} execs{} -> {}",

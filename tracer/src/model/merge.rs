@@ -51,9 +51,16 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.missed_by_kernel += from.missed_by_kernel;
 }
 
-pub fn merge(inputs: &[Input]) -> Trace {
+/// Merges `inputs`, taking each apart as it comes (entries are moved, not
+/// copied): the caller may read them one at a time.
+pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
     let mut labels = BTreeSet::new();
-    let mut files: BTreeMap<String, (FileEntry, BTreeSet<String>)> = BTreeMap::new();
+    // Leaf labels by number: an entry's `seen_in` is a few numbers while
+    // merging, not a set of strings per file.
+    let mut label_ids: BTreeMap<String, u32> = BTreeMap::new();
+    // Keyed by the exact name: two non-UTF-8 names can print the same.
+    type Key = (String, Option<String>);
+    let mut files: BTreeMap<Key, (FileEntry, Vec<u32>)> = BTreeMap::new();
     let mut execs: BTreeMap<(String, String, Option<String>, Vec<String>), Exec> = BTreeMap::new();
     let mut binds = BTreeSet::new();
     let mut lost = LostEvents::default();
@@ -64,13 +71,18 @@ pub fn merge(inputs: &[Input]) -> Trace {
     let mut unobserved: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
     let mut reasons: BTreeSet<String> = BTreeSet::new();
     for input in inputs {
-        let t = &input.trace;
-        let leaf = leaves(input);
-        labels.extend(leaf.iter().cloned());
+        let leaf = leaves(&input);
+        let t = input.trace;
+        let mut id = |l: &String| {
+            let next = label_ids.len() as u32;
+            *label_ids.entry(l.clone()).or_insert(next)
+        };
+        let leaf_ids: Vec<u32> = leaf.iter().map(&mut id).collect();
+        labels.extend(leaf);
         complete &= t.complete;
         code = code.max(t.exit.code);
         leftovers += t.scope.leftovers_killed;
-        binds.extend(t.scope.bind_mounts.iter().cloned());
+        binds.extend(t.scope.bind_mounts);
         add_lost(&mut lost, &t.lost_events);
         add_counters(&mut counters, &t.counters);
         if let Some(s) = &t.syscalls {
@@ -85,47 +97,56 @@ pub fn merge(inputs: &[Input]) -> Trace {
                     .extend(c.numbers.iter().copied());
             }
         }
-        for u in &t.unobserved {
-            *unobserved
-                .entry((u.channel.clone(), u.op.clone(), u.pid))
-                .or_default() += u.count;
+        for u in t.unobserved {
+            *unobserved.entry((u.channel, u.op, u.pid)).or_default() += u.count;
         }
-        reasons.extend(t.incomplete_reasons.iter().cloned());
-        for e in &t.execs {
+        reasons.extend(t.incomplete_reasons);
+        for e in t.execs {
             let key = (e.path.clone(), e.raw.clone(), e.exe.clone(), e.argv.clone());
             // The smallest entry wins whatever the order.
-            let slot = execs.entry(key).or_insert_with(|| e.clone());
-            if e < slot {
-                *slot = e.clone();
+            match execs.entry(key) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(e);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    if &e < o.get() {
+                        o.insert(e);
+                    }
+                }
             }
         }
-        for f in &t.files {
-            let seen: Vec<String> = if f.seen_in.is_empty() {
-                leaf.clone()
+        for mut f in t.files {
+            let seen: Vec<u32> = if f.seen_in.is_empty() {
+                leaf_ids.clone()
             } else {
-                f.seen_in.clone()
+                f.seen_in.iter().map(&mut id).collect()
             };
-            let (entry, seen_in) = files.entry(f.path.clone()).or_insert_with(|| {
-                (
-                    FileEntry {
-                        accesses: Vec::new(),
-                        seen_in: Vec::new(),
-                        ..f.clone()
-                    },
-                    BTreeSet::new(),
-                )
-            });
-            entry.truncated |= f.truncated;
-            entry.accesses.extend(f.accesses.iter().cloned());
-            seen_in.extend(seen);
+            let key = (std::mem::take(&mut f.path), f.path_hex.take());
+            match files.entry(key) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    f.seen_in = Vec::new();
+                    v.insert((f, seen));
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let (entry, seen_in) = o.get_mut();
+                    entry.truncated |= f.truncated;
+                    entry.accesses.append(&mut f.accesses);
+                    seen_in.extend(seen);
+                }
+            }
         }
     }
+    let names: BTreeMap<u32, String> = label_ids.into_iter().map(|(l, i)| (i, l)).collect();
     let files = files
-        .into_values()
-        .map(|(mut f, seen)| {
+        .into_iter()
+        .map(|((path, path_hex), (mut f, mut seen))| {
+            f.path = path;
+            f.path_hex = path_hex;
             f.accesses.sort();
             f.accesses.dedup();
-            f.seen_in = seen.into_iter().collect();
+            seen.sort_by(|a, b| names[a].cmp(&names[b]));
+            seen.dedup();
+            f.seen_in = seen.into_iter().map(|i| names[&i].clone()).collect();
             f
         })
         .collect();
@@ -256,7 +277,7 @@ mod tests {
 
     #[test]
     fn union_keeps_every_access_and_its_origins() {
-        let m = merge(&inputs());
+        let m = merge(inputs());
         assert_eq!(m.merged_from, vec!["a", "b", "c"]);
         let passwd = m.files.iter().find(|f| f.path == "/etc/passwd").unwrap();
         assert_eq!(passwd.accesses.len(), 2);
@@ -269,18 +290,45 @@ mod tests {
 
     #[test]
     fn order_and_grouping_do_not_matter() {
-        let flat = to_json(&merge(&inputs()));
+        let flat = to_json(&merge(inputs()));
         let mut rev = inputs();
         rev.reverse();
-        assert_eq!(to_json(&merge(&rev)), flat);
+        assert_eq!(to_json(&merge(rev)), flat);
         let mut i = inputs();
         let c = i.pop().unwrap();
-        let ab = merge(&i);
-        let nested = merge(&[input("ab.json", ab), c]);
+        let ab = merge(i);
+        let nested = merge([input("ab.json", ab), c]);
         assert_eq!(to_json(&nested), flat);
         let mut i = inputs();
         let a = i.remove(0);
-        let bc = merge(&i);
-        assert_eq!(to_json(&merge(&[a, input("bc.json", bc)])), flat);
+        let bc = merge(i);
+        assert_eq!(to_json(&merge([a, input("bc.json", bc)])), flat);
+    }
+
+    /// Two non-UTF-8 names that print alike stay two entries, each with
+    /// its own bytes.
+    #[test]
+    fn names_are_kept_apart_by_their_bytes() {
+        let mut a = trace(&[("/d/\u{fffd}", Op::Open, "ok")], 0, None);
+        a.files[0].path_hex = Some("2f642fff".into());
+        let mut b = trace(&[("/d/\u{fffd}", Op::Open, "ok")], 0, None);
+        b.files[0].path_hex = Some("2f642ffe".into());
+        let c = trace(&[("/d/\u{fffd}", Op::Open, "ok")], 0, None);
+        let m = merge([input("a", a), input("b", b), input("c", c)]);
+        let got: Vec<_> = m
+            .files
+            .iter()
+            .map(|f| (f.os_path(), f.seen_in.clone()))
+            .collect();
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b));
+        assert_eq!(
+            got,
+            vec![
+                (p("/d/\u{fffd}".as_bytes()), vec!["c".to_string()]),
+                (p(b"/d/\xfe"), vec!["b".to_string()]),
+                (p(b"/d/\xff"), vec!["a".to_string()]),
+            ]
+        );
     }
 }
