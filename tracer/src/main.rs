@@ -12,6 +12,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => bad_arguments(e),
     };
+    tracer::source::archive::set_limits(cli.limits.limits());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
