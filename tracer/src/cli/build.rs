@@ -268,17 +268,23 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
         s
     });
-    // The traces are taken apart by the merge: nothing below needs them.
-    let merged =
-        merge::merge(
-            traces
-                .into_iter()
-                .zip(&args.traces)
-                .map(|(trace, p)| merge::Input {
-                    label: p.display().to_string(),
-                    trace,
-                }),
-        );
+    // One trace is its own union (what `sometimes` and the seccomp
+    // profile read of it is what a merge would keep); several are taken
+    // apart by the merge: nothing below needs them.
+    let merged = match <[_; 1]>::try_from(traces) {
+        Ok([one]) => one,
+        Err(traces) => {
+            merge::merge(
+                traces
+                    .into_iter()
+                    .zip(&args.traces)
+                    .map(|(trace, p)| merge::Input {
+                        label: p.display().to_string(),
+                        trace,
+                    }),
+            )
+        }
+    };
     let mut by_reason = BTreeMap::new();
     for r in kept.paths.values() {
         *by_reason.entry(*r).or_insert(0) += 1;

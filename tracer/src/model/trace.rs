@@ -199,6 +199,7 @@ pub struct FileEntry {
     /// Some access named a path that could not be recorded whole.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    #[serde(deserialize_with = "shrunk")]
     pub accesses: Vec<Access>,
     /// For a merged trace: which of the merged traces saw this path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -446,6 +447,15 @@ fn exact(text: &str, hex: Option<&str>) -> std::path::PathBuf {
         Some(bytes) => std::ffi::OsString::from_vec(bytes).into(),
         None => text.into(),
     }
+}
+
+/// A list read with no more room than it holds: serde grows a vector
+/// from four slots, and most entries have one access (a million-file
+/// trace held 1 KB of slots per entry, three of them empty).
+fn shrunk<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Access>, D::Error> {
+    let mut v = Vec::<Access>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
 }
 
 /// Why an entry's path is refused (see [`FileEntry::check`]).
