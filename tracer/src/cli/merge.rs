@@ -37,7 +37,7 @@ pub fn run(args: MergeArgs) -> Result<i32> {
     if let Some(e) = failed {
         return Err(e.into());
     }
-    write::write_atomic(&args.output, &write::to_json(&merged))?;
+    write::write_trace(&args.output, &merged)?;
     eprintln!(
         "trace merge: {} traces, {} paths, {} execs{} -> {}",
         merged.merged_from.len(),
