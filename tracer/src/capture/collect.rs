@@ -517,7 +517,7 @@ impl Collector {
         let with_open_flags = s.op == Op::Open && !s.syscall.starts_with("open_tree");
         let access = Access {
             op: s.op,
-            syscall: s.syscall.clone(),
+            syscall: crate::model::trace::name(&s.syscall),
             mode: with_open_flags.then_some(match f & O_ACCMODE {
                 O_WRONLY => OpenMode::Write,
                 O_RDWR => OpenMode::ReadWrite,
@@ -526,7 +526,7 @@ impl Collector {
             create: with_open_flags && f & O_CREAT != 0 && !tmpfile,
             nofollow: nofollow(s.op, &s.syscall, second, f, s.arg_flags2),
             exe: n.exe,
-            result,
+            result: crate::model::trace::name(&result),
             errno,
             raw: n.raw.as_deref().map(text),
             requested: n.requested.as_deref().map(text),

@@ -333,12 +333,12 @@ fn decode(bytes: &[u8]) -> io::Result<Access> {
     };
     Ok(Access {
         op,
-        syscall,
+        syscall: crate::model::trace::name(&syscall),
         mode,
         create: flags & 1 != 0,
         nofollow: flags & 2 != 0,
         exe: flags & 4 != 0,
-        result,
+        result: crate::model::trace::name(&result),
         errno: (flags & 32 != 0).then_some(errno),
         raw,
         requested,

@@ -208,7 +208,7 @@ mod tests {
 
     fn access(op: Op, result: &str) -> Access {
         Access {
-            result: result.into(),
+            result: crate::model::trace::name(result),
             errno: (result != "ok").then_some(2),
             ..Access::new(op, "openat")
         }

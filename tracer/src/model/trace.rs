@@ -289,7 +289,8 @@ pub enum OpenMode {
 pub struct Access {
     pub op: Op,
     /// The syscall as users know it (`openat`, `stat`, `execve`, ...).
-    pub syscall: String,
+    #[serde(deserialize_with = "interned")]
+    pub syscall: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<OpenMode>,
     /// O_CREAT (or creat()).
@@ -304,7 +305,8 @@ pub struct Access {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exe: bool,
     /// `ok`, or the errno name (`ENOENT`).
-    pub result: String,
+    #[serde(deserialize_with = "interned")]
+    pub result: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
     /// The path argument exactly as passed, when there was one.
@@ -367,12 +369,12 @@ impl Access {
     pub fn new(op: Op, syscall: &str) -> Access {
         Access {
             op,
-            syscall: syscall.to_string(),
+            syscall: name(syscall),
             mode: None,
             create: false,
             nofollow: false,
             exe: false,
-            result: "ok".into(),
+            result: Name::Borrowed("ok"),
             errno: None,
             raw: None,
             requested: None,
@@ -582,7 +584,14 @@ impl FileEntry {
 
 /// Error names for the errnos file lookups produce; others print as `E<n>`.
 pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
+    match known_errno(errno) {
+        Some(name) => name.to_string(),
+        None => format!("E{errno}"),
+    }
+}
+
+fn known_errno(errno: i32) -> Option<&'static str> {
+    Some(match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
         libc::EIO => "EIO",
@@ -611,7 +620,43 @@ pub fn errno_name(errno: i32) -> String {
         libc::ENOSYS => "ENOSYS",
         libc::EXDEV => "EXDEV",
         libc::ESTALE => "ESTALE",
-        _ => return format!("E{errno}"),
-    };
-    name.to_string()
+        _ => return None,
+    })
+}
+
+/// A name from a small set (syscalls, results): the known ones are not
+/// allocated per access (a million accesses held two strings each).
+pub type Name = std::borrow::Cow<'static, str>;
+
+/// `name` as a [`Name`], borrowed from the static tables when it is in one.
+pub fn name(name: &str) -> Name {
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut k: std::collections::HashSet<&'static str> = tracer_common::syscalls::TABLE
+            .iter()
+            .map(|r| r.name)
+            .collect();
+        k.extend((1..200).filter_map(known_errno));
+        k.insert("ok");
+        k
+    });
+    match known.get(name) {
+        Some(s) => Name::Borrowed(s),
+        None => Name::Owned(name.to_string()),
+    }
+}
+
+fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Name;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name, E> {
+            Ok(name(v))
+        }
+    }
+    d.deserialize_str(V)
 }

@@ -170,7 +170,7 @@ pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(u64::from(s.f_bavail).saturating_mul(u64::from(s.f_frsize)))
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Decompresses a gzip `region` once into an anonymous temporary file,
