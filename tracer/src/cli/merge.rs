@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::model::{
-    merge::{Input, merge as merge_traces},
+    merge::{Input, merge_parts},
     write,
 };
 
@@ -33,15 +33,20 @@ pub fn run(args: MergeArgs) -> Result<i32> {
             None
         }
     });
-    let merged = merge_traces(inputs);
+    let merged = merge_parts(inputs);
     if let Some(e) = failed {
         return Err(e.into());
     }
-    write::write_trace(&args.output, &merged)?;
+    let paths = merged.len();
+    // Entries are finished as they are written, never all held at once.
+    let (merged, files) = merged.files();
+    write::write_atomic_with(&args.output, |w| {
+        write::write_json_streamed(w, &merged, files.map(Ok))
+    })?;
     eprintln!(
         "trace merge: {} traces, {} paths, {} execs{} -> {}",
         merged.merged_from.len(),
-        merged.files.len(),
+        paths,
         merged.execs.len(),
         if merged.complete {
             ""

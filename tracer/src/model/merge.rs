@@ -54,13 +54,64 @@ fn add_counters(into: &mut Counters, from: &Counters) {
 /// Merges `inputs`, taking each apart as it comes (entries are moved, not
 /// copied): the caller may read them one at a time.
 pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
+    let mut m = merge_parts(inputs);
+    let files = std::mem::take(&mut m.files);
+    let mut t = m.head;
+    t.files = files.into_iter().map(|e| finish(e, &m.names)).collect();
+    t
+}
+
+/// A merge whose file entries are made one at a time as they are taken
+/// (see [`Merged::files`]), so they can be written out without the whole
+/// list of finished entries being held.
+pub struct Merged {
+    /// Everything but the files.
+    pub head: Trace,
+    files: Vec<(FileEntry, Vec<u32>)>,
+    names: Vec<String>,
+}
+
+impl Merged {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The merged entries, in order.
+    pub fn files(self) -> (Trace, impl Iterator<Item = FileEntry>) {
+        let names = self.names;
+        (
+            self.head,
+            self.files.into_iter().map(move |e| finish(e, &names)),
+        )
+    }
+}
+
+fn finish((mut f, mut seen): (FileEntry, Vec<u32>), names: &[String]) -> FileEntry {
+    f.accesses.sort();
+    f.accesses.dedup();
+    f.accesses.shrink_to_fit();
+    seen.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
+    seen.dedup();
+    f.seen_in = seen
+        .into_iter()
+        .map(|i| names[i as usize].clone())
+        .collect();
+    f
+}
+
+/// [`merge`], the entries left to be finished.
+pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
     let mut labels = BTreeSet::new();
     // Leaf labels by number: an entry's `seen_in` is a few numbers while
     // merging, not a set of strings per file.
     let mut label_ids: BTreeMap<String, u32> = BTreeMap::new();
-    // Keyed by the exact name: two non-UTF-8 names can print the same.
-    type Key = (String, Option<String>);
-    let mut files: BTreeMap<Key, (FileEntry, Vec<u32>)> = BTreeMap::new();
+    // Every entry of every input, sorted and united below: a flat list
+    // costs a third of a tree keyed by name.
+    let mut files: Vec<(FileEntry, Vec<u32>)> = Vec::new();
     let mut execs: BTreeMap<(String, String, Option<String>, Vec<String>), Exec> = BTreeMap::new();
     let mut binds = BTreeSet::new();
     let mut lost = LostEvents::default();
@@ -121,35 +172,28 @@ pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
             } else {
                 f.seen_in.iter().map(&mut id).collect()
             };
-            let key = (std::mem::take(&mut f.path), f.path_hex.take());
-            match files.entry(key) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    f.seen_in = Vec::new();
-                    v.insert((f, seen));
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    let (entry, seen_in) = o.get_mut();
-                    entry.truncated |= f.truncated;
-                    entry.accesses.append(&mut f.accesses);
-                    seen_in.extend(seen);
-                }
-            }
+            f.seen_in = Vec::new();
+            files.push((f, seen));
         }
     }
-    let names: BTreeMap<u32, String> = label_ids.into_iter().map(|(l, i)| (i, l)).collect();
-    let files = files
-        .into_iter()
-        .map(|((path, path_hex), (mut f, mut seen))| {
-            f.path = path;
-            f.path_hex = path_hex;
-            f.accesses.sort();
-            f.accesses.dedup();
-            seen.sort_by(|a, b| names[a].cmp(&names[b]));
-            seen.dedup();
-            f.seen_in = seen.into_iter().map(|i| names[&i].clone()).collect();
-            f
-        })
-        .collect();
+    // Keyed by the exact name: two non-UTF-8 names can print the same.
+    fn key(f: &FileEntry) -> (&str, Option<&str>) {
+        (&f.path, f.path_hex.as_deref())
+    }
+    files.sort_unstable_by(|a, b| key(&a.0).cmp(&key(&b.0)));
+    files.dedup_by(|later, kept| {
+        if key(&later.0) != key(&kept.0) {
+            return false;
+        }
+        kept.0.truncated |= later.0.truncated;
+        kept.0.accesses.append(&mut later.0.accesses);
+        kept.1.append(&mut later.1);
+        true
+    });
+    let mut names = vec![String::new(); label_ids.len()];
+    for (l, i) in label_ids {
+        names[i as usize] = l;
+    }
     let merged_from: Vec<String> = labels.into_iter().collect();
     // One architecture per trace file; shards of another are not mixed in.
     let syscalls = numbers.into_iter().next().map(|(arch, n)| {
@@ -171,7 +215,7 @@ pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
         .collect();
     let mut command = vec!["merge".to_string()];
     command.extend(merged_from.iter().cloned());
-    Trace {
+    let head = Trace {
         format: FORMAT_NAME.to_string(),
         version: FORMAT_VERSION,
         tool: format!("trace {}", env!("CARGO_PKG_VERSION")),
@@ -194,8 +238,9 @@ pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
         syscalls,
         merged_from,
         execs: execs.into_values().collect(),
-        files,
-    }
+        files: Vec::new(),
+    };
+    Merged { head, files, names }
 }
 
 #[cfg(test)]
