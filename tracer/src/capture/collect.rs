@@ -528,16 +528,20 @@ impl Collector {
             exe: n.exe,
             result: crate::model::trace::name(&result),
             errno,
-            raw: n.raw.as_deref().map(text),
-            requested: n.requested.as_deref().map(text),
-            requested_hex: n.requested.as_deref().and_then(hex),
+            raw: n.raw.as_deref().map(|r| text(r).into()),
+            requested: n.requested.as_deref().map(|r| text(r).into()),
+            requested_hex: n.requested.as_deref().and_then(hex).map(Into::into),
             role: role(s.op, second),
-            mount: n.place.mount,
+            mount: n.place.mount.map(Box::new),
             outside_root: n.place.outside,
             observed: n.observed,
-            channel: s.channel.clone(),
-            abi: s.abi.clone(),
-            content: if second { None } else { s.content.clone() },
+            channel: s.channel.as_deref().map(Into::into),
+            abi: s.abi.as_deref().map(Into::into),
+            content: if second {
+                None
+            } else {
+                s.content.as_deref().map(Into::into)
+            },
         };
         self.files.add(&n.key, truncated, &access);
     }
@@ -837,7 +841,7 @@ impl Iterator for Files {
             };
             let entry = FileEntry {
                 path: text(&path),
-                path_hex: hex(&path),
+                path_hex: hex(&path).map(Into::into),
                 truncated,
                 accesses,
                 seen_in: Vec::new(),

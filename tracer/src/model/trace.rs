@@ -195,7 +195,7 @@ pub struct FileEntry {
     pub path: String,
     /// The exact bytes in hex, present only when `path` is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_hex: Option<String>,
+    pub path_hex: Option<Box<str>>,
     /// Some access named a path that could not be recorded whole.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -311,22 +311,22 @@ pub struct Access {
     pub errno: Option<i32>,
     /// The path argument exactly as passed, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<String>,
+    pub raw: Option<Box<str>>,
     /// The path as the program asked for it, made absolute against the
     /// directory it started from (read at syscall entry), with `..` kept:
     /// present when it differs from the entry's path (through a symlink
     /// or `..`). `trace build` resolves it in the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested: Option<String>,
+    pub requested: Option<Box<str>>,
     /// `requested`'s exact bytes in hex, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_hex: Option<String>,
+    pub requested_hex: Option<Box<str>>,
     /// Two-path syscalls: which path this is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// Not on the scope's root filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mount: Option<Mount>,
+    pub mount: Option<Box<Mount>>,
     /// The file lies outside the scope's root (reached through a
     /// descriptor or mount from outside it): the path is relative to the
     /// top of its filesystem, not to the root.
@@ -338,13 +338,13 @@ pub struct Access {
     pub observed: bool,
     /// `io_uring` when the access was an io_uring request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
+    pub channel: Option<Box<str>>,
     /// `x86` (ia32) or `arm` (aarch32) for a compat-ABI syscall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abi: Option<String>,
+    pub abi: Option<Box<str>>,
     /// A symlink's content, or a mount's source when it is not a path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
+    pub content: Option<Box<str>>,
 }
 
 /// What an access says about its path in the image.

@@ -309,11 +309,11 @@ mod tests {
                 },
                 FileEntry {
                     path: path.into(),
-                    path_hex: hex.map(str::to_string),
+                    path_hex: hex.map(Into::into),
                     truncated: false,
                     accesses: vec![Access {
-                        requested: requested.map(|r| r.0.to_string()),
-                        requested_hex: requested.and_then(|r| r.1).map(str::to_string),
+                        requested: requested.map(|r| r.0.into()),
+                        requested_hex: requested.and_then(|r| r.1).map(Into::into),
                         ..Access::new(Op::Stat, "stat")
                     }],
                     seen_in: Vec::new(),
@@ -430,7 +430,7 @@ mod tests {
             truncated: n == 2,
             accesses: (0..n)
                 .map(|i| Access {
-                    raw: Some(format!("a\nb\"{i}")),
+                    raw: Some(format!("a\nb\"{i}").into()),
                     ..Access::new(Op::Stat, "stat")
                 })
                 .collect(),
