@@ -67,7 +67,7 @@ pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
 pub struct Merged {
     /// Everything but the files.
     pub head: Trace,
-    files: Vec<(FileEntry, Vec<u32>)>,
+    files: Vec<(FileEntry, Seen)>,
     names: Vec<String>,
 }
 
@@ -90,7 +90,37 @@ impl Merged {
     }
 }
 
-fn finish((mut f, mut seen): (FileEntry, Vec<u32>), names: &[String]) -> FileEntry {
+/// The leaves that saw an entry, by number: one (no allocation, as for
+/// every entry of a trace that is not itself merged) or several.
+enum Seen {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Seen {
+    fn of(ids: &[u32]) -> Seen {
+        match ids {
+            [one] => Seen::One(*one),
+            _ => Seen::Many(ids.to_vec()),
+        }
+    }
+
+    fn into_vec(self) -> Vec<u32> {
+        match self {
+            Seen::One(i) => vec![i],
+            Seen::Many(v) => v,
+        }
+    }
+
+    fn absorb(&mut self, other: Seen) {
+        let mut v = std::mem::replace(self, Seen::Many(Vec::new())).into_vec();
+        v.extend(other.into_vec());
+        *self = Seen::Many(v);
+    }
+}
+
+fn finish((mut f, seen): (FileEntry, Seen), names: &[String]) -> FileEntry {
+    let mut seen = seen.into_vec();
     f.accesses.sort();
     f.accesses.dedup();
     f.accesses.shrink_to_fit();
@@ -111,7 +141,7 @@ pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
     let mut label_ids: BTreeMap<String, u32> = BTreeMap::new();
     // Every entry of every input, sorted and united below: a flat list
     // costs a third of a tree keyed by name.
-    let mut files: Vec<(FileEntry, Vec<u32>)> = Vec::new();
+    let mut files: Vec<(FileEntry, Seen)> = Vec::new();
     let mut execs: BTreeMap<(String, String, Option<String>, Vec<String>), Exec> = BTreeMap::new();
     let mut binds = BTreeSet::new();
     let mut lost = LostEvents::default();
@@ -166,11 +196,14 @@ pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
                 }
             }
         }
+        // Exactly the room needed: growing by doubling would hold up to
+        // twice the list, and the old and new buffers both while copying.
+        files.reserve_exact(t.files.len());
         for mut f in t.files {
-            let seen: Vec<u32> = if f.seen_in.is_empty() {
-                leaf_ids.clone()
+            let seen = if f.seen_in.is_empty() {
+                Seen::of(&leaf_ids)
             } else {
-                f.seen_in.iter().map(&mut id).collect()
+                Seen::Many(f.seen_in.iter().map(&mut id).collect())
             };
             f.seen_in = Vec::new();
             files.push((f, seen));
@@ -187,7 +220,8 @@ pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
         }
         kept.0.truncated |= later.0.truncated;
         kept.0.accesses.append(&mut later.0.accesses);
-        kept.1.append(&mut later.1);
+        kept.1
+            .absorb(std::mem::replace(&mut later.1, Seen::Many(Vec::new())));
         true
     });
     let mut names = vec![String::new(); label_ids.len()];
