@@ -460,3 +460,106 @@ fn bad_inputs_are_one_clear_error_and_leave_nothing() {
         vec!["exists.oci", "junk.tar", "trace.json", "v3.json"]
     );
 }
+
+/// A layer that decompresses past `--max-layer-bytes` is refused with one
+/// line naming it, before anything is written.
+#[test]
+fn a_layer_expanding_past_the_limit_is_refused() {
+    let dir = tempdir();
+    let work = dir.path();
+    let trace = trace_in_rootfs(work, &["/bin/sh", "-c", "true"]);
+    let layout = fixtures().join("bookworm-oci");
+    let blob = |digest: &str| -> Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    let layers = manifest["layers"].as_array().unwrap();
+    let out = work.join("never.oci");
+    let o = build(&[
+        "--from",
+        layout.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--max-layer-bytes",
+        "1M",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "trace: error: reading the source image {}: layer 1/{} {}: decompresses to more than 1048576 bytes (--max-layer-bytes); refusing it\n",
+            layout.display(),
+            layers.len(),
+            layers[0]["digest"].as_str().unwrap()
+        )
+    );
+    assert!(!out.exists());
+}
+
+/// A trace entry whose path is not canonical is refused by name, and
+/// `trace seccomp` refuses a syscall name outside the architecture's table.
+#[test]
+fn traces_with_bad_paths_or_names_are_refused() {
+    let dir = tempdir();
+    let work = dir.path();
+    let trace = trace_in_rootfs(work, &["/bin/sh", "-c", "true"]);
+    let mut v: Value = serde_json::from_slice(&fs::read(&trace).unwrap()).unwrap();
+    let n = v["files"].as_array().unwrap().len();
+    v["files"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"path": "/etc/../etc/shadow",
+            "accesses": [{"op": "open", "syscall": "openat", "result": "ok"}]}));
+    let bad = work.join("bad.json");
+    fs::write(&bad, v.to_string()).unwrap();
+    let out = work.join("never.oci");
+    let o = build(&[
+        "--from",
+        rootfs().to_str().unwrap(),
+        "--trace",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let line = format!(
+        "trace: error: {}: files[{n}] \"/etc/../etc/shadow\": path has a \"..\" component\n",
+        bad.display()
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), line);
+    assert!(!out.exists());
+    // merge does not copy it either.
+    let merged = work.join("merged.json");
+    let o = Command::new(trace_bin())
+        .args(["merge", "-o", merged.to_str().unwrap()])
+        .args([&trace, &bad])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), line);
+    assert!(!merged.exists());
+    // A syscall name that is not in the table.
+    let mut v: Value = serde_json::from_slice(&fs::read(&trace).unwrap()).unwrap();
+    v["syscalls"]["names"][0] = "no_such_call".into();
+    fs::write(&bad, v.to_string()).unwrap();
+    let profile = work.join("profile.json");
+    let o = Command::new(trace_bin())
+        .args(["seccomp", "-o", profile.to_str().unwrap()])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "trace: error: the trace names syscall \"no_such_call\", which is not in the {} syscall table\n",
+            v["syscalls"]["arch"].as_str().unwrap()
+        )
+    );
+    assert!(!profile.exists());
+}

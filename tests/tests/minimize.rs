@@ -361,3 +361,27 @@ fn seccomp_profile_passes_the_suite_and_refuses_the_rest() {
     ]);
     assert_eq!(free.status.code(), Some(0), "{}", stderr(&free));
 }
+
+/// An unknown option is a usage error (exit 2) before anything runs, not
+/// the program to trace.
+#[test]
+fn unknown_options_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("min.oci");
+    let o = trace_cli(&[
+        "minimize",
+        "--image",
+        full_image().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-such-flag",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o).lines().next(),
+        Some("error: unexpected argument '--no-such-flag' found")
+    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}

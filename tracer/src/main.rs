@@ -12,6 +12,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => bad_arguments(e),
     };
+    tracer::source::archive::set_limits(cli.limits.limits());
     // Every command that may make cgroups, containers or temporary files
     // first removes what killed runs left, then records its own (and a
     // supervisor removes them if this process is killed). Before any

@@ -517,7 +517,7 @@ impl Collector {
         let with_open_flags = s.op == Op::Open && !s.syscall.starts_with("open_tree");
         let access = Access {
             op: s.op,
-            syscall: s.syscall.clone(),
+            syscall: crate::model::trace::name(&s.syscall),
             mode: with_open_flags.then_some(match f & O_ACCMODE {
                 O_WRONLY => OpenMode::Write,
                 O_RDWR => OpenMode::ReadWrite,
@@ -526,18 +526,22 @@ impl Collector {
             create: with_open_flags && f & O_CREAT != 0 && !tmpfile,
             nofollow: nofollow(s.op, &s.syscall, second, f, s.arg_flags2),
             exe: n.exe,
-            result,
+            result: crate::model::trace::name(&result),
             errno,
-            raw: n.raw.as_deref().map(text),
-            requested: n.requested.as_deref().map(text),
-            requested_hex: n.requested.as_deref().and_then(hex),
+            raw: n.raw.as_deref().map(|r| text(r).into()),
+            requested: n.requested.as_deref().map(|r| text(r).into()),
+            requested_hex: n.requested.as_deref().and_then(hex).map(Into::into),
             role: role(s.op, second),
-            mount: n.place.mount,
+            mount: n.place.mount.map(Box::new),
             outside_root: n.place.outside,
             observed: n.observed,
-            channel: s.channel.clone(),
-            abi: s.abi.clone(),
-            content: if second { None } else { s.content.clone() },
+            channel: s.channel.as_deref().map(Into::into),
+            abi: s.abi.as_deref().map(Into::into),
+            content: if second {
+                None
+            } else {
+                s.content.as_deref().map(Into::into)
+            },
         };
         self.files.add(&n.key, truncated, &access);
     }
@@ -837,7 +841,7 @@ impl Iterator for Files {
             };
             let entry = FileEntry {
                 path: text(&path),
-                path_hex: hex(&path),
+                path_hex: hex(&path).map(Into::into),
                 truncated,
                 accesses,
                 seen_in: Vec::new(),

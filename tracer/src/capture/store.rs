@@ -333,23 +333,23 @@ fn decode(bytes: &[u8]) -> io::Result<Access> {
     };
     Ok(Access {
         op,
-        syscall,
+        syscall: crate::model::trace::name(&syscall),
         mode,
         create: flags & 1 != 0,
         nofollow: flags & 2 != 0,
         exe: flags & 4 != 0,
-        result,
+        result: crate::model::trace::name(&result),
         errno: (flags & 32 != 0).then_some(errno),
-        raw,
-        requested,
-        requested_hex,
+        raw: raw.map(Into::into),
+        requested: requested.map(Into::into),
+        requested_hex: requested_hex.map(Into::into),
         role,
-        mount,
+        mount: mount.map(Box::new),
         outside_root: flags & 8 != 0,
         observed: flags & 16 != 0,
-        channel,
-        abi,
-        content,
+        channel: channel.map(Into::into),
+        abi: abi.map(Into::into),
+        content: content.map(Into::into),
     })
 }
 
@@ -369,10 +369,10 @@ mod tests {
             requested: Some("/q/../r".into()),
             requested_hex: Some("2f".into()),
             role: Some(Role::PutOld),
-            mount: Some(Mount {
+            mount: Some(Box::new(Mount {
                 fs: "tmpfs".into(),
                 at: "/tmp".into(),
-            }),
+            })),
             outside_root: true,
             observed: true,
             channel: Some("io_uring".into()),

@@ -191,6 +191,32 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         &rules,
         &args.image.keep.options(image.config.as_ref()),
     )?;
+    // One trace is its own union (what `sometimes` and the seccomp
+    // profile read of it is what a merge would keep); several are taken
+    // apart by the merge: nothing below needs them.
+    let merged = match <[_; 1]>::try_from(traces) {
+        Ok([one]) => one,
+        Err(traces) => {
+            merge::merge(
+                traces
+                    .into_iter()
+                    .zip(&args.traces)
+                    .map(|(trace, p)| merge::Input {
+                        label: p.display().to_string(),
+                        trace,
+                    }),
+            )
+        }
+    };
+    // What the report and profile need of the traces, taken before
+    // anything is written (a bad profile leaves no image) and so that the
+    // traces are not held while the image and the report are made.
+    let sometimes = sometimes::sometimes(&merged);
+    let profile = match args.seccomp {
+        true => Some(seccomp::profile(&merged)?.0),
+        false => None,
+    };
+    drop(merged);
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     // The package database, trimmed to what is still inside.
     let db = match args.image.no_package_db {
@@ -268,17 +294,6 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
         s
     });
-    let merged = merge::merge(
-        &traces
-            .iter()
-            .cloned()
-            .zip(&args.traces)
-            .map(|(trace, p)| merge::Input {
-                label: p.display().to_string(),
-                trace,
-            })
-            .collect::<Vec<_>>(),
-    );
     let mut by_reason = BTreeMap::new();
     for r in kept.paths.values() {
         *by_reason.entry(*r).or_insert(0) += 1;
@@ -350,19 +365,9 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
             .collect(),
         interpreters: kept.interpreters.clone(),
         listed,
-        sometimes: sometimes::sometimes(&merged),
+        sometimes,
     };
-    if args.seccomp {
-        let inputs: Vec<merge::Input> = traces
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, trace)| merge::Input {
-                label: i.to_string(),
-                trace,
-            })
-            .collect();
-        let (profile, _) = seccomp::profile(&merge::merge(&inputs))?;
+    if let Some(profile) = profile {
         let mut out = plan.artifact_base().into_os_string();
         out.push(".seccomp.json");
         let mut json = serde_json::to_vec_pretty(&profile)?;

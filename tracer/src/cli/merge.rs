@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::model::{
-    merge::{Input, merge as merge_traces},
+    merge::{Input, merge_parts},
     write,
 };
 
@@ -20,22 +20,33 @@ pub struct MergeArgs {
 }
 
 pub fn run(args: MergeArgs) -> Result<i32> {
-    let inputs = args
-        .traces
-        .iter()
-        .map(|p| {
-            Ok(Input {
-                label: p.display().to_string(),
-                trace: write::read(p)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let merged = merge_traces(&inputs);
-    write::write_atomic(&args.output, &write::to_json(&merged))?;
+    // Read one at a time as the merge takes them: only the trace being
+    // merged and the union are held, not every input at once.
+    let mut failed = None;
+    let inputs = args.traces.iter().map_while(|p| match write::read(p) {
+        Ok(trace) => Some(Input {
+            label: p.display().to_string(),
+            trace,
+        }),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    let merged = merge_parts(inputs);
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let paths = merged.len();
+    // Entries are finished as they are written, never all held at once.
+    let (merged, files) = merged.files();
+    write::write_atomic_with(&args.output, |w| {
+        write::write_json_streamed(w, &merged, files.map(Ok))
+    })?;
     eprintln!(
         "trace merge: {} traces, {} paths, {} execs{} -> {}",
         merged.merged_from.len(),
-        merged.files.len(),
+        paths,
         merged.execs.len(),
         if merged.complete {
             ""

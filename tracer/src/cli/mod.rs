@@ -26,6 +26,8 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,4 +52,163 @@ pub enum Command {
     StructureTest(structure::StructureArgs),
     /// Summarize a trace on the terminal and as an HTML page.
     Report(report::ReportArgs),
+}
+
+/// Limits on reading images, for every subcommand that reads one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Refuse an image layer (or compressed image archive) that
+    /// decompresses to more than SIZE (bytes, or with K, M, G, T).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = crate::source::archive::DEFAULT_MAX_LAYER_BYTES)]
+    pub max_layer_bytes: u64,
+    /// Refuse a layer that decompresses to more than N times its
+    /// compressed size (checked past its first GiB).
+    #[arg(long, global = true, value_name = "N",
+          default_value_t = crate::source::archive::DEFAULT_MAX_LAYER_RATIO,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_layer_ratio: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::source::archive::Limits {
+        crate::source::archive::Limits {
+            max_bytes: self.max_layer_bytes,
+            max_ratio: self.max_layer_ratio,
+            ..Default::default()
+        }
+    }
+}
+
+/// `123`, `64K`, `10M`, `64G`, `1T` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 30),
+        Some(b'T' | b't') => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 512M or 64G)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("trace").chain(args.iter().copied()))
+    }
+
+    /// An unknown option before the command is a usage error (exit 2), not
+    /// the program to run.
+    #[test]
+    fn unknown_options_are_usage_errors() {
+        let cases: &[&[&str]] = &[
+            &["run", "--no-such-flag", "--", "true"],
+            &["run", "--no-such-flag", "true"],
+            &[
+                "minimize",
+                "--image",
+                "X",
+                "-o",
+                "Y",
+                "--no-such-flag",
+                "--",
+                "cmd",
+            ],
+            &["verify", "--image", "X", "--no-such-flag", "cmd"],
+            &[
+                "build",
+                "--from",
+                "X",
+                "-o",
+                "Y",
+                "--no-such-flag",
+                "--trace",
+                "t.json",
+            ],
+            &["merge", "-o", "Y", "--no-such-flag", "a.json"],
+            &["seccomp", "-o", "Y", "--no-such-flag", "a.json"],
+            &["allowlist", "--no-such-flag", "a.json"],
+            &["report", "--no-such-flag", "a.json"],
+            &["structure-test", "--no-such-flag", "a.json"],
+            &["attach", "--pid", "1", "--no-such-flag"],
+        ];
+        for args in cases {
+            let err = parse(args).expect_err(&args.join(" "));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
+            assert_eq!(err.exit_code(), 2);
+            let text = err.render().to_string();
+            assert_eq!(
+                text.lines().next(),
+                Some("error: unexpected argument '--no-such-flag' found"),
+                "{args:?}"
+            );
+        }
+    }
+
+    /// The command starts after `--` or at the first word that is not an
+    /// option; its own options are passed through untouched.
+    #[test]
+    fn command_starts_after_dashdash_or_first_word() {
+        for args in [
+            &["run", "--", "ls", "-l", "--color"][..],
+            &["run", "ls", "-l", "--color"][..],
+        ] {
+            let Ok(Cli {
+                command: super::Command::Run(r),
+                ..
+            }) = parse(args)
+            else {
+                panic!("{args:?} did not parse as run");
+            };
+            assert_eq!(r.command, ["ls", "-l", "--color"]);
+        }
+        let Ok(Cli {
+            command: super::Command::Minimize(m),
+            ..
+        }) = parse(&["minimize", "--image", "X", "-o", "Y", "--", "-weird", "--x"])
+        else {
+            panic!("minimize did not parse");
+        };
+        assert_eq!(m.command, ["-weird", "--x"]);
+    }
+
+    #[test]
+    fn layer_limits_parse_sizes() {
+        let c = parse(&[
+            "build",
+            "--from",
+            "X",
+            "-o",
+            "Y",
+            "--trace",
+            "t",
+            "--max-layer-bytes",
+            "3M",
+        ])
+        .unwrap();
+        assert_eq!(c.limits.max_layer_bytes, 3 << 20);
+        assert_eq!(c.limits.max_layer_ratio, 200);
+        assert_eq!(super::parse_size("64G"), Ok(64 << 30));
+        assert_eq!(super::parse_size("17"), Ok(17));
+        assert_eq!(
+            super::parse_size("lots"),
+            Err("\"lots\" is not a size (like 512M or 64G)".to_string())
+        );
+        assert!(super::parse_size("99999999999T").is_err());
+        let err = parse(&["run", "--max-layer-ratio", "0", "--", "true"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
 }

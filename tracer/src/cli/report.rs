@@ -193,7 +193,7 @@ h1{{font-size:22px}}h2{{font-size:17px;margin-top:1.6em;border-bottom:1px solid 
     let failed: Vec<_> = trace.files.iter().filter(|f| f.failed_only()).collect();
     let _ = write!(h, "</ul><h2>Failed lookups ({})</h2><ul>", failed.len());
     for f in failed.iter().take(500) {
-        let r: Vec<&str> = f.accesses.iter().map(|a| a.result.as_str()).collect();
+        let r: Vec<&str> = f.accesses.iter().map(|a| a.result.as_ref()).collect();
         let _ = write!(h, "<li>{} ({})</li>", esc(&f.path), esc(&r.join(", ")));
     }
     let _ = write!(h, "</ul><h2>Lost events: {}</h2><ul>", lost.total);

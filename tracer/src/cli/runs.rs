@@ -34,7 +34,7 @@ pub async fn execute(args: &RunArgs, n: usize) -> Result<(Trace, Vec<i32>)> {
         });
     }
     let first = inputs[0].trace.scope.clone();
-    let mut merged = merge::merge(&inputs);
+    let mut merged = merge::merge(inputs);
     merged.command = args.command.clone();
     merged.scope.image = first.image;
     // The exit status of the first run that failed.

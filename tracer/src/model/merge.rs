@@ -51,9 +51,97 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.missed_by_kernel += from.missed_by_kernel;
 }
 
-pub fn merge(inputs: &[Input]) -> Trace {
+/// Merges `inputs`, taking each apart as it comes (entries are moved, not
+/// copied): the caller may read them one at a time.
+pub fn merge(inputs: impl IntoIterator<Item = Input>) -> Trace {
+    let mut m = merge_parts(inputs);
+    let files = std::mem::take(&mut m.files);
+    let mut t = m.head;
+    t.files = files.into_iter().map(|e| finish(e, &m.names)).collect();
+    t
+}
+
+/// A merge whose file entries are made one at a time as they are taken
+/// (see [`Merged::files`]), so they can be written out without the whole
+/// list of finished entries being held.
+pub struct Merged {
+    /// Everything but the files.
+    pub head: Trace,
+    files: Vec<(FileEntry, Seen)>,
+    names: Vec<String>,
+}
+
+impl Merged {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The merged entries, in order.
+    pub fn files(self) -> (Trace, impl Iterator<Item = FileEntry>) {
+        let names = self.names;
+        (
+            self.head,
+            self.files.into_iter().map(move |e| finish(e, &names)),
+        )
+    }
+}
+
+/// The leaves that saw an entry, by number: one (no allocation, as for
+/// every entry of a trace that is not itself merged) or several.
+enum Seen {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Seen {
+    fn of(ids: &[u32]) -> Seen {
+        match ids {
+            [one] => Seen::One(*one),
+            _ => Seen::Many(ids.to_vec()),
+        }
+    }
+
+    fn into_vec(self) -> Vec<u32> {
+        match self {
+            Seen::One(i) => vec![i],
+            Seen::Many(v) => v,
+        }
+    }
+
+    fn absorb(&mut self, other: Seen) {
+        let mut v = std::mem::replace(self, Seen::Many(Vec::new())).into_vec();
+        v.extend(other.into_vec());
+        *self = Seen::Many(v);
+    }
+}
+
+fn finish((mut f, seen): (FileEntry, Seen), names: &[String]) -> FileEntry {
+    let mut seen = seen.into_vec();
+    f.accesses.sort();
+    f.accesses.dedup();
+    f.accesses.shrink_to_fit();
+    seen.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
+    seen.dedup();
+    f.seen_in = seen
+        .into_iter()
+        .map(|i| names[i as usize].clone())
+        .collect();
+    f
+}
+
+/// [`merge`], the entries left to be finished.
+pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
     let mut labels = BTreeSet::new();
-    let mut files: BTreeMap<String, (FileEntry, BTreeSet<String>)> = BTreeMap::new();
+    // Leaf labels by number: an entry's `seen_in` is a few numbers while
+    // merging, not a set of strings per file.
+    let mut label_ids: BTreeMap<String, u32> = BTreeMap::new();
+    // Every entry of every input, sorted and united below: a flat list
+    // costs a third of a tree keyed by name.
+    let mut files: Vec<(FileEntry, Seen)> = Vec::new();
     let mut execs: BTreeMap<(String, String, Option<String>, Vec<String>), Exec> = BTreeMap::new();
     let mut binds = BTreeSet::new();
     let mut lost = LostEvents::default();
@@ -64,13 +152,18 @@ pub fn merge(inputs: &[Input]) -> Trace {
     let mut unobserved: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
     let mut reasons: BTreeSet<String> = BTreeSet::new();
     for input in inputs {
-        let t = &input.trace;
-        let leaf = leaves(input);
-        labels.extend(leaf.iter().cloned());
+        let leaf = leaves(&input);
+        let t = input.trace;
+        let mut id = |l: &String| {
+            let next = label_ids.len() as u32;
+            *label_ids.entry(l.clone()).or_insert(next)
+        };
+        let leaf_ids: Vec<u32> = leaf.iter().map(&mut id).collect();
+        labels.extend(leaf);
         complete &= t.complete;
         code = code.max(t.exit.code);
         leftovers += t.scope.leftovers_killed;
-        binds.extend(t.scope.bind_mounts.iter().cloned());
+        binds.extend(t.scope.bind_mounts);
         add_lost(&mut lost, &t.lost_events);
         add_counters(&mut counters, &t.counters);
         if let Some(s) = &t.syscalls {
@@ -85,50 +178,56 @@ pub fn merge(inputs: &[Input]) -> Trace {
                     .extend(c.numbers.iter().copied());
             }
         }
-        for u in &t.unobserved {
-            *unobserved
-                .entry((u.channel.clone(), u.op.clone(), u.pid))
-                .or_default() += u.count;
+        for u in t.unobserved {
+            *unobserved.entry((u.channel, u.op, u.pid)).or_default() += u.count;
         }
-        reasons.extend(t.incomplete_reasons.iter().cloned());
-        for e in &t.execs {
+        reasons.extend(t.incomplete_reasons);
+        for e in t.execs {
             let key = (e.path.clone(), e.raw.clone(), e.exe.clone(), e.argv.clone());
             // The smallest entry wins whatever the order.
-            let slot = execs.entry(key).or_insert_with(|| e.clone());
-            if e < slot {
-                *slot = e.clone();
+            match execs.entry(key) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(e);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    if &e < o.get() {
+                        o.insert(e);
+                    }
+                }
             }
         }
-        for f in &t.files {
-            let seen: Vec<String> = if f.seen_in.is_empty() {
-                leaf.clone()
+        // Exactly the room needed: growing by doubling would hold up to
+        // twice the list, and the old and new buffers both while copying.
+        files.reserve_exact(t.files.len());
+        for mut f in t.files {
+            let seen = if f.seen_in.is_empty() {
+                Seen::of(&leaf_ids)
             } else {
-                f.seen_in.clone()
+                Seen::Many(f.seen_in.iter().map(&mut id).collect())
             };
-            let (entry, seen_in) = files.entry(f.path.clone()).or_insert_with(|| {
-                (
-                    FileEntry {
-                        accesses: Vec::new(),
-                        seen_in: Vec::new(),
-                        ..f.clone()
-                    },
-                    BTreeSet::new(),
-                )
-            });
-            entry.truncated |= f.truncated;
-            entry.accesses.extend(f.accesses.iter().cloned());
-            seen_in.extend(seen);
+            f.seen_in = Vec::new();
+            files.push((f, seen));
         }
     }
-    let files = files
-        .into_values()
-        .map(|(mut f, seen)| {
-            f.accesses.sort();
-            f.accesses.dedup();
-            f.seen_in = seen.into_iter().collect();
-            f
-        })
-        .collect();
+    // Keyed by the exact name: two non-UTF-8 names can print the same.
+    fn key(f: &FileEntry) -> (&str, Option<&str>) {
+        (&f.path, f.path_hex.as_deref())
+    }
+    files.sort_unstable_by(|a, b| key(&a.0).cmp(&key(&b.0)));
+    files.dedup_by(|later, kept| {
+        if key(&later.0) != key(&kept.0) {
+            return false;
+        }
+        kept.0.truncated |= later.0.truncated;
+        kept.0.accesses.append(&mut later.0.accesses);
+        kept.1
+            .absorb(std::mem::replace(&mut later.1, Seen::Many(Vec::new())));
+        true
+    });
+    let mut names = vec![String::new(); label_ids.len()];
+    for (l, i) in label_ids {
+        names[i as usize] = l;
+    }
     let merged_from: Vec<String> = labels.into_iter().collect();
     // One architecture per trace file; shards of another are not mixed in.
     let syscalls = numbers.into_iter().next().map(|(arch, n)| {
@@ -150,7 +249,7 @@ pub fn merge(inputs: &[Input]) -> Trace {
         .collect();
     let mut command = vec!["merge".to_string()];
     command.extend(merged_from.iter().cloned());
-    Trace {
+    let head = Trace {
         format: FORMAT_NAME.to_string(),
         version: FORMAT_VERSION,
         tool: format!("trace {}", env!("CARGO_PKG_VERSION")),
@@ -173,8 +272,9 @@ pub fn merge(inputs: &[Input]) -> Trace {
         syscalls,
         merged_from,
         execs: execs.into_values().collect(),
-        files,
-    }
+        files: Vec::new(),
+    };
+    Merged { head, files, names }
 }
 
 #[cfg(test)]
@@ -187,7 +287,7 @@ mod tests {
 
     fn access(op: Op, result: &str) -> Access {
         Access {
-            result: result.into(),
+            result: crate::model::trace::name(result),
             errno: (result != "ok").then_some(2),
             ..Access::new(op, "openat")
         }
@@ -256,7 +356,7 @@ mod tests {
 
     #[test]
     fn union_keeps_every_access_and_its_origins() {
-        let m = merge(&inputs());
+        let m = merge(inputs());
         assert_eq!(m.merged_from, vec!["a", "b", "c"]);
         let passwd = m.files.iter().find(|f| f.path == "/etc/passwd").unwrap();
         assert_eq!(passwd.accesses.len(), 2);
@@ -269,18 +369,45 @@ mod tests {
 
     #[test]
     fn order_and_grouping_do_not_matter() {
-        let flat = to_json(&merge(&inputs()));
+        let flat = to_json(&merge(inputs()));
         let mut rev = inputs();
         rev.reverse();
-        assert_eq!(to_json(&merge(&rev)), flat);
+        assert_eq!(to_json(&merge(rev)), flat);
         let mut i = inputs();
         let c = i.pop().unwrap();
-        let ab = merge(&i);
-        let nested = merge(&[input("ab.json", ab), c]);
+        let ab = merge(i);
+        let nested = merge([input("ab.json", ab), c]);
         assert_eq!(to_json(&nested), flat);
         let mut i = inputs();
         let a = i.remove(0);
-        let bc = merge(&i);
-        assert_eq!(to_json(&merge(&[a, input("bc.json", bc)])), flat);
+        let bc = merge(i);
+        assert_eq!(to_json(&merge([a, input("bc.json", bc)])), flat);
+    }
+
+    /// Two non-UTF-8 names that print alike stay two entries, each with
+    /// its own bytes.
+    #[test]
+    fn names_are_kept_apart_by_their_bytes() {
+        let mut a = trace(&[("/d/\u{fffd}", Op::Open, "ok")], 0, None);
+        a.files[0].path_hex = Some("2f642fff".into());
+        let mut b = trace(&[("/d/\u{fffd}", Op::Open, "ok")], 0, None);
+        b.files[0].path_hex = Some("2f642ffe".into());
+        let c = trace(&[("/d/\u{fffd}", Op::Open, "ok")], 0, None);
+        let m = merge([input("a", a), input("b", b), input("c", c)]);
+        let got: Vec<_> = m
+            .files
+            .iter()
+            .map(|f| (f.os_path(), f.seen_in.clone()))
+            .collect();
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b));
+        assert_eq!(
+            got,
+            vec![
+                (p("/d/\u{fffd}".as_bytes()), vec!["c".to_string()]),
+                (p(b"/d/\xfe"), vec!["b".to_string()]),
+                (p(b"/d/\xff"), vec!["a".to_string()]),
+            ]
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! instruction.
 use serde_json::{Value, json};
 
-use super::trace::Trace;
+use tracer_common::abis::Abi;
+
+use super::trace::{Syscalls, Trace};
 
 /// Allowed whatever the trace says. runc loads the filter shortly before
 /// it execs the program (with `noNewPrivileges`); between the two it
@@ -69,6 +71,32 @@ pub enum SeccompError {
     NoSyscalls,
     #[error("no seccomp architecture name for {0}")]
     Arch(String),
+    #[error("the trace names syscall {name:?}, which is not in the {arch} syscall table")]
+    UnknownName { name: String, arch: String },
+}
+
+/// The names of `s` checked against its architecture's table (a trace is
+/// input: a name copied into a profile unchecked could be anything). The
+/// `syscall_<n>` placeholders for numbers without a name are returned apart.
+fn checked_names(s: &Syscalls) -> Result<(Vec<String>, Vec<String>), SeccompError> {
+    let abi = Abi::by_arch(&s.arch).ok_or_else(|| SeccompError::Arch(s.arch.clone()))?;
+    let (mut names, mut unknown) = (Vec::new(), Vec::new());
+    for n in &s.names {
+        if abi.number(n).is_some() {
+            names.push(n.clone());
+        } else if n
+            .strip_prefix("syscall_")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        {
+            unknown.push(n.clone());
+        } else {
+            return Err(SeccompError::UnknownName {
+                name: n.clone(),
+                arch: s.arch.clone(),
+            });
+        }
+    }
+    Ok((names, unknown))
 }
 
 fn scmp_arch(arch: &str) -> Option<&'static str> {
@@ -87,15 +115,15 @@ fn scmp_arch(arch: &str) -> Option<&'static str> {
 pub fn profile(trace: &Trace) -> Result<(Value, Vec<String>), SeccompError> {
     let s = trace.syscalls.as_ref().ok_or(SeccompError::NoSyscalls)?;
     let mut archs = vec![scmp_arch(&s.arch).ok_or_else(|| SeccompError::Arch(s.arch.clone()))?];
+    let (mut names, mut unknown) = checked_names(s)?;
     // A compat ABI used in the run (ia32 on x86_64) is allowed too, with
     // its own names; a name is resolved per architecture by the runtime.
-    let mut all: Vec<String> = s.names.clone();
     if let Some(c) = &s.compat {
         archs.push(scmp_arch(&c.arch).ok_or_else(|| SeccompError::Arch(c.arch.clone()))?);
-        all.extend(c.names.iter().cloned());
+        let (n, u) = checked_names(c)?;
+        names.extend(n);
+        unknown.extend(u);
     }
-    let (unknown, mut names): (Vec<String>, Vec<String>) =
-        all.into_iter().partition(|n| n.starts_with("syscall_"));
     names.extend(RUNTIME_SYSCALLS.iter().map(|n| n.to_string()));
     names.sort();
     names.dedup();
@@ -153,5 +181,37 @@ mod tests {
         );
         let names = p["syscalls"][0]["names"].as_array().unwrap();
         assert!(names.iter().any(|n| n == "stat64"));
+    }
+
+    #[test]
+    fn names_outside_the_table_are_refused() {
+        let mut t = Collector::new().finish(RunInfo {
+            command: vec!["x".into()],
+            exit: ExitInfo::default(),
+            scope: ScopeInfo::default(),
+            totals: Default::default(),
+        });
+        let mut s = Syscalls::named("x86_64", vec![0, 1]);
+        s.names[1] = "no_such_call".into();
+        t.syscalls = Some(s);
+        assert_eq!(
+            profile(&t).unwrap_err().to_string(),
+            "the trace names syscall \"no_such_call\", which is not in the x86_64 syscall table"
+        );
+        // An x86_64-only name under the ia32 table is refused too.
+        let mut s = Syscalls::named("x86_64", vec![0]);
+        let mut c = Syscalls::named("x86", vec![4]);
+        c.names[0] = "newfstatat".into();
+        s.compat = Some(Box::new(c));
+        t.syscalls = Some(s);
+        assert_eq!(
+            profile(&t).unwrap_err().to_string(),
+            "the trace names syscall \"newfstatat\", which is not in the x86 syscall table"
+        );
+        // A placeholder must be exactly syscall_<digits>.
+        let mut s = Syscalls::named("x86_64", vec![0]);
+        s.names[0] = "syscall_1;x".into();
+        t.syscalls = Some(s);
+        assert!(matches!(profile(&t), Err(SeccompError::UnknownName { .. })));
     }
 }

@@ -58,7 +58,7 @@ pub fn render(t: &Trace) -> String {
     }
     let _ = writeln!(out, "Failed lookups ({}):", failed.len());
     for f in &failed {
-        let mut results: Vec<&str> = f.accesses.iter().map(|a| a.result.as_str()).collect();
+        let mut results: Vec<&str> = f.accesses.iter().map(|a| a.result.as_ref()).collect();
         results.dedup();
         let _ = writeln!(out, "  {}  ({})", name(f), results.join(", "));
     }

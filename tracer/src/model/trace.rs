@@ -195,10 +195,11 @@ pub struct FileEntry {
     pub path: String,
     /// The exact bytes in hex, present only when `path` is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_hex: Option<String>,
+    pub path_hex: Option<Box<str>>,
     /// Some access named a path that could not be recorded whole.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    #[serde(deserialize_with = "shrunk")]
     pub accesses: Vec<Access>,
     /// For a merged trace: which of the merged traces saw this path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -288,7 +289,8 @@ pub enum OpenMode {
 pub struct Access {
     pub op: Op,
     /// The syscall as users know it (`openat`, `stat`, `execve`, ...).
-    pub syscall: String,
+    #[serde(deserialize_with = "interned")]
+    pub syscall: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<OpenMode>,
     /// O_CREAT (or creat()).
@@ -303,27 +305,28 @@ pub struct Access {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exe: bool,
     /// `ok`, or the errno name (`ENOENT`).
-    pub result: String,
+    #[serde(deserialize_with = "interned")]
+    pub result: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
     /// The path argument exactly as passed, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<String>,
+    pub raw: Option<Box<str>>,
     /// The path as the program asked for it, made absolute against the
     /// directory it started from (read at syscall entry), with `..` kept:
     /// present when it differs from the entry's path (through a symlink
     /// or `..`). `trace build` resolves it in the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested: Option<String>,
+    pub requested: Option<Box<str>>,
     /// `requested`'s exact bytes in hex, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_hex: Option<String>,
+    pub requested_hex: Option<Box<str>>,
     /// Two-path syscalls: which path this is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// Not on the scope's root filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mount: Option<Mount>,
+    pub mount: Option<Box<Mount>>,
     /// The file lies outside the scope's root (reached through a
     /// descriptor or mount from outside it): the path is relative to the
     /// top of its filesystem, not to the root.
@@ -335,13 +338,13 @@ pub struct Access {
     pub observed: bool,
     /// `io_uring` when the access was an io_uring request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
+    pub channel: Option<Box<str>>,
     /// `x86` (ia32) or `arm` (aarch32) for a compat-ABI syscall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abi: Option<String>,
+    pub abi: Option<Box<str>>,
     /// A symlink's content, or a mount's source when it is not a path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
+    pub content: Option<Box<str>>,
 }
 
 /// What an access says about its path in the image.
@@ -366,12 +369,12 @@ impl Access {
     pub fn new(op: Op, syscall: &str) -> Access {
         Access {
             op,
-            syscall: syscall.to_string(),
+            syscall: name(syscall),
             mode: None,
             create: false,
             nofollow: false,
             exe: false,
-            result: "ok".into(),
+            result: Name::Borrowed("ok"),
             errno: None,
             raw: None,
             requested: None,
@@ -448,7 +451,112 @@ fn exact(text: &str, hex: Option<&str>) -> std::path::PathBuf {
     }
 }
 
+/// A list read with no more room than it holds: serde grows a vector
+/// from four slots, and most entries have one access (a million-file
+/// trace held 1 KB of slots per entry, three of them empty).
+fn shrunk<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Access>, D::Error> {
+    let mut v = Vec::<Access>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
+}
+
+/// Why an entry's path is refused (see [`FileEntry::check`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PathError {
+    #[error("{0} {1:?} is not hex")]
+    NotHex(&'static str, String),
+    #[error("{0} {1:?} has an odd length")]
+    OddHex(&'static str, String),
+    #[error("{0} is not the bytes of {1}")]
+    HexMismatch(&'static str, &'static str),
+    #[error("{0} is not absolute")]
+    Relative(&'static str),
+    #[error("{0} has a NUL byte")]
+    Nul(&'static str),
+    #[error("{0} has an empty component")]
+    Empty(&'static str),
+    #[error("{0} has a {1:?} component")]
+    Dots(&'static str, &'static str),
+}
+
+/// The bytes `text`/`hex` stand for, checked to be hex of an even length
+/// whose lossy text is `text`.
+fn exact_bytes(
+    text: &str,
+    hex: Option<&str>,
+    names: (&'static str, &'static str),
+) -> Result<Vec<u8>, PathError> {
+    let Some(hex) = hex else {
+        return Ok(text.as_bytes().to_vec());
+    };
+    if !hex.len().is_multiple_of(2) {
+        return Err(PathError::OddHex(names.1, hex.to_string()));
+    }
+    let bytes = unhex(hex).ok_or_else(|| PathError::NotHex(names.1, hex.to_string()))?;
+    if bytes.contains(&0) {
+        return Err(PathError::Nul(names.1));
+    }
+    if String::from_utf8_lossy(&bytes) != text {
+        return Err(PathError::HexMismatch(names.1, names.0));
+    }
+    Ok(bytes)
+}
+
+/// An entry's key: absolute, no NUL, no empty, `.` or `..` component.
+fn check_canonical(bytes: &[u8], name: &'static str) -> Result<(), PathError> {
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::Relative(name));
+    }
+    if bytes.contains(&0) {
+        return Err(PathError::Nul(name));
+    }
+    if bytes == b"/" {
+        return Ok(());
+    }
+    for part in bytes[1..].split(|&b| b == b'/') {
+        match part {
+            b"" => return Err(PathError::Empty(name)),
+            b"." => return Err(PathError::Dots(name, ".")),
+            b".." => return Err(PathError::Dots(name, "..")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl FileEntry {
+    /// Refuses what no capture writes: a path that is not canonical, hex
+    /// that is not hex or not the path's bytes; a requested path (which
+    /// keeps `..` on purpose) must still be absolute and free of NULs.
+    pub fn check(&self) -> Result<(), PathError> {
+        let bytes = exact_bytes(&self.path, self.path_hex.as_deref(), ("path", "path_hex"))?;
+        let name = if self.path_hex.is_some() {
+            "path_hex"
+        } else {
+            "path"
+        };
+        check_canonical(&bytes, name)?;
+        for a in &self.accesses {
+            let Some(text) = a.requested.as_deref() else {
+                continue;
+            };
+            let names = ("requested path", "requested_hex");
+            let bytes = exact_bytes(text, a.requested_hex.as_deref(), names)?;
+            let name = if a.requested_hex.is_some() {
+                names.1
+            } else {
+                names.0
+            };
+            if bytes.first() != Some(&b'/') {
+                return Err(PathError::Relative(name));
+            }
+            if bytes.contains(&0) {
+                return Err(PathError::Nul(name));
+            }
+        }
+        Ok(())
+    }
+
     /// The path exactly, `path_hex` decoded where the name is not UTF-8.
     pub fn os_path(&self) -> std::path::PathBuf {
         exact(&self.path, self.path_hex.as_deref())
@@ -476,7 +584,14 @@ impl FileEntry {
 
 /// Error names for the errnos file lookups produce; others print as `E<n>`.
 pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
+    match known_errno(errno) {
+        Some(name) => name.to_string(),
+        None => format!("E{errno}"),
+    }
+}
+
+fn known_errno(errno: i32) -> Option<&'static str> {
+    Some(match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
         libc::EIO => "EIO",
@@ -505,7 +620,43 @@ pub fn errno_name(errno: i32) -> String {
         libc::ENOSYS => "ENOSYS",
         libc::EXDEV => "EXDEV",
         libc::ESTALE => "ESTALE",
-        _ => return format!("E{errno}"),
-    };
-    name.to_string()
+        _ => return None,
+    })
+}
+
+/// A name from a small set (syscalls, results): the known ones are not
+/// allocated per access (a million accesses held two strings each).
+pub type Name = std::borrow::Cow<'static, str>;
+
+/// `name` as a [`Name`], borrowed from the static tables when it is in one.
+pub fn name(name: &str) -> Name {
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut k: std::collections::HashSet<&'static str> = tracer_common::syscalls::TABLE
+            .iter()
+            .map(|r| r.name)
+            .collect();
+        k.extend((1..200).filter_map(known_errno));
+        k.insert("ok");
+        k
+    });
+    match known.get(name) {
+        Some(s) => Name::Borrowed(s),
+        None => Name::Owned(name.to_string()),
+    }
+}
+
+fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Name;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name, E> {
+            Ok(name(v))
+        }
+    }
+    d.deserialize_str(V)
 }

@@ -36,6 +36,13 @@ pub enum TraceFileError {
         found: String,
         version: u64,
     },
+    #[error("{path}: files[{index}] {entry:?}: {why}")]
+    Entry {
+        path: PathBuf,
+        index: usize,
+        entry: String,
+        why: super::trace::PathError,
+    },
 }
 
 /// Test hook: when writing a file (trace, image) of this name, stop for
@@ -103,6 +110,16 @@ pub fn to_json(t: &Trace) -> Vec<u8> {
     v
 }
 
+/// Writes `t` to `path` atomically, exactly as [`to_json`] gives it but
+/// serialized straight into the file (a million-file trace is some
+/// 200 MB of JSON, not worth holding).
+pub fn write_trace(path: &Path, t: &Trace) -> Result<(), TraceFileError> {
+    write_atomic_with(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, t).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
+    })
+}
+
 /// Writes `t` exactly as [`to_json`] would if its `files` were `files`,
 /// one entry at a time: a trace of a million files is never held whole.
 /// `t.files` itself must be empty.
@@ -139,29 +156,73 @@ pub fn write_json_streamed(
     w.write_all(&head[files_key + 2..])
 }
 
+/// Just the fields that say which format a file is.
+#[derive(serde::Deserialize)]
+struct Header {
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    version: u64,
+}
+
 /// Reads a trace file, rejecting other formats and versions with a clear
-/// error before looking at the rest.
+/// error, and any entry whose path is not a canonical absolute path (a
+/// trace is input: `..` or a NUL in it would name a file it never used).
+/// The file is parsed straight from a buffered reader into the typed trace:
+/// neither the bytes nor a JSON tree of a million-file trace are held.
 pub fn read(path: &Path) -> Result<Trace, TraceFileError> {
-    let bytes = fs::read(path).map_err(|source| TraceFileError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let parse = |source| TraceFileError::Parse {
-        path: path.to_path_buf(),
-        source,
+    let open = || {
+        fs::File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|source| TraceFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
     };
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(parse)?;
-    let found = v.get("format").and_then(|f| f.as_str()).unwrap_or("");
-    let version = v.get("version").and_then(|f| f.as_u64()).unwrap_or(0);
-    // Version 1 is a subset of 2 (the fields 2 added are optional).
-    if found != FORMAT_NAME || !(1..=u64::from(FORMAT_VERSION)).contains(&version) {
-        return Err(TraceFileError::Version {
-            path: path.to_path_buf(),
-            found: found.to_string(),
-            version,
-        });
+    let parse = |source: serde_json::Error| {
+        if source.is_io() {
+            TraceFileError::Read {
+                path: path.to_path_buf(),
+                source: source.into(),
+            }
+        } else {
+            TraceFileError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    };
+    let version_error = |found: &str, version: u64| {
+        // Version 1 is a subset of 2 (the fields 2 added are optional).
+        (found != FORMAT_NAME || !(1..=u64::from(FORMAT_VERSION)).contains(&version)).then(|| {
+            TraceFileError::Version {
+                path: path.to_path_buf(),
+                found: found.to_string(),
+                version,
+            }
+        })
+    };
+    let trace: Trace = match serde_json::from_reader(open()?) {
+        Ok(t) => t,
+        // Another format or version need not parse as this one: say which
+        // it is rather than what failed to parse.
+        Err(e) => {
+            let h: Header = serde_json::from_reader(open()?).map_err(parse)?;
+            return Err(version_error(&h.format, h.version).unwrap_or_else(|| parse(e)));
+        }
+    };
+    if let Some(e) = version_error(&trace.format, u64::from(trace.version)) {
+        return Err(e);
     }
-    serde_json::from_value(v).map_err(parse)
+    for (index, f) in trace.files.iter().enumerate() {
+        f.check().map_err(|why| TraceFileError::Entry {
+            path: path.to_path_buf(),
+            index,
+            entry: f.path.clone(),
+            why,
+        })?;
+    }
+    Ok(trace)
 }
 
 #[cfg(test)]
@@ -200,6 +261,10 @@ mod tests {
         let t = sample();
         write_atomic(&p, &to_json(&t)).unwrap();
         assert_eq!(read(&p).unwrap(), t);
+        let q = dir.path().join("u.json");
+        write_trace(&q, &t).unwrap();
+        assert_eq!(fs::read(&q).unwrap(), to_json(&t));
+        fs::remove_file(&q).unwrap();
         // Only the target is left behind: no temporary file.
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -244,6 +309,135 @@ mod tests {
     }
 
     #[test]
+    fn refuses_entries_with_bad_paths() {
+        use crate::model::trace::{Access, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.json");
+        let bad = |path: &str, hex: Option<&str>, requested: Option<(&str, Option<&str>)>| {
+            let mut t = sample();
+            t.files = vec![
+                FileEntry {
+                    path: "/ok".into(),
+                    path_hex: None,
+                    truncated: false,
+                    accesses: vec![Access::new(Op::Stat, "stat")],
+                    seen_in: Vec::new(),
+                },
+                FileEntry {
+                    path: path.into(),
+                    path_hex: hex.map(Into::into),
+                    truncated: false,
+                    accesses: vec![Access {
+                        requested: requested.map(|r| r.0.into()),
+                        requested_hex: requested.and_then(|r| r.1).map(Into::into),
+                        ..Access::new(Op::Stat, "stat")
+                    }],
+                    seen_in: Vec::new(),
+                },
+            ];
+            write_atomic(&p, &to_json(&t)).unwrap();
+            read(&p).map(|_| ()).map_err(|e| {
+                e.to_string()
+                    .strip_prefix(&format!("{}: ", p.display()))
+                    .unwrap()
+                    .to_string()
+            })
+        };
+        let u = "/a/\u{fffd}";
+        for (path, hex, req, want) in [
+            (
+                "/etc/../shadow",
+                None,
+                None,
+                r#"files[1] "/etc/../shadow": path has a ".." component"#,
+            ),
+            (
+                "etc/passwd",
+                None,
+                None,
+                r#"files[1] "etc/passwd": path is not absolute"#,
+            ),
+            (
+                "/etc//passwd",
+                None,
+                None,
+                r#"files[1] "/etc//passwd": path has an empty component"#,
+            ),
+            (
+                "/etc/",
+                None,
+                None,
+                r#"files[1] "/etc/": path has an empty component"#,
+            ),
+            (
+                "/etc/./x",
+                None,
+                None,
+                r#"files[1] "/etc/./x": path has a "." component"#,
+            ),
+            (
+                "/a\0b",
+                None,
+                None,
+                r#"files[1] "/a\0b": path has a NUL byte"#,
+            ),
+            (
+                u,
+                Some("2f612fzz"),
+                None,
+                "files[1] \"/a/\u{fffd}\": path_hex \"2f612fzz\" is not hex",
+            ),
+            (
+                u,
+                Some("2f612fff0"),
+                None,
+                "files[1] \"/a/\u{fffd}\": path_hex \"2f612fff0\" has an odd length",
+            ),
+            (
+                u,
+                Some("2f612f00ff"),
+                None,
+                "files[1] \"/a/\u{fffd}\": path_hex has a NUL byte",
+            ),
+            (
+                u,
+                Some("2f612e2e2fff"),
+                None,
+                "files[1] \"/a/\u{fffd}\": path_hex is not the bytes of path",
+            ),
+            (
+                "/a/../\u{fffd}",
+                Some("2f612f2e2e2fff"),
+                None,
+                "files[1] \"/a/../\u{fffd}\": path_hex has a \"..\" component",
+            ),
+            (
+                u,
+                Some("2f622fff"),
+                None,
+                "files[1] \"/a/\u{fffd}\": path_hex is not the bytes of path",
+            ),
+            (
+                "/x",
+                None,
+                Some(("x/../y", None)),
+                r#"files[1] "/x": requested path is not absolute"#,
+            ),
+            (
+                "/x",
+                None,
+                Some(("/x", Some("2f7"))),
+                r#"files[1] "/x": requested_hex "2f7" has an odd length"#,
+            ),
+        ] {
+            assert_eq!(bad(path, hex, req), Err(want.to_string()), "{path}");
+        }
+        // Valid non-UTF-8 names and requests with `..` are kept.
+        assert_eq!(bad(u, Some("2f612fff"), Some(("/b/../x", None))), Ok(()));
+        assert_eq!(bad("/", None, None), Ok(()));
+    }
+
+    #[test]
     fn streamed_json_is_byte_for_byte_the_whole_json() {
         use crate::model::trace::{Access, Op};
         let entry = |p: &str, n: usize| FileEntry {
@@ -252,7 +446,7 @@ mod tests {
             truncated: n == 2,
             accesses: (0..n)
                 .map(|i| Access {
-                    raw: Some(format!("a\nb\"{i}")),
+                    raw: Some(format!("a\nb\"{i}").into()),
                     ..Access::new(Op::Stat, "stat")
                 })
                 .collect(),

@@ -23,6 +23,43 @@ pub struct UnpackError {
     source: io::Error,
 }
 
+/// The bytes of the regular files below `/` (hardlinks once), from the
+/// metadata alone.
+fn data_bytes(fs: &dyn Rootfs) -> io::Result<u64> {
+    let mut stack = vec![PathBuf::from("/")];
+    let mut links = std::collections::HashSet::new();
+    let mut total = 0u64;
+    while let Some(p) = stack.pop() {
+        let Some(meta) = fs.meta(&p)? else { continue };
+        match meta.kind {
+            Kind::Dir => stack.extend(fs.list(&p)?.into_iter().map(|n| p.join(n))),
+            Kind::Regular if meta.link_id.is_none_or(|id| links.insert(id)) => {
+                total = total.saturating_add(meta.size);
+            }
+            _ => {}
+        }
+    }
+    Ok(total)
+}
+
+/// Refuses to start an unpack that cannot fit: better one line now than
+/// a full disk and a half-written tree.
+fn check_space(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
+    let err = |source| UnpackError {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let need = data_bytes(fs).map_err(err)?;
+    let free = crate::source::archive::free_bytes(dest).map_err(err)?;
+    if need > free {
+        return Err(err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("the image needs {need} bytes, the filesystem has {free} free"),
+        )));
+    }
+    Ok(())
+}
+
 fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
@@ -39,6 +76,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 /// Copies every entry of `fs` below `dest` (which must exist and be empty),
 /// with owners, modes, xattrs, hardlinks and mtimes.
 pub fn unpack(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
+    check_space(fs, dest)?;
     let mut stack = vec![PathBuf::from("/")];
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
     let mut links: HashMap<u64, PathBuf> = HashMap::new();
@@ -192,5 +230,28 @@ mod tests {
             fs::metadata(d.join("ro")).unwrap().mtime(),
             fs::metadata(s.join("ro")).unwrap().mtime()
         );
+    }
+
+    /// An image larger than the free space is refused before anything is
+    /// written (a sparse file stands for a large one).
+    #[test]
+    fn refuses_an_image_larger_than_the_free_space() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let free = crate::source::archive::free_bytes(dst.path()).unwrap();
+        let size = free + (1 << 30);
+        fs::File::create(src.path().join("big"))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        let err = unpack(&DirRootfs::open(src.path()).unwrap(), dst.path())
+            .unwrap_err()
+            .to_string();
+        let want = format!(
+            "unpacking {}: the image needs {size} bytes, the filesystem has ",
+            dst.path().display()
+        );
+        assert!(err.starts_with(&want) && err.ends_with(" free"), "{err}");
+        assert_eq!(fs::read_dir(dst.path()).unwrap().count(), 0);
     }
 }

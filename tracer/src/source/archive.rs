@@ -122,19 +122,81 @@ impl Seek for RegionReader {
     }
 }
 
-/// Lowercase hex of a byte string (digests).
+/// How far a compressed stream may expand: a few megabytes of gzip can
+/// stand for terabytes of zeros, all of which would be written to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Decompressed bytes per layer (or compressed archive).
+    pub max_bytes: u64,
+    /// Decompressed bytes per compressed byte ...
+    pub max_ratio: u64,
+    /// ... checked once this much has come out, so a small, highly
+    /// compressible layer (a file of zeros) still passes.
+    pub ratio_after: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: DEFAULT_MAX_LAYER_BYTES,
+            max_ratio: DEFAULT_MAX_LAYER_RATIO,
+            ratio_after: 1 << 30,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
+pub const DEFAULT_MAX_LAYER_RATIO: u64 = 200;
+
+static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+
+/// Sets the limits for this process (from the command line); the first
+/// call wins.
+pub fn set_limits(l: Limits) {
+    let _ = LIMITS.set(l);
+}
+
+pub fn limits() -> Limits {
+    LIMITS.get().copied().unwrap_or_default()
+}
+
+/// Bytes free to an unprivileged writer in the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: statvfs fills the struct it is given; the path is a valid C string.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// Decompresses a gzip `region` once into an anonymous temporary file,
 /// so its contents can then be read in place. Returns the uncompressed
 /// data and its sha256 (hex). Errors reading the stream are taken to be
 /// the compressed data's: the blob is a local file.
 pub fn gunzip_to_temp(region: &Region, label: &str) -> Result<(Region, String), SourceError> {
+    gunzip_with(region, label, limits())
+}
+
+/// [`gunzip_to_temp`] under `limits`; also refused when the output would
+/// not fit in the free space of the temporary directory.
+pub fn gunzip_with(
+    region: &Region,
+    label: &str,
+    limits: Limits,
+) -> Result<(Region, String), SourceError> {
     use std::io::Write as _;
     let tmp = std::env::temp_dir();
+    let free = free_bytes(&tmp).map_err(SourceError::io(&tmp))?;
     let file = tempfile::tempfile().map_err(SourceError::io(&tmp))?;
     let mut out = io::BufWriter::with_capacity(1 << 16, file);
     let mut gz = flate2::read::MultiGzDecoder::new(region.reader());
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
     loop {
         let n = match gz.read(&mut buf) {
             Ok(0) => break,
@@ -147,6 +209,27 @@ pub fn gunzip_to_temp(region: &Region, label: &str) -> Result<(Region, String), 
                 });
             }
         };
+        total += n as u64;
+        if total > limits.max_bytes {
+            return Err(SourceError::LayerTooLarge {
+                layer: label.to_string(),
+                limit: limits.max_bytes,
+            });
+        }
+        if total > limits.ratio_after && total / region.len().max(1) > limits.max_ratio {
+            return Err(SourceError::LayerRatio {
+                layer: label.to_string(),
+                compressed: region.len(),
+                ratio: limits.max_ratio,
+            });
+        }
+        if total > free {
+            return Err(SourceError::NoSpace {
+                layer: label.to_string(),
+                dir: tmp,
+                free,
+            });
+        }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(SourceError::io(&tmp))?;
     }
@@ -158,6 +241,43 @@ pub fn gunzip_to_temp(region: &Region, label: &str) -> Result<(Region, String), 
     Ok((region, hex(&hasher.finalize())))
 }
 
+/// Checks what follows the last entry of a tar `region` whose entries'
+/// data ends at `data_end`: only zeros (the end-of-archive blocks and
+/// padding) may follow. Data there is not part of any entry the tar crate
+/// reports, so it is refused rather than silently ignored. The end blocks
+/// themselves may be missing: umoci writes layers without them.
+pub fn check_tar_end(region: &Region, data_end: u64, label: &str) -> Result<(), SourceError> {
+    let len = region.len();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = data_end;
+    while at < len {
+        let n = region
+            .read_at(&mut buf, at)
+            .map_err(|source| SourceError::BadTar {
+                layer: label.to_string(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b != 0) {
+            return Err(SourceError::TrailingData {
+                layer: label.to_string(),
+                at: at + i as u64,
+            });
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Where the data of an entry at `offset` with `size` bytes ends, padded
+/// to the next 512-byte block.
+pub fn block_end(offset: u64, size: u64) -> u64 {
+    offset.saturating_add(size).saturating_add(511) / 512 * 512
+}
+
+/// Lowercase hex of a byte string (digests).
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -263,9 +383,20 @@ impl Store {
         };
         let mut members = HashMap::new();
         let mut ar = tar::Archive::new(region.reader());
+        let mut data_end = 0;
         for entry in ar.entries_with_seek().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             let raw = entry.path_bytes().into_owned();
+            let (offset, size) = (entry.raw_file_position(), entry.size());
+            if offset.saturating_add(size) > region.len() {
+                return Err(SourceError::TruncatedTar {
+                    layer: label,
+                    name: String::from_utf8_lossy(&raw).into_owned(),
+                    needed: offset.saturating_add(size),
+                    have: region.len(),
+                });
+            }
+            data_end = block_end(offset, size);
             let name = member_name(&raw).map_err(|why| SourceError::UnsafeName {
                 layer: label.clone(),
                 name: String::from_utf8_lossy(&raw).into_owned(),
@@ -278,17 +409,6 @@ impl Store {
             };
             let member = match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let offset = entry.raw_file_position();
-                    let size = entry.size();
-                    let end = offset.saturating_add(size);
-                    if end > region.len() {
-                        return Err(SourceError::TruncatedTar {
-                            layer: label,
-                            name,
-                            needed: end,
-                            have: region.len(),
-                        });
-                    }
                     Member::Data { offset, size }
                 }
                 tar::EntryType::Symlink => {
@@ -310,6 +430,7 @@ impl Store {
             };
             members.insert(name, member);
         }
+        check_tar_end(&region, data_end, &label)?;
         Ok(Store::Archive {
             path: path.to_path_buf(),
             region,

@@ -97,6 +97,24 @@ pub enum SourceError {
         needed: u64,
         have: u64,
     },
+    #[error("{layer}: data after the end of the tar archive, at byte {at}")]
+    TrailingData { layer: String, at: u64 },
+    #[error("{layer}: decompresses to more than {limit} bytes (--max-layer-bytes); refusing it")]
+    LayerTooLarge { layer: String, limit: u64 },
+    #[error(
+        "{layer}: decompresses to more than {ratio} times its {compressed} compressed bytes (--max-layer-ratio); refusing it"
+    )]
+    LayerRatio {
+        layer: String,
+        compressed: u64,
+        ratio: u64,
+    },
+    #[error("{layer}: does not fit in the {free} bytes free in {dir} once decompressed")]
+    NoSpace {
+        layer: String,
+        dir: PathBuf,
+        free: u64,
+    },
     #[error("{layer}: unsafe entry name {name:?}: {why}")]
     UnsafeName {
         layer: String,

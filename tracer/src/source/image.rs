@@ -872,6 +872,93 @@ mod tests {
         assert!(matches!(err, Some(SourceError::BadTar { .. })), "{err:?}");
     }
 
+    /// A last header claiming 10 GiB with one block of data and no end
+    /// of archive, and data after the end of archive, are refused.
+    #[test]
+    fn truncated_tars_and_trailing_data() {
+        let good = tar_of(&[E::Dir(b"etc/"), E::File(b"etc/x", b"x")]);
+        let mut cut = good[..1536].to_vec();
+        cut.extend_from_slice(
+            header(b"etc/big", tar::EntryType::Regular, 10 << 30, b"").as_bytes(),
+        );
+        cut.extend_from_slice(&[7u8; 512]);
+        for layer in [plain(cut.clone()), gzipped(cut.clone())] {
+            let label = layer_label(&layer);
+            let err = open_layers(&[layer]).err().unwrap().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{label}: truncated tar: etc/big needs bytes up to 10737420288, the stream has 2560"
+                )
+            );
+        }
+        // Entries complete, but no end blocks (as umoci writes layers).
+        assert!(open_layers(&[plain(good[..good.len() - 1024].to_vec())]).is_ok());
+        // Garbage after the end of archive.
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0u8; 512]);
+        trailing.extend_from_slice(b"#!/bin/sh evil");
+        let at = good.len() + 512;
+        for layer in [plain(trailing.clone()), gzipped(trailing.clone())] {
+            let label = layer_label(&layer);
+            assert_eq!(
+                open_layers(&[layer]).err().unwrap().to_string(),
+                format!("{label}: data after the end of the tar archive, at byte {at}")
+            );
+        }
+        // Zero padding after the end of archive is what tar writes.
+        let mut padded = good.clone();
+        padded.extend_from_slice(&[0u8; 8192]);
+        assert!(open_layers(&[plain(padded)]).is_ok());
+    }
+
+    fn layer_label(l: &Layer) -> String {
+        format!("layer 1/1 sha256:{}", sha(&l.blob))
+    }
+
+    /// A small gzip stream that expands past the limits is refused with
+    /// one line naming the layer, whichever limit it crosses.
+    #[test]
+    fn decompression_is_bounded() {
+        use crate::source::archive::{Limits, Region, gunzip_with};
+        let zeros = gz(&vec![0u8; 4 << 20]);
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("z.gz");
+        fs::write(&p, &zeros).unwrap();
+        let region = Region::whole(fs::File::open(&p).unwrap()).unwrap();
+        let l = Limits {
+            max_bytes: 1 << 20,
+            max_ratio: 1000,
+            ratio_after: 0,
+        };
+        let err = gunzip_with(&region, "layer 1/1 sha256:x", l).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "layer 1/1 sha256:x: decompresses to more than 1048576 bytes (--max-layer-bytes); refusing it"
+        );
+        let l = Limits {
+            max_bytes: 1 << 30,
+            max_ratio: 10,
+            ratio_after: 1 << 20,
+        };
+        let err = gunzip_with(&region, "layer 1/1 sha256:x", l).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer 1/1 sha256:x: decompresses to more than 10 times its {} compressed bytes (--max-layer-ratio); refusing it",
+                zeros.len()
+            )
+        );
+        // Under the limits (the ratio is not checked before ratio_after).
+        let l = Limits {
+            max_bytes: 8 << 20,
+            max_ratio: 10,
+            ratio_after: 8 << 20,
+        };
+        let (out, _) = gunzip_with(&region, "x", l).unwrap();
+        assert_eq!(out.len(), 4 << 20);
+    }
+
     #[test]
     fn malformed_indexes() {
         let tmp = tempfile::tempdir().unwrap();

@@ -531,14 +531,28 @@ fn read_entries(tar: &Region, label: &str) -> Result<Vec<Raw>, SourceError> {
     };
     let mut out = Vec::new();
     let mut ar = tar::Archive::new(tar.reader());
+    let mut data_end = 0;
     for entry in ar.entries_with_seek().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let et = entry.header().entry_type();
+        let name = entry.path_bytes().into_owned();
+        let shown = || String::from_utf8_lossy(&name).into_owned();
+        // Whatever its type, an entry's data must be in the stream: the
+        // tar crate seeks over it and takes the end of the file for the
+        // end of the archive.
+        let (offset, size) = (entry.raw_file_position(), entry.size());
+        if offset.saturating_add(size) > tar.len() {
+            return Err(SourceError::TruncatedTar {
+                layer: label.to_string(),
+                name: shown(),
+                needed: offset.saturating_add(size),
+                have: tar.len(),
+            });
+        }
+        data_end = super::archive::block_end(offset, size);
         if et.is_pax_global_extensions() {
             continue;
         }
-        let name = entry.path_bytes().into_owned();
-        let shown = || String::from_utf8_lossy(&name).into_owned();
         let bad_entry = |why: String| SourceError::BadEntry {
             layer: label.to_string(),
             path: shown(),
@@ -554,8 +568,6 @@ fn read_entries(tar: &Region, label: &str) -> Result<Vec<Raw>, SourceError> {
         let mut mtime = i64::try_from(h.mtime().map_err(bad)?).unwrap_or(i64::MAX);
         let devices = (h.device_major(), h.device_minor());
         let link = entry.link_name_bytes().map(|l| l.into_owned());
-        let size = entry.size();
-        let offset = entry.raw_file_position();
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().map_err(bad)? {
             for ext in pax {
@@ -586,18 +598,7 @@ fn read_entries(tar: &Region, label: &str) -> Result<Vec<Raw>, SourceError> {
         let kind = match et {
             // An old-style (v7) directory is a "regular file" named `x/`.
             tar::EntryType::Regular if name.ends_with(b"/") && size == 0 => RawKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let end = offset.saturating_add(size);
-                if end > tar.len() {
-                    return Err(SourceError::TruncatedTar {
-                        layer: label.to_string(),
-                        name: shown(),
-                        needed: end,
-                        have: tar.len(),
-                    });
-                }
-                RawKind::File { offset, size }
-            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => RawKind::File { offset, size },
             tar::EntryType::Directory => RawKind::Dir,
             tar::EntryType::Symlink => RawKind::Symlink(link.unwrap_or_default()),
             tar::EntryType::Link => match link {
@@ -633,6 +634,7 @@ fn read_entries(tar: &Region, label: &str) -> Result<Vec<Raw>, SourceError> {
             xattrs,
         });
     }
+    super::archive::check_tar_end(tar, data_end, label)?;
     Ok(out)
 }
 
