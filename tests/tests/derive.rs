@@ -225,16 +225,31 @@ fn structure_test_passes_on_the_image_and_fails_without_a_kept_file() {
         "-o",
         cfg.to_str().unwrap(),
     ]);
-    let yaml = fs::read_to_string(&cfg).unwrap();
-    assert!(yaml.starts_with("schemaVersion: \"2.0.0\""));
-    assert!(
-        yaml.contains("\"/usr/bin/python3.11\"") && yaml.contains("permissions: \"-rwxr-xr-x\"")
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(yaml["schemaVersion"].as_str(), Some("2.0.0"));
+    let checks = yaml["fileExistenceTests"].as_sequence().unwrap();
+    let check = |path: &str| {
+        checks
+            .iter()
+            .find(|c| c["path"].as_str() == Some(path))
+            .unwrap_or_else(|| panic!("no check for {path}: {checks:?}"))
+    };
+    let py = check("/usr/bin/python3.11");
+    assert_eq!(py["shouldExist"].as_bool(), Some(true));
+    assert_eq!(py["permissions"].as_str(), Some("-rwxr-xr-x"));
+    assert_eq!(
+        check("/etc/debian_version")["shouldExist"].as_bool(),
+        Some(true)
     );
-    assert!(
-        yaml.contains("path: \"/usr/bin/dash\"\n    shouldExist: false"),
-        "{yaml}"
-    );
-    assert!(yaml.contains("cmd: [\"/bin/sh\"]"), "{yaml}");
+    assert_eq!(check("/usr/bin/dash")["shouldExist"].as_bool(), Some(false));
+    let cmd: Vec<&str> = yaml["metadataTest"]["cmd"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(cmd, ["/bin/sh"]);
     let run_cst = |image: &Path| {
         Command::new(cst())
             .args(["test", "--driver", "tar", "--image"])

@@ -196,9 +196,15 @@ mod tests {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(json["defaultErrnoRet"], 1);
-        assert_eq!(json["architectures"], serde_json::json!(["SCMP_ARCH_X86_64"]));
+        assert_eq!(
+            json["architectures"],
+            serde_json::json!(["SCMP_ARCH_X86_64"])
+        );
         assert_eq!(json["syscalls"][0]["action"], "SCMP_ACT_ALLOW");
-        assert_eq!(json["syscalls"][0]["names"].as_array().unwrap().len(), names.len());
+        assert_eq!(
+            json["syscalls"][0]["names"].as_array().unwrap().len(),
+            names.len()
+        );
         // ia32 syscalls made in the run bring their architecture and names.
         let mut s = Syscalls::named("x86_64", vec![0]);
         s.compat = Some(Box::new(Syscalls::named("x86", vec![4, 195])));
@@ -226,7 +232,10 @@ mod tests {
         t.syscalls = Some(Syscalls::named("aarch64", vec![56, 63, 221, 0]));
         let (p, unknown) = profile(&t).unwrap();
         assert!(unknown.is_empty());
-        assert_eq!(p.architectures().as_deref(), Some(&[Arch::ScmpArchAarch64][..]));
+        assert_eq!(
+            p.architectures().as_deref(),
+            Some(&[Arch::ScmpArchAarch64][..])
+        );
         let names = p.syscalls().as_ref().unwrap()[0].names();
         for n in ["openat", "read", "execve", "io_setup", "futex"] {
             assert!(names.iter().any(|x| x == n), "{n} missing");

@@ -14,6 +14,7 @@ mod config;
 mod docker;
 mod layer;
 mod oci;
+pub mod structure_test;
 pub mod target;
 
 use std::{
