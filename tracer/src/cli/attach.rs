@@ -56,6 +56,8 @@ pub struct AttachArgs {
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    #[command(flatten)]
+    pub capture: super::args::CaptureArgs,
 }
 
 /// The cgroup v2 path (below the mount) of a process, from /proc.
@@ -188,8 +190,8 @@ fn descendants(root: u32) -> Vec<u32> {
 }
 
 pub async fn attach(args: AttachArgs) -> Result<i32> {
-    let btf = PathBuf::from(crate::capture::offsets::VMLINUX_BTF);
-    crate::capture::preflight(&btf)?;
+    let btf = &args.capture.btf;
+    crate::capture::preflight(btf)?;
     if let Some(d) = args.duration
         && (!d.is_finite() || d <= 0.0)
     {
@@ -262,8 +264,8 @@ pub async fn attach(args: AttachArgs) -> Result<i32> {
 
     let mut capture = Capture::start(&Options {
         scope,
-        ringbuf_bytes: run::DEFAULT_RINGBUF,
-        btf: &btf,
+        ringbuf_bytes: args.capture.ringbuf_size,
+        btf,
         arm: Arm::Always {
             root_pid: t.pid.unwrap_or(0),
         },

@@ -6,8 +6,9 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{
+    args::{CaptureArgs, ContainerArgs},
     build::{self, BuildArgs, ImageArgs},
-    verify::{self, ContainerArgs},
+    verify,
 };
 use crate::{
     model::write,
@@ -31,6 +32,8 @@ pub struct MinimizeArgs {
     pub build: ImageArgs,
     #[command(flatten)]
     pub container: ContainerArgs,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// Run the tests this many times in the full image and build from the
     /// union of the traces; files seen in only some runs are listed.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -76,7 +79,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         None => EngineArg::Runc,
     });
     let (full, _) = super::runs::execute(
-        &verify::run_args(&args.image, &container, &args.command),
+        &verify::run_args(&args.image, &container, &args.capture, &args.command),
         args.runs as usize,
     )
     .await?;
@@ -97,7 +100,14 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         report: Some(report_path.clone()),
         seccomp: false,
     })?;
-    let o = verify::check(&args.output, Some(&args.image), &container, &args.command).await?;
+    let o = verify::check(
+        &args.output,
+        Some(&args.image),
+        &container,
+        &args.capture,
+        &args.command,
+    )
+    .await?;
     write::write_atomic(&verify_path, &write::to_json(&o.trace))?;
 
     let verdict = |ok: bool| if ok { "passed" } else { "FAILED" };

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 pub mod allowlist;
+pub mod args;
 pub mod attach;
 pub mod build;
 pub mod hints;
@@ -210,5 +211,49 @@ mod tests {
         assert!(super::parse_size("99999999999T").is_err());
         let err = parse(&["run", "--max-layer-ratio", "0", "--", "true"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    /// Every capturing subcommand takes the capture options, with the
+    /// same defaults and the same checks.
+    #[test]
+    fn capture_options_are_shared() {
+        use super::{Command, args::CaptureArgs};
+        let extra = ["--btf", "/x/btf", "--ringbuf-size", "65536"];
+        let cases: &[&[&str]] = &[
+            &["run"],
+            &["attach", "--pid", "1"],
+            &["verify", "--image", "X"],
+            &["minimize", "--image", "X", "-o", "Y"],
+        ];
+        let capture = |c: Cli| -> CaptureArgs {
+            match c.command {
+                Command::Run(a) => a.capture,
+                Command::Attach(a) => a.capture,
+                Command::Verify(a) => a.capture,
+                Command::Minimize(a) => a.capture,
+                _ => panic!("not a capturing subcommand"),
+            }
+        };
+        for head in cases {
+            let tail: &[&str] = if head[0] == "attach" {
+                &[]
+            } else {
+                &["--", "true"]
+            };
+            let args: Vec<&str> = head.iter().chain(&extra).chain(tail).copied().collect();
+            let c = capture(parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}")));
+            assert_eq!((c.ringbuf_size, c.btf.to_str()), (65536, Some("/x/btf")));
+            let args: Vec<&str> = head.iter().chain(tail).copied().collect();
+            let c = capture(parse(&args).unwrap());
+            let d = CaptureArgs::default();
+            assert_eq!((c.ringbuf_size, c.btf), (d.ringbuf_size, d.btf));
+            let args: Vec<&str> = head
+                .iter()
+                .chain(&["--ringbuf-size", "5000"])
+                .chain(tail)
+                .copied()
+                .collect();
+            assert_eq!(parse(&args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::verify::ContainerArgs;
+use super::args::{CaptureArgs, ContainerArgs};
 use crate::{
     capture::{
         Arm, Capture, Scope,
@@ -68,14 +68,8 @@ pub struct RunArgs {
     /// filesystem); paths in the trace are then as seen inside it.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Size of the kernel-to-userspace ring buffer in bytes (a power of two,
-    /// at least 4096). Raise it if a run reports lost events.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF, value_parser = parse_ringbuf_size)]
-    pub ringbuf_size: u32,
-    /// Kernel BTF to read struct offsets from, for kernels built without
-    /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub).
-    #[arg(long, value_name = "FILE", default_value = crate::capture::offsets::VMLINUX_BTF)]
-    pub btf: PathBuf,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// Run the command this many times and write the union of the traces
     /// (files seen in only some runs are listed).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -83,18 +77,6 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-pub const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
-
-fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
-    let n: u32 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count"))?;
-    if n < 4096 || !n.is_power_of_two() {
-        return Err(format!("{n} is not a power of two >= 4096"));
-    }
-    Ok(n)
 }
 
 /// Test hook: do not read the ring buffer until the command has exited
@@ -144,7 +126,7 @@ pub async fn execute_streamed(args: &RunArgs) -> Result<(Trace, Files)> {
     if !args.wait_descendants.is_finite() || args.wait_descendants < 0.0 {
         bail!("--wait-descendants must be a number of seconds >= 0");
     }
-    crate::capture::preflight(&args.btf)?;
+    crate::capture::preflight(&args.capture.btf)?;
     if let Some(root) = &args.root
         && !root.is_dir()
     {
@@ -201,8 +183,8 @@ pub async fn execute_streamed(args: &RunArgs) -> Result<(Trace, Files)> {
     };
     let mut capture = Capture::start(&crate::capture::Options {
         scope,
-        ringbuf_bytes: args.ringbuf_size,
-        btf: &args.btf,
+        ringbuf_bytes: args.capture.ringbuf_size,
+        btf: &args.capture.btf,
         arm: if container.is_some() {
             Arm::OnForeignExec
         } else {

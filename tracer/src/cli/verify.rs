@@ -5,56 +5,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::run::{self, RunArgs, ScopeArg};
+use super::{
+    args::{CaptureArgs, ContainerArgs},
+    run::{self, RunArgs, ScopeArg},
+};
 use crate::{
     closure::{essentials, resolve::resolve},
     model::{
         trace::{Op, Trace},
         write,
     },
-    runtime::engine::{EngineArg, Network},
     source::{self, ImageRef},
 };
-
-/// How to run the command in a container; shared by run, verify and
-/// minimize (each has an `--image`).
-#[derive(Clone, Debug, Default, Args)]
-pub struct ContainerArgs {
-    /// Who runs the container (default: the engine the image is kept in,
-    /// else runc).
-    #[arg(long, value_enum, requires = "image")]
-    pub engine: Option<EngineArg>,
-    /// A further flag for `docker run` / `podman run` (repeatable), e.g.
-    /// `--engine-arg=--cap-add=NET_ADMIN`.
-    #[arg(
-        long = "engine-arg",
-        value_name = "FLAG",
-        allow_hyphen_values = true,
-        requires = "image"
-    )]
-    pub engine_args: Vec<String>,
-    /// The OCI runtime for --engine runc (default: runc, else crun, from PATH).
-    #[arg(long, value_name = "PATH", requires = "image")]
-    pub runtime: Option<PathBuf>,
-    /// Bind a host directory into the container (`:ro` for read-only).
-    #[arg(long = "mount", value_name = "SRC:DST[:ro]", requires = "image")]
-    pub mounts: Vec<String>,
-    /// Set an environment variable in the container (over the image's).
-    #[arg(long = "env", value_name = "K=V", requires = "image")]
-    pub envs: Vec<String>,
-    /// Working directory in the container (over the image's).
-    #[arg(long, value_name = "DIR", requires = "image")]
-    pub workdir: Option<String>,
-    /// User in the container, `uid[:gid]` or `name[:group]` (over the image's).
-    #[arg(long, value_name = "USER", requires = "image")]
-    pub user: Option<String>,
-    /// The container's network.
-    #[arg(long, value_enum, default_value = "host", requires = "image")]
-    pub network: Network,
-    /// Apply this seccomp profile (from `trace seccomp`) in the container.
-    #[arg(long, value_name = "profile.json", requires = "image")]
-    pub seccomp: Option<PathBuf>,
-}
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -70,6 +32,8 @@ pub struct VerifyArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub container: ContainerArgs,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
@@ -86,14 +50,19 @@ pub struct Outcome {
     pub creates: Vec<super::hints::CreateHint>,
 }
 
-pub fn run_args(image: &ImageRef, c: &ContainerArgs, command: &[String]) -> RunArgs {
+/// The `trace run --image` that verify and minimize make.
+pub fn run_args(
+    image: &ImageRef,
+    c: &ContainerArgs,
+    capture: &CaptureArgs,
+    command: &[String],
+) -> RunArgs {
     RunArgs {
         output: None,
         format: None,
         scope: ScopeArg::Cgroup,
         wait_descendants: 10.0,
-        ringbuf_size: run::DEFAULT_RINGBUF,
-        btf: PathBuf::from(crate::capture::offsets::VMLINUX_BTF),
+        capture: capture.clone(),
         image: Some(image.clone()),
         container: c.clone(),
         root: None,
@@ -133,6 +102,7 @@ pub async fn check(
     image: &ImageRef,
     full: Option<&ImageRef>,
     c: &ContainerArgs,
+    capture: &CaptureArgs,
     command: &[String],
 ) -> Result<Outcome> {
     // With FULL, the names a failing program asked for are read from
@@ -141,7 +111,7 @@ pub async fn check(
         Some(_) => super::stderr_tee::Tee::start().ok(),
         None => None,
     };
-    let trace = run::execute(&run_args(image, c, command)).await;
+    let trace = run::execute(&run_args(image, c, capture, command)).await;
     let stderr = tee.map(super::stderr_tee::Tee::finish).unwrap_or_default();
     let trace = trace?;
     let passed = trace.exit.code == 0;
@@ -212,6 +182,7 @@ pub async fn verify(args: VerifyArgs) -> Result<i32> {
         &args.image,
         args.full.as_ref(),
         &args.container,
+        &args.capture,
         &args.command,
     )
     .await?;
