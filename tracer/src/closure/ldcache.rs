@@ -438,13 +438,13 @@ pub fn glob(fs: &dyn Rootfs, pattern: &Path) -> Vec<PathBuf> {
             Component::ParentDir => b"..".as_slice(),
             _ => continue,
         };
-        let wild = name.iter().any(|&c| c == b'*' || c == b'?');
+        let wild = is_wild(name).then(|| Wildcard::new(name));
         let mut next = Vec::new();
         for base in &current {
-            if !wild {
+            let Some(wild) = &wild else {
                 next.push(base.join(OsStr::from_bytes(name)));
                 continue;
-            }
+            };
             let Ok(Some(dir)) = resolve(fs, base, true) else {
                 continue;
             };
@@ -456,7 +456,7 @@ pub fn glob(fs: &dyn Rootfs, pattern: &Path) -> Vec<PathBuf> {
                 if nb.first() == Some(&b'.') && name.first() != Some(&b'.') {
                     continue;
                 }
-                if wildcard(name, nb) {
+                if wild.matches(nb) {
                     next.push(base.join(&n));
                 }
             }
@@ -467,31 +467,36 @@ pub fn glob(fs: &dyn Rootfs, pattern: &Path) -> Vec<PathBuf> {
     current
 }
 
-/// `*` and `?` matching over bytes, iterative with one backtrack point.
-fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
+/// One component of a glob(3) pattern (`*`, `?`, `[...]`, `\` escapes;
+/// no `{a,b}`: glibc's ld.so globs without GLOB_BRACE), matched by
+/// globset. A pattern globset cannot read (not UTF-8, an unclosed `[`)
+/// matches only itself.
+struct Wildcard(Option<globset::GlobMatcher>, Vec<u8>);
+
+impl Wildcard {
+    fn new(pattern: &[u8]) -> Wildcard {
+        let matcher = std::str::from_utf8(pattern).ok().and_then(|p| {
+            let p = p.replace('{', "[{]").replace('}', "[}]");
+            globset::GlobBuilder::new(&p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .ok()
+                .map(|g| g.compile_matcher())
+        });
+        Wildcard(matcher, pattern.to_vec())
+    }
+
+    fn matches(&self, name: &[u8]) -> bool {
+        match &self.0 {
+            Some(m) => m.is_match(Path::new(OsStr::from_bytes(name))),
+            None => self.1 == name,
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+fn is_wild(name: &[u8]) -> bool {
+    name.iter().any(|&c| matches!(c, b'*' | b'?' | b'['))
 }
 
 #[cfg(test)]
@@ -751,6 +756,7 @@ mod tests {
 
     #[test]
     fn wildcards() {
+        let wildcard = |p: &[u8], n: &[u8]| Wildcard::new(p).matches(n);
         assert!(wildcard(b"*.conf", b"a.conf"));
         assert!(wildcard(b"*.conf", b".conf"));
         assert!(!wildcard(b"*.conf", b"a.conf.bak"));
@@ -759,5 +765,14 @@ mod tests {
         assert!(!wildcard(b"x?", b"x12"));
         assert!(wildcard(b"*", b""));
         assert!(!wildcard(b"?", b""));
+        // Classes as glob(3) has them; braces and a bad class are literal.
+        assert!(wildcard(b"[0-9]*.conf", b"10-x.conf"));
+        assert!(!wildcard(b"[0-9]*.conf", b"x.conf"));
+        assert!(wildcard(b"{a,b}*", b"{a,b}.conf"));
+        assert!(!wildcard(b"{a,b}*", b"a.conf"));
+        assert!(wildcard(b"x[", b"x["));
+        assert!(wildcard(b"\\*", b"*") && !wildcard(b"\\*", b"a"));
+        // A pattern that is not UTF-8 names only itself.
+        assert!(wildcard(b"a\xff*", b"a\xff*") && !wildcard(b"a\xff*", b"a\xffb"));
     }
 }
