@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     closure::{
-        self, Reason, essentials,
+        self, Reason,
         rules::{self, Rules},
     },
     model::write,
@@ -72,25 +72,13 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
                 .map(|(p, r)| (p.into_os_string().into_vec(), r))
                 .collect()
         }
-        None => {
-            let binds = &trace.scope.bind_mounts;
-            trace
-                .files
-                .iter()
-                .filter(|f| f.used())
-                .filter(|f| {
-                    !essentials::RUNTIME_PREFIXES
-                        .iter()
-                        .any(|p| f.path.starts_with(p))
-                })
-                .filter(|f| {
-                    !binds
-                        .iter()
-                        .any(|b| std::path::Path::new(&f.path).starts_with(b))
-                })
-                .map(|f| (f.os_path().into_os_string().into_vec(), Reason::Traced))
-                .collect()
-        }
+        None => trace
+            .files
+            .iter()
+            .filter(|f| f.used())
+            .filter(|f| !trace.beyond_image(&f.os_path()))
+            .map(|f| (f.os_path().into_os_string().into_vec(), Reason::Traced))
+            .collect(),
     };
     let bytes = match args.format {
         ListFormat::Text => {

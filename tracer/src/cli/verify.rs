@@ -10,7 +10,7 @@ use super::{
     run::{self, RunArgs, ScopeArg},
 };
 use crate::{
-    closure::{essentials, resolve::resolve},
+    closure::resolve::resolve,
     model::{
         trace::{Op, Trace},
         write,
@@ -75,7 +75,6 @@ pub fn run_args(
 pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
     let image = full.open().with_context(|| format!("reading {full}"))?;
     let fs = image.rootfs.as_ref();
-    let binds: Vec<&Path> = trace.scope.bind_mounts.iter().map(Path::new).collect();
     let mut out = Vec::new();
     for f in &trace.files {
         let path = Path::new(&f.path);
@@ -83,12 +82,7 @@ pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
             && f.accesses
                 .iter()
                 .any(|a| a.errno == Some(libc::ENOENT) && a.op != Op::Chdir);
-        if !looked_for
-            || binds.iter().any(|b| path.starts_with(b))
-            || essentials::RUNTIME_PREFIXES
-                .iter()
-                .any(|p| f.path.starts_with(p))
-        {
+        if !looked_for || trace.beyond_image(path) {
             continue;
         }
         if matches!(resolve(fs, path, true), Ok(Some(_))) {

@@ -5,6 +5,4 @@ pub const FILES: &[&str] = &["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
 /// Kept as empty directories with the source's mode (`/tmp` is 1777 in
 /// Debian): a runtime mounts over them.
 pub const DIRS: &[&str] = &["/tmp", "/proc", "/sys", "/dev"];
-/// Paths under these are runtime filesystems: what a trace saw there was
-/// never part of the image.
-pub const RUNTIME_PREFIXES: &[&str] = &["/proc/", "/sys/", "/dev/", "/run/"];
+pub use crate::model::trace::RUNTIME_PREFIXES;

@@ -3,12 +3,9 @@
 //! entries there, even the ones it never opened. `--keep-listed` keeps
 //! them, one level deep, as entries: files with their contents,
 //! directories empty, symlinks as links.
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeSet, path::PathBuf};
 
-use super::{ClosureError, essentials, resolve::resolve};
+use super::{ClosureError, resolve::resolve};
 use crate::{
     model::trace::{Op, Trace},
     source::rootfs::{Kind, Rootfs},
@@ -18,15 +15,9 @@ use crate::{
 pub fn listed_dirs(traces: &[Trace]) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     for t in traces {
-        let binds: Vec<&Path> = t.scope.bind_mounts.iter().map(Path::new).collect();
         for f in &t.files {
             let path = f.os_path();
-            if f.accesses.iter().any(|a| a.ok() && a.op == Op::List)
-                && !essentials::RUNTIME_PREFIXES
-                    .iter()
-                    .any(|p| f.path.starts_with(p))
-                && !binds.iter().any(|b| path.starts_with(b))
-            {
+            if f.accesses.iter().any(|a| a.ok() && a.op == Op::List) && !t.beyond_image(&path) {
                 out.insert(path);
             }
         }

@@ -30,17 +30,7 @@ use crate::{
 /// container, and, for traces made in an image or `--root`, on the
 /// image's own filesystem and below its root.
 pub fn from_image(trace: &Trace, path: &str, access: &Access) -> bool {
-    if essentials::RUNTIME_PREFIXES
-        .iter()
-        .any(|p| path.starts_with(p))
-    {
-        return false;
-    }
-    let p = Path::new(path);
-    if trace.scope.bind_mounts.iter().any(|b| p.starts_with(b)) {
-        return false;
-    }
-    if access.outside_root {
+    if trace.beyond_image(Path::new(path)) || access.outside_root {
         return false;
     }
     // On the host the host's filesystems are the "image" (a separate /usr

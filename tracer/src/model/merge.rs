@@ -354,6 +354,29 @@ mod tests {
         ]
     }
 
+    /// What is never the image's: runtime filesystems and what lies below
+    /// a bind mount, by whole components, for any name.
+    #[test]
+    fn beyond_image_is_runtime_filesystems_and_binds() {
+        use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path};
+        let t = trace(&[], 0, Some("/suite"));
+        for (p, beyond) in [
+            ("/proc/self/maps", true),
+            ("/dev/null", true),
+            ("/run/lock/x", true),
+            ("/suite", true),
+            ("/suite/tests/a.py", true),
+            ("/suitex/a.py", false),
+            ("/procfoo", false),
+            ("/usr/lib/x.so", false),
+        ] {
+            assert_eq!(t.beyond_image(Path::new(p)), beyond, "{p}");
+        }
+        let odd = Path::new(OsStr::from_bytes(b"/suite/\xff"));
+        assert!(t.beyond_image(odd));
+        assert!(!t.beyond_image(Path::new(OsStr::from_bytes(b"/etc/\xff"))));
+    }
+
     #[test]
     fn union_keeps_every_access_and_its_origins() {
         let m = merge(inputs());

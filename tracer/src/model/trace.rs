@@ -1,7 +1,7 @@
 //! The trace file: what a run used, as versioned JSON (see README, "Trace
 //! format"). Everything is sorted so that the same observations give the
 //! same bytes.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, os::unix::ffi::OsStrExt, path::Path};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// new ops, per-ABI syscalls, `unobserved` and `incomplete_reasons`.
 pub const FORMAT_VERSION: u32 = 2;
 pub const FORMAT_NAME: &str = "trace";
+
+/// Paths under these are runtime filesystems: what a trace saw there was
+/// never part of the image.
+pub const RUNTIME_PREFIXES: &[&str] = &["/proc/", "/sys/", "/dev/", "/run/"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Trace {
@@ -41,6 +45,18 @@ pub struct Trace {
     pub merged_from: Vec<String>,
     pub execs: Vec<Exec>,
     pub files: Vec<FileEntry>,
+}
+
+impl Trace {
+    /// Whether `path` cannot be the image's, whatever the access: it lies
+    /// on a runtime filesystem or below a bind mount into the container.
+    pub fn beyond_image(&self, path: &Path) -> bool {
+        let bytes = path.as_os_str().as_bytes();
+        RUNTIME_PREFIXES
+            .iter()
+            .any(|p| bytes.starts_with(p.as_bytes()))
+            || self.scope.bind_mounts.iter().any(|b| path.starts_with(b))
+    }
 }
 
 /// Syscalls by number and name, for one ABI.
