@@ -12,7 +12,10 @@ use crate::{
     closure::{self, Reason, packages, rules::Rules},
     model::{merge, seccomp, sometimes, write},
     output::{self, target},
-    source::{self, ImageRef, rootfs::Kind},
+    source::{
+        self, ImageRef,
+        rootfs::{DataBytes, Kind},
+    },
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -240,13 +243,11 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         }
     }
     let fs: &dyn crate::source::rootfs::Rootfs = &with_db;
-    let mut links = BTreeSet::new();
-    let to_write: u64 = paths
-        .iter()
-        .filter_map(|p| fs.meta(p).ok().flatten())
-        .filter(|m| m.kind == Kind::Regular && m.link_id.is_none_or(|id| links.insert(id)))
-        .map(|m| m.size)
-        .sum();
+    let mut to_write = DataBytes::default();
+    for m in paths.iter().filter_map(|p| fs.meta(p).ok().flatten()) {
+        to_write.add(&m);
+    }
+    let to_write = to_write.total;
     let counted =
         crate::progress::Counted::new(fs, crate::progress::bytes("building", Some(to_write)));
     let delivered = plan
@@ -263,19 +264,17 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
     let written = &delivered.written;
 
     // Sizes count each hardlinked file once.
-    let mut after_bytes = 0u64;
-    let mut seen_links = BTreeSet::new();
+    let mut after_bytes = DataBytes::default();
     let mut sizes: Vec<(u64, &Path)> = Vec::new();
     for p in &paths {
         if let Ok(Some(m)) = fs.meta(p)
             && m.kind == Kind::Regular
         {
-            if m.link_id.is_none_or(|id| seen_links.insert(id)) {
-                after_bytes += m.size;
-            }
+            after_bytes.add(&m);
             sizes.push((m.size, p));
         }
     }
+    let after_bytes = after_bytes.total;
     sizes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     let listed = args.image.keep.keep_listed.then(|| {
         let mut s = Size {

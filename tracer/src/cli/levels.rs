@@ -1,6 +1,6 @@
 //! The cost of robustness: size and file count of the minimal image at
 //! every `--keep` level, for the same trace (`trace report --from SRC`).
-use std::{collections::BTreeSet, fmt::Write as _};
+use std::fmt::Write as _;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -9,7 +9,7 @@ use super::build::human;
 use crate::{
     closure::{self, Level, Options, rules::Rules},
     model::trace::Trace,
-    source::rootfs::{Kind, Rootfs},
+    source::rootfs::{DataBytes, Kind, Rootfs},
 };
 
 #[derive(Clone, Debug, Serialize)]
@@ -30,21 +30,18 @@ pub fn every_level(fs: &dyn Rootfs, trace: &Trace, opts: &Options) -> Result<Vec
             ..opts.clone()
         };
         let kept = closure::compute_with(fs, std::slice::from_ref(trace), &Rules::default(), &o)?;
-        let (mut bytes, mut files) = (0, 0);
-        let mut links = BTreeSet::new();
+        let (mut bytes, mut files) = (DataBytes::default(), 0);
         for p in kept.paths.keys() {
             if let Ok(Some(m)) = fs.meta(p)
                 && m.kind == Kind::Regular
             {
                 files += 1;
-                if m.link_id.is_none_or(|id| links.insert(id)) {
-                    bytes += m.size;
-                }
+                bytes.add(&m);
             }
         }
         out.push(LevelSize {
             level,
-            bytes,
+            bytes: bytes.total,
             files,
             entries: kept.paths.len() as u64,
         });

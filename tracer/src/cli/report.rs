@@ -16,7 +16,7 @@ use crate::{
     model::{text, trace::Trace, write},
     source::{
         self,
-        rootfs::{Kind, Rootfs},
+        rootfs::{DataBytes, Rootfs},
     },
 };
 
@@ -56,11 +56,10 @@ fn bucket(p: &Path) -> String {
 /// as in `trace build`'s report.
 fn sizes<'a>(fs: &dyn Rootfs, paths: impl Iterator<Item = &'a Path>) -> BySize {
     let mut out = BySize::new();
-    let mut links = std::collections::BTreeSet::new();
+    let mut bytes = DataBytes::default();
     for p in paths {
         if let Ok(Some(m)) = fs.meta(p)
-            && m.kind == Kind::Regular
-            && m.link_id.is_none_or(|id| links.insert(id))
+            && bytes.add(&m)
         {
             *out.entry(bucket(p)).or_insert(0) += m.size;
         }

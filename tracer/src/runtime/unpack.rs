@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::source::rootfs::{Kind, Meta, Rootfs};
+use crate::source::rootfs::{DataBytes, Kind, Meta, Rootfs};
 
 #[derive(Debug, thiserror::Error)]
 #[error("unpacking {path}: {source}")]
@@ -27,19 +27,15 @@ pub struct UnpackError {
 /// metadata alone.
 fn data_bytes(fs: &dyn Rootfs) -> io::Result<u64> {
     let mut stack = vec![PathBuf::from("/")];
-    let mut links = std::collections::HashSet::new();
-    let mut total = 0u64;
+    let mut total = DataBytes::default();
     while let Some(p) = stack.pop() {
         let Some(meta) = fs.meta(&p)? else { continue };
-        match meta.kind {
-            Kind::Dir => stack.extend(fs.list(&p)?.into_iter().map(|n| p.join(n))),
-            Kind::Regular if meta.link_id.is_none_or(|id| links.insert(id)) => {
-                total = total.saturating_add(meta.size);
-            }
-            _ => {}
+        if meta.kind == Kind::Dir {
+            stack.extend(fs.list(&p)?.into_iter().map(|n| p.join(n)));
         }
+        total.add(&meta);
     }
-    Ok(total)
+    Ok(total.total)
 }
 
 /// Refuses to start an unpack that cannot fit: better one line now than

@@ -7,6 +7,26 @@ use std::{
     path::Path,
 };
 
+/// Bytes of regular files, each hardlinked file counted once however
+/// many of its names are added (as `du` counts them).
+#[derive(Debug, Default)]
+pub struct DataBytes {
+    pub total: u64,
+    links: std::collections::HashSet<u64>,
+}
+
+impl DataBytes {
+    /// Adds the entry `m`; returns whether it is a regular file seen for
+    /// the first time (so its size was counted).
+    pub fn add(&mut self, m: &Meta) -> bool {
+        let new = m.kind == Kind::Regular && m.link_id.is_none_or(|id| self.links.insert(id));
+        if new {
+            self.total = self.total.saturating_add(m.size);
+        }
+        new
+    }
+}
+
 /// What kind of entry a path is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -62,4 +82,30 @@ pub trait Rootfs {
     fn open(&self, path: &Path) -> io::Result<Box<dyn Read + '_>>;
     /// A label for messages (`rootfs /srv/full`, `oci-archive full.tar`).
     fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_bytes_count_a_hardlinked_file_once() {
+        let meta = |kind, size, link_id| Meta {
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size,
+            xattrs: Vec::new(),
+            link_id,
+        };
+        let mut b = DataBytes::default();
+        assert!(b.add(&meta(Kind::Regular, 10, None)));
+        assert!(b.add(&meta(Kind::Regular, 100, Some(7))));
+        assert!(!b.add(&meta(Kind::Regular, 100, Some(7))), "second name");
+        assert!(b.add(&meta(Kind::Regular, 1000, Some(8))));
+        assert!(!b.add(&meta(Kind::Dir, 4096, None)));
+        assert_eq!(b.total, 1110);
+    }
 }
