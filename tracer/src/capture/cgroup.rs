@@ -120,9 +120,12 @@ fn collect_stale(roots: &[PathBuf]) {
             else {
                 continue;
             };
-            // SAFETY: signal 0 only checks that the process exists.
-            let alive = unsafe { libc::kill(pid, 0) } == 0
-                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| {
+                !matches!(
+                    rustix::process::test_kill_process(p),
+                    Err(rustix::io::Errno::SRCH)
+                )
+            });
             if !alive {
                 remove_tree(&e.path());
             }
@@ -203,8 +206,10 @@ impl RunCgroup {
             }
             if fs::write(self.path.join("cgroup.kill"), "1").is_err() {
                 for pid in pids {
-                    // SAFETY: plain syscall; a pid that is gone fails harmlessly.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // A pid that is gone fails harmlessly.
+                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(20));

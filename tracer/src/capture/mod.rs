@@ -105,8 +105,7 @@ fn own_mnt_ns() -> Result<u32, CaptureError> {
 /// Checks what loading needs, so a missing piece gets one clear line
 /// instead of a raw errno from deep inside the loader.
 pub fn preflight(btf: &Path) -> Result<(), CaptureError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err(CaptureError::NotRoot);
     }
     if !btf.exists() {

@@ -5,7 +5,7 @@
 use std::{
     fs::File,
     io::{self, Read, Write},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::OwnedFd,
     sync::{Arc, Mutex},
     thread::JoinHandle,
     time::Duration,
@@ -20,28 +20,13 @@ pub struct Tee {
     thread: JoinHandle<()>,
 }
 
-fn check(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 impl Tee {
     pub fn start() -> io::Result<Tee> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into the array.
-        check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-        // SAFETY: both descriptors are new and owned here.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: fcntl on fd 2 with F_DUPFD_CLOEXEC returns a new fd.
-        let saved = check(unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) })?;
-        // SAFETY: `saved` is a new descriptor owned here.
-        let saved = unsafe { OwnedFd::from_raw_fd(saved) };
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let saved = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3)?;
         let mut out = File::from(saved.try_clone()?);
-        // SAFETY: dup2 onto fd 2; children inherit the pipe as stderr.
-        check(unsafe { libc::dup2(write.as_raw_fd(), 2) })?;
+        // Children inherit the pipe as stderr (dup2 clears CLOEXEC on 2).
+        rustix::stdio::dup2_stderr(&write)?;
         drop(write);
         let kept = Arc::new(Mutex::new(Vec::new()));
         let k = kept.clone();
@@ -71,9 +56,8 @@ impl Tee {
 
     /// Puts stderr back and returns what went through it.
     pub fn finish(self) -> String {
-        // SAFETY: restores the saved descriptor onto fd 2, closing the
-        // pipe's last write end we hold.
-        unsafe { libc::dup2(self.saved.as_raw_fd(), 2) };
+        // Closes the pipe's last write end we hold.
+        let _ = rustix::stdio::dup2_stderr(&self.saved);
         // A leftover process may still hold the pipe open: wait a little.
         for _ in 0..50 {
             if self.thread.is_finished() {

@@ -413,8 +413,10 @@ fn kill_cgroups(cgroups: &[(PathBuf, bool)]) {
             }
         }
         for pid in pids {
-            // SAFETY: plain syscall; a pid that is gone fails harmlessly.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // A pid that is gone fails harmlessly.
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -7,11 +7,12 @@
 //! is ever resolved through a symlink the image supplied.
 use std::{
     collections::HashMap,
-    ffi::CString,
     fs, io,
     os::unix::{ffi::OsStrExt, fs::PermissionsExt},
     path::{Path, PathBuf},
 };
+
+use rustix::fs::{self as rfs, FileType, Gid, Uid};
 
 use crate::source::rootfs::{DataBytes, Kind, Meta, Rootfs};
 
@@ -54,19 +55,6 @@ fn check_space(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
         )));
     }
     Ok(())
-}
-
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Copies every entry of `fs` below `dest` (which must exist and be empty),
@@ -116,21 +104,22 @@ pub fn unpack(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
             }
             Kind::Char { major, minor } | Kind::Block { major, minor } => {
                 let kind = if matches!(meta.kind, Kind::Char { .. }) {
-                    libc::S_IFCHR
+                    FileType::CharacterDevice
                 } else {
-                    libc::S_IFBLK
+                    FileType::BlockDevice
                 };
-                let c = cpath(&target).map_err(err)?;
-                // SAFETY: plain mknod of a path we own.
-                check(unsafe {
-                    libc::mknod(c.as_ptr(), kind | 0o600, libc::makedev(*major, *minor))
-                })
-                .map_err(err)?;
+                rfs::mknodat(
+                    rfs::CWD,
+                    &target,
+                    kind,
+                    rfs::Mode::from_raw_mode(0o600),
+                    rfs::makedev(*major, *minor),
+                )
+                .map_err(|e| err(e.into()))?;
             }
             Kind::Fifo => {
-                let c = cpath(&target).map_err(err)?;
-                // SAFETY: as above.
-                check(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }).map_err(err)?;
+                rfs::mkfifoat(rfs::CWD, &target, rfs::Mode::from_raw_mode(0o600))
+                    .map_err(|e| err(e.into()))?;
             }
             // A socket in an image is a leftover of whoever built it.
             Kind::Socket => continue,
@@ -148,45 +137,27 @@ pub fn unpack(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
 
 /// Owner, mode, xattrs and mtime, without following a symlink.
 fn apply(target: &Path, meta: &Meta) -> io::Result<()> {
-    let c = cpath(target)?;
-    // SAFETY: plain syscalls on a path we created.
-    unsafe {
-        check(libc::lchown(c.as_ptr(), meta.uid, meta.gid))?;
-        for (name, value) in &meta.xattrs {
-            let n = CString::new(name.as_bytes())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in xattr name"))?;
-            check(libc::lsetxattr(
-                c.as_ptr(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            ))?;
-        }
+    // An id of -1 means "unchanged" to the kernel, as it did to lchown.
+    let uid = (meta.uid != u32::MAX).then(|| Uid::from_raw(meta.uid));
+    let gid = (meta.gid != u32::MAX).then(|| Gid::from_raw(meta.gid));
+    rfs::chownat(rfs::CWD, target, uid, gid, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
+    for (name, value) in &meta.xattrs {
+        rfs::lsetxattr(target, name.as_str(), value, rfs::XattrFlags::empty())?;
     }
     if !matches!(meta.kind, Kind::Symlink(_)) {
         // After chown, which clears setuid/setgid.
         fs::set_permissions(target, fs::Permissions::from_mode(meta.mode))?;
     }
-    let times = [
-        libc::timespec {
-            tv_sec: meta.mtime,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: meta.mtime,
-            tv_nsec: 0,
-        },
-    ];
-    // SAFETY: valid path and two timespecs.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
+    let t = rfs::Timespec {
+        tv_sec: meta.mtime,
+        tv_nsec: 0,
+    };
+    let times = rfs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rfs::utimensat(rfs::CWD, target, &times, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -162,14 +162,7 @@ pub fn limits() -> Limits {
 
 /// Bytes free to an unprivileged writer in the filesystem holding `dir`.
 pub fn free_bytes(dir: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: statvfs fills the struct it is given; the path is a valid C string.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let s = rustix::fs::statvfs(dir)?;
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
