@@ -4,17 +4,19 @@
 //! `O_NOFOLLOW` from a descriptor of the root directory, so a symlink in
 //! the image can never lead outside it onto the host.
 use std::{
-    ffi::{CString, OsString},
+    ffi::OsString,
     fs::File,
     io::{self, Read},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::{
-            ffi::{OsStrExt, OsStringExt},
-            fs::MetadataExt,
-        },
+        fd::{AsRawFd, OwnedFd},
+        unix::{ffi::OsStringExt, fs::MetadataExt},
     },
     path::{Component, Path, PathBuf},
+};
+
+use rustix::{
+    fs::{Mode, OFlags},
+    io::Errno,
 };
 
 use super::rootfs::{Kind, Meta, Rootfs};
@@ -24,27 +26,16 @@ pub struct DirRootfs {
     root_fd: OwnedFd,
 }
 
-fn cstr(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
-}
-
 impl DirRootfs {
     pub fn open(root: &Path) -> io::Result<DirRootfs> {
-        let c = cstr(root.as_os_str().as_bytes())?;
-        // SAFETY: plain open of a NUL-terminated path.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(DirRootfs {
             root: root.to_path_buf(),
-            // SAFETY: a descriptor we just opened.
-            root_fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            root_fd,
         })
     }
 
@@ -68,57 +59,38 @@ impl DirRootfs {
 
     /// Opens `path` without following any symlink on the way. `flags` is
     /// applied to the last component.
-    fn open_at(&self, path: &Path, flags: libc::c_int) -> io::Result<Option<OwnedFd>> {
+    fn open_at(&self, path: &Path, flags: OFlags) -> io::Result<Option<OwnedFd>> {
         let names = Self::components(path)?;
-        let mut dir = self.root_fd.as_raw_fd();
         let mut held: Option<OwnedFd> = None;
         for (i, name) in names.iter().enumerate() {
             let last = i + 1 == names.len();
             let f = if last {
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC
             } else {
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
             };
-            let c = cstr(name.as_bytes())?;
-            // SAFETY: openat relative to a descriptor we hold.
-            let fd = unsafe { libc::openat(dir, c.as_ptr(), f) };
-            if fd < 0 {
-                let e = io::Error::last_os_error();
-                return match e.raw_os_error() {
-                    // Missing, or a symlink/file where a directory was needed.
-                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => Ok(None),
-                    _ => Err(e),
-                };
+            let dir = held.as_ref().unwrap_or(&self.root_fd);
+            match rustix::fs::openat(dir, *name, f, Mode::empty()) {
+                Ok(fd) => held = Some(fd),
+                // Missing, or a symlink/file where a directory was needed.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
-            // SAFETY: a descriptor we just opened.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            dir = owned.as_raw_fd();
-            held = Some(owned);
         }
         match held {
             Some(fd) => Ok(Some(fd)),
-            None => {
-                // The root itself.
-                let c = cstr(b".")?;
-                // SAFETY: as above.
-                let fd = unsafe {
-                    libc::openat(
-                        self.root_fd.as_raw_fd(),
-                        c.as_ptr(),
-                        flags | libc::O_CLOEXEC,
-                    )
-                };
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: a descriptor we just opened.
-                Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
-            }
+            // The root itself.
+            None => Ok(Some(rustix::fs::openat(
+                &self.root_fd,
+                ".",
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?)),
         }
     }
 
     fn file(&self, path: &Path) -> io::Result<File> {
-        match self.open_at(path, libc::O_RDONLY)? {
+        match self.open_at(path, OFlags::RDONLY)? {
             Some(fd) => Ok(File::from(fd)),
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -133,31 +105,16 @@ fn xattrs(fd: &OwnedFd) -> Vec<(String, Vec<u8>)> {
     // The non-`l` calls follow that magic link to the opened inode itself
     // (the `l` variants would stop at the /proc link).
     let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let Ok(p) = cstr(proc.as_bytes()) else {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::listxattr(proc.as_str(), &mut names) else {
         return Vec::new();
     };
-    let mut names = vec![0u8; 4096];
-    // SAFETY: buffer of the stated size.
-    let n = unsafe { libc::listxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    names.truncate(n as usize);
+    names.truncate(n);
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = cstr(name) else { continue };
         let mut value = vec![0u8; 65536];
-        // SAFETY: buffer of the stated size.
-        let len = unsafe {
-            libc::getxattr(
-                p.as_ptr(),
-                cname.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if len >= 0 {
-            value.truncate(len as usize);
+        if let Ok(len) = rustix::fs::getxattr(proc.as_str(), name, &mut value) {
+            value.truncate(len);
             out.push((String::from_utf8_lossy(name).into_owned(), value));
         }
     }
@@ -167,40 +124,26 @@ fn xattrs(fd: &OwnedFd) -> Vec<(String, Vec<u8>)> {
 
 impl Rootfs for DirRootfs {
     fn meta(&self, path: &Path) -> io::Result<Option<Meta>> {
-        let Some(fd) = self.open_at(path, libc::O_PATH)? else {
+        let Some(fd) = self.open_at(path, OFlags::PATH)? else {
             return Ok(None);
         };
         let m = File::from(fd.try_clone()?).metadata()?;
         let ft = m.file_type();
         use std::os::unix::fs::FileTypeExt;
         let kind = if ft.is_symlink() {
-            let mut buf = vec![0u8; 4096];
-            let empty = cstr(b"")?;
-            // SAFETY: readlinkat with an empty name reads the O_PATH link itself.
-            let n = unsafe {
-                libc::readlinkat(
-                    fd.as_raw_fd(),
-                    empty.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            buf.truncate(n as usize);
-            Kind::Symlink(buf)
+            // An empty name reads the O_PATH link itself.
+            Kind::Symlink(rustix::fs::readlinkat(&fd, "", Vec::new())?.into_bytes())
         } else if ft.is_dir() {
             Kind::Dir
         } else if ft.is_char_device() {
             Kind::Char {
-                major: libc::major(m.rdev()),
-                minor: libc::minor(m.rdev()),
+                major: rustix::fs::major(m.rdev()),
+                minor: rustix::fs::minor(m.rdev()),
             }
         } else if ft.is_block_device() {
             Kind::Block {
-                major: libc::major(m.rdev()),
-                minor: libc::minor(m.rdev()),
+                major: rustix::fs::major(m.rdev()),
+                minor: rustix::fs::minor(m.rdev()),
             }
         } else if ft.is_fifo() {
             Kind::Fifo
@@ -235,7 +178,7 @@ impl Rootfs for DirRootfs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        let Some(fd) = self.open_at(dir, libc::O_RDONLY | libc::O_DIRECTORY)? else {
+        let Some(fd) = self.open_at(dir, OFlags::RDONLY | OFlags::DIRECTORY)? else {
             return Ok(Vec::new());
         };
         let proc = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
@@ -309,18 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, "x").unwrap();
-        let c = CString::new(f.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid strings and buffer.
-        let rc = unsafe {
-            libc::setxattr(
-                c.as_ptr(),
-                c"trusted.test".as_ptr(),
-                b"v1".as_ptr().cast(),
-                2,
-                0,
-            )
-        };
-        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        rustix::fs::setxattr(&f, "trusted.test", b"v1", rustix::fs::XattrFlags::empty()).unwrap();
         let fs = DirRootfs::open(dir.path()).unwrap();
         let m = fs.meta(Path::new("/f")).unwrap().unwrap();
         assert_eq!(m.xattrs, vec![("trusted.test".to_string(), b"v1".to_vec())]);

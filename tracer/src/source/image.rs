@@ -245,18 +245,13 @@ mod tests {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::write(root.join("etc/hostname"), "hello\n").unwrap();
-        let c = std::ffi::CString::new(root.join("etc/hostname").to_str().unwrap()).unwrap();
-        // SAFETY: NUL-terminated strings and a buffer of the stated size.
-        let rc = unsafe {
-            libc::lsetxattr(
-                c.as_ptr(),
-                c"user.trace".as_ptr(),
-                b"yes".as_ptr().cast(),
-                3,
-                0,
-            )
-        };
-        assert_eq!(rc, 0, "setxattr: {}", io::Error::last_os_error());
+        rustix::fs::lsetxattr(
+            root.join("etc/hostname"),
+            "user.trace",
+            b"yes",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
         fs::write(root.join("usr/bin/tool"), TOOL).unwrap();
         fs::set_permissions(
             root.join("usr/bin/tool"),
