@@ -267,6 +267,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
                         .iter()
                         .map(|t| super::sbom::trace_ref(t))
                         .collect::<Result<_>>()?,
+                    supplier: args.image.sbom.sbom_supplier.clone(),
                     created: super::sbom::created(image.config.as_ref())?,
                 },
             )

@@ -27,6 +27,10 @@ pub struct SbomOpts {
     /// Write no SBOM.
     #[arg(long)]
     pub no_sbom: bool,
+    /// Who supplies the minimal image (`Organization: NAME` or `Person:
+    /// NAME (EMAIL)`), for the SBOM; NTIA's minimum elements want one.
+    #[arg(long, value_name = "SUPPLIER")]
+    pub sbom_supplier: Option<String>,
 }
 
 impl SbomOpts {
@@ -54,6 +58,9 @@ pub struct SbomArgs {
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::CyclonedxJson)]
     pub format: Format,
+    /// Who supplies the image (`Organization: NAME` or `Person: NAME`).
+    #[arg(long, value_name = "SUPPLIER")]
+    pub supplier: Option<String>,
 }
 
 /// The image's creation time: its config's `created`, else
@@ -130,6 +137,7 @@ pub fn run(args: SbomArgs) -> Result<i32> {
         source_digest: label(crate::output::config::SOURCE_DIGEST_KEY),
         source_name: None,
         traces: Vec::new(),
+        supplier: args.supplier.clone(),
         created: created(config)?,
     };
     let doc = sbom::collect(&View { fs, paths: &paths }, subject)?;

@@ -39,6 +39,29 @@ impl View<'_> {
         self.present(path).is_some_and(|m| m.kind == Kind::Regular)
     }
 
+    /// What a package's record of `listed` finds in the image: the
+    /// regular file (at the path it really has: Debian lists `/bin/sh`,
+    /// the merged-/usr image holds `/usr/bin/sh`), something else, or
+    /// nothing.
+    pub fn locate(&self, listed: &Path) -> Located {
+        if listed.parent().is_none() {
+            return Located::Other;
+        }
+        let here = match self.present(listed) {
+            Some(m) => Some((listed.to_path_buf(), m)),
+            None => crate::closure::resolve::resolve(self.fs, listed, false)
+                .ok()
+                .flatten()
+                .filter(|r| r.path != listed)
+                .and_then(|r| self.present(&r.path).map(|m| (r.path, m))),
+        };
+        match here {
+            Some((p, m)) if m.kind == Kind::Regular => Located::File(p),
+            Some(_) => Located::Other,
+            None => Located::Absent,
+        }
+    }
+
     /// The contents of a regular file the image holds, or None.
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SbomError> {
         if !self.is_file(path) {
@@ -64,6 +87,12 @@ impl View<'_> {
             Err(e) => Err(io_err(path, e)),
         }
     }
+}
+
+pub enum Located {
+    File(PathBuf),
+    Other,
+    Absent,
 }
 
 pub(crate) fn io_err(path: &Path, source: io::Error) -> SbomError {

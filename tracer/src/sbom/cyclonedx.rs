@@ -91,6 +91,14 @@ pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
     if let Some(p) = image_purl(s) {
         subject["purl"] = json!(p);
     }
+    if let Some(sup) = &s.supplier {
+        let name = sup
+            .strip_prefix("Organization:")
+            .or_else(|| sup.strip_prefix("Person:"))
+            .unwrap_or(sup)
+            .trim();
+        subject["supplier"] = json!({"name": name});
+    }
     if !props.is_empty() {
         subject["properties"] = json!(props);
     }

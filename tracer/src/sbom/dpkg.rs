@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{
     SbomError,
-    collect::View,
+    collect::{Located, View},
     model::{Ecosystem, Package},
     purl,
 };
@@ -44,12 +44,10 @@ pub fn packages(view: &View) -> Result<Vec<Package>, SbomError> {
             let list = view.read_source(&list)?.unwrap_or_default();
             for line in String::from_utf8_lossy(&list).lines() {
                 let f = Path::new(line);
-                match view.present(f) {
-                    None => absent += 1,
-                    Some(m) if m.kind == crate::source::rootfs::Kind::Regular => {
-                        present.push(f.to_path_buf())
-                    }
-                    Some(_) => {}
+                match view.locate(f) {
+                    Located::Absent => absent += 1,
+                    Located::File(p) => present.push(p),
+                    Located::Other => {}
                 }
             }
         }

@@ -79,6 +79,8 @@ pub struct Subject {
     pub source_digest: Option<String>,
     pub source_name: Option<String>,
     pub traces: Vec<TraceRef>,
+    /// Who supplies the image, as the user says (`--sbom-supplier`).
+    pub supplier: Option<String>,
     /// RFC 3339, UTC, whole seconds: the image's creation time.
     pub created: String,
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     SbomError,
-    collect::{View, join_lexical},
+    collect::{Located, View, join_lexical},
     model::{Ecosystem, Package},
     purl,
 };
@@ -99,10 +99,10 @@ pub fn packages(view: &View) -> Result<Vec<Package>, SbomError> {
                     continue;
                 };
                 let f = join_lexical(site, &rel);
-                match view.present(&f) {
-                    None => absent += 1,
-                    Some(m) if m.kind == crate::source::rootfs::Kind::Regular => present.push(f),
-                    Some(_) => {}
+                match view.locate(&f) {
+                    Located::Absent => absent += 1,
+                    Located::File(p) => present.push(p),
+                    Located::Other => {}
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! SPDX 2.3 JSON: the image a package (purpose CONTAINER) the document
-//! DESCRIBES, with its source image (DESCENDANT_OF); every OS and language
+//! DESCRIBES (its source image and traces in its sourceInfo and comment); every OS and language
 //! package a package it CONTAINS; every regular file a file, CONTAINED by
 //! each package owning it (or by the image).
 use std::collections::BTreeSet;
@@ -32,6 +32,16 @@ fn supplier(s: &Option<String>) -> String {
     }
 }
 
+/// A supplier named on the command line: `Person: …` or
+/// `Organization: …` as given, else taken as an organization.
+fn image_supplier(s: &str) -> String {
+    if s.starts_with("Person:") || s.starts_with("Organization:") {
+        s.to_string()
+    } else {
+        format!("Organization: {s}")
+    }
+}
+
 /// The `LicenseRef-…` identifiers an expression uses.
 fn refs(expr: &str, out: &mut BTreeSet<String>) {
     for w in expr.split(|c: char| c.is_whitespace() || c == '(' || c == ')') {
@@ -39,6 +49,23 @@ fn refs(expr: &str, out: &mut BTreeSet<String>) {
             out.insert(w.to_string());
         }
     }
+}
+
+/// SPDX 2.3 section 7.9: the SHA1 of the package's files' sorted SHA1s.
+fn verification_code(
+    sbom: &Sbom,
+    index: &std::collections::BTreeMap<&std::path::Path, usize>,
+    files: &[std::path::PathBuf],
+) -> String {
+    use sha1::Digest;
+    let mut sums: Vec<&str> = files
+        .iter()
+        .filter_map(|f| index.get(f.as_path()))
+        .map(|i| sbom.files[*i].sha1.as_str())
+        .collect();
+    sums.sort();
+    let d = sha1::Sha1::digest(sums.concat().as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
@@ -60,9 +87,13 @@ pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
         "downloadLocation": NOASSERTION,
         "filesAnalyzed": false,
         "primaryPackagePurpose": "CONTAINER",
-        "supplier": NOASSERTION,
+        "supplier": s.supplier.as_ref().map_or(NOASSERTION.to_string(), |x| image_supplier(x)),
         "comment": comment,
     });
+    if let Some(src) = &s.source_name {
+        let d = s.source_digest.as_deref().unwrap_or("no digest");
+        image["sourceInfo"] = json!(format!("built by trace from the image {src} ({d})"));
+    }
     if let Some(d) = &s.digest {
         image["versionInfo"] = json!(d);
         if let Some(hex) = d.strip_prefix("sha256:") {
@@ -74,35 +105,30 @@ pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
             "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": p,
         }]);
     }
-    let mut packages = vec![image];
-    let mut rels = vec![json!({
-        "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image",
-    })];
-    if s.source_digest.is_some() || s.source_name.is_some() {
-        let mut src = json!({
-            "SPDXID": "SPDXRef-SourceImage",
-            "name": s.source_name.clone().unwrap_or_else(|| "source".into()),
-            "downloadLocation": NOASSERTION,
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "CONTAINER",
-            "supplier": NOASSERTION,
-        });
-        if let Some(d) = &s.source_digest {
-            src["versionInfo"] = json!(d);
-        }
-        packages.push(src);
-        rels.push(json!({
-            "spdxElementId": "SPDXRef-Image", "relationshipType": "DESCENDANT_OF", "relatedSpdxElement": "SPDXRef-SourceImage",
-        }));
-    }
-    let mut licence_refs = BTreeSet::new();
-    let file_id = |i: usize| format!("SPDXRef-File-{i}");
+    // The files no package owns belong to the image itself.
+    let unowned: Vec<std::path::PathBuf> = sbom
+        .files
+        .iter()
+        .filter(|f| f.owner.is_none())
+        .map(|f| f.path.clone())
+        .collect();
     let index: std::collections::BTreeMap<&std::path::Path, usize> = sbom
         .files
         .iter()
         .enumerate()
         .map(|(i, f)| (f.path.as_path(), i))
         .collect();
+    if !unowned.is_empty() {
+        image["filesAnalyzed"] = json!(true);
+        image["packageVerificationCode"] =
+            json!({"packageVerificationCodeValue": verification_code(sbom, &index, &unowned)});
+    }
+    let mut packages = vec![image];
+    let mut rels = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image",
+    })];
+    let mut licence_refs = BTreeSet::new();
+    let file_id = |i: usize| format!("SPDXRef-File-{i}");
     for (i, p) in sbom.packages.iter().enumerate() {
         let id = format!("SPDXRef-Package-{}-{i}", p.ecosystem.purl_type());
         let declared = p.license.clone().unwrap_or_else(|| NOASSERTION.into());
@@ -120,7 +146,7 @@ pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
             "versionInfo": p.version,
             "supplier": supplier(&p.supplier),
             "downloadLocation": NOASSERTION,
-            "filesAnalyzed": false,
+            "filesAnalyzed": !p.present.is_empty(),
             "licenseConcluded": NOASSERTION,
             "licenseDeclared": declared,
             "copyrightText": NOASSERTION,
@@ -130,6 +156,9 @@ pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
             }],
             "comment": c,
         });
+        if !p.present.is_empty() {
+            pkg["packageVerificationCode"] = json!({"packageVerificationCodeValue": verification_code(sbom, &index, &p.present)});
+        }
         if let Some(a) = &p.arch {
             pkg["summary"] = json!(format!("architecture {a}"));
         }
