@@ -175,6 +175,11 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         bail!("{} already exists; not overwriting it", path.display());
     }
     plan.check()?;
+    // Checked before any work, so a bad SBOM path leaves no image.
+    let sbom_path = args.image.sbom.path(&plan.artifact_base());
+    if let Some(p) = &sbom_path {
+        super::sbom::check_writable(p)?;
+    }
     let traces = args
         .traces
         .iter()
@@ -225,7 +230,6 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     // The package database, trimmed to what is still inside; the SBOM
     // reads it even when the image leaves it out.
-    let sbom_path = args.image.sbom.path(&plan.artifact_base());
     let db = match args.image.no_package_db && sbom_path.is_none() {
         true => None,
         false => packages::trim(fs, &paths).context("reading the dpkg database")?,

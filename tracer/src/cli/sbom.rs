@@ -92,6 +92,25 @@ pub fn trace_ref(path: &Path) -> Result<TraceRef> {
     })
 }
 
+/// An SBOM path must be a file name in an existing directory.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("SBOM path {}: is a directory", path.display());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "SBOM path {}: {} is not a directory",
+            path.display(),
+            parent.display()
+        );
+    }
+    Ok(())
+}
+
 /// Renders and writes atomically; returns a one-line summary.
 pub fn write_sbom(sbom: &Sbom, format: Format, path: &Path) -> Result<String> {
     let bytes = sbom::render(sbom, format)?;
@@ -115,6 +134,9 @@ pub fn run(args: SbomArgs) -> Result<i32> {
         .from
         .open()
         .with_context(|| format!("reading the image {}", args.from))?;
+    if let Some(p) = &args.output {
+        check_writable(p)?;
+    }
     let fs = image.rootfs.as_ref();
     let paths: BTreeSet<PathBuf> = sbom::walk(fs)?;
     let config = image.config.as_ref();
