@@ -230,6 +230,21 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     // The package database, trimmed to what is still inside; the SBOM
     // reads it even when the image leaves it out.
+    // Scanners name the distribution (and so which advisories apply to
+    // the packages) from os-release and /etc/debian_version: they go with
+    // the database, before it is trimmed (their package is then kept).
+    if !args.image.no_package_db {
+        for id in ["/etc/os-release", "/etc/debian_version"] {
+            if let Ok(Some(r)) = closure::resolve::resolve(fs, Path::new(id), true)
+                && matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Regular)
+            {
+                for p in r.links.iter().chain(std::iter::once(&r.path)) {
+                    paths.extend(closure::resolve::parents(p));
+                    paths.insert(p.clone());
+                }
+            }
+        }
+    }
     let db = match args.image.no_package_db && sbom_path.is_none() {
         true => None,
         false => packages::trim(fs, &paths).context("reading the dpkg database")?,

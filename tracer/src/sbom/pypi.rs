@@ -1,5 +1,6 @@
 //! Python distributions from kept `*.dist-info` metadata (what pip
-//! installs): name and version from METADATA, files from RECORD.
+//! installs): name and version from METADATA, files from RECORD (read
+//! from the source when the minimal image leaves RECORD out).
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -93,7 +94,7 @@ pub fn packages(view: &View) -> Result<Vec<Package>, SbomError> {
         let dist = meta.parent().unwrap_or(Path::new("/"));
         let site = dist.parent().unwrap_or(Path::new("/"));
         let (mut present, mut absent) = (Vec::new(), 0);
-        if let Some(record) = view.read(&dist.join("RECORD"))? {
+        if let Some(record) = view.read_source(&dist.join("RECORD"))? {
             for line in String::from_utf8_lossy(&record).lines() {
                 let Some(rel) = record_path(line) else {
                     continue;
