@@ -29,7 +29,7 @@ fn value<'a>(spec: &'a str, key: &str) -> Option<&'a str> {
 
 /// The gem home (`…/gems/3.1.0`) when `p` is a specification in it.
 fn gem_home(p: &Path) -> Option<&Path> {
-    if !p.extension().is_some_and(|e| e == "gemspec") {
+    if p.extension().is_none_or(|e| e != "gemspec") {
         return None;
     }
     let mut d = p.parent()?;
