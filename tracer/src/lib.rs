@@ -18,5 +18,6 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod runtime;
+pub mod sbom;
 pub mod source;
 pub mod timing;

@@ -54,6 +54,7 @@ fn main() {
             Command::Seccomp(args) => tracer::cli::seccomp::run(args),
             Command::StructureTest(args) => tracer::cli::structure::run(args),
             Command::Report(args) => tracer::cli::report::run(args),
+            Command::Sbom(args) => tracer::cli::sbom::run(args),
         }
     });
     leftovers::finish();

@@ -111,11 +111,15 @@ fn real_main() -> Result<()> {
                     "warnings",
                 ]))?;
             run(cargo().args(["build", "--package", "tracer", "--bin", "trace"]))?;
+            let (sbom_python, cdxgen, node) = setup::sbom_tools()?;
             cmd::run_tests(
                 cargo()
                     .env("TRACE_BIN", trace_bin("debug"))
                     .env("TRACE_FIXTURES", fixtures::cache_dir())
                     .env("TRACE_CST", setup::container_structure_test()?)
+                    .env("TRACE_SBOM_PYTHON", sbom_python)
+                    .env("TRACE_CDXGEN", cdxgen)
+                    .env("TRACE_NODE", node)
                     .arg("test")
                     .args(&args),
             )?;

@@ -52,6 +52,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/lib/gcc-cross/aarch64-linux-gnu/12/libgcc.a",
     ),
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
+    // The SBOM checkers: a venv for the PyPI validators, npm for cdxgen.
+    ("python3-venv", "/usr/lib/python3.11/ensurepip/__init__.py"),
+    ("nodejs", "/usr/bin/node"),
+    ("npm", "/usr/bin/npm"),
 ];
 
 pub fn setup(extra_packages: &[(&str, &str)]) -> Result<()> {
@@ -205,4 +209,82 @@ fn debian_packages(packages: &[(&str, &str)]) -> Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .envs(env))
+}
+
+/// The independent SBOM checkers the sbom tests run, pinned, installed
+/// once into a cache directory: a Python venv with the CycloneDX and SPDX
+/// validators and the NTIA checker (PyPI), and cdxgen (npm), which reads
+/// an image archive offline with the trivy binary its plugin package
+/// ships. Returns (venv python, cdxgen, node).
+pub fn sbom_tools() -> Result<(PathBuf, PathBuf, PathBuf)> {
+    const PYPI: &[&str] = &[
+        "cyclonedx-python-lib[json-validation]==11.12.0",
+        "spdx-tools==0.8.5",
+        "ntia-conformance-checker==6.0.0",
+    ];
+    const CDXGEN: &str = "@cyclonedx/cdxgen@12.8.4";
+    // cdxgen wants node 20 or newer; Debian's may be older.
+    const NODE: &str = "node@20.20.2";
+    let dir = tools_dir();
+    fs::create_dir_all(&dir)?;
+    let venv = dir.join("py");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("trace-pins.txt");
+    let pins = PYPI.join("\n");
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) {
+        run(Command::new("/usr/bin/python3")
+            .args(["-m", "venv"])
+            .arg(&venv))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYPI))?;
+        fs::write(&stamp, &pins)?;
+    }
+    let npm_dir = dir.join("cdxgen");
+    let cdxgen = npm_dir.join("node_modules/.bin/cdxgen");
+    let npm_stamp = npm_dir.join("trace-pins.txt");
+    if fs::read_to_string(&npm_stamp).ok().as_deref() != Some(CDXGEN) {
+        fs::create_dir_all(&npm_dir)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&npm_dir)
+            .arg(CDXGEN))?;
+        fs::write(&npm_stamp, CDXGEN)?;
+    }
+    let system_major = output(Command::new("node").arg("--version"))
+        .ok()
+        .and_then(|v| {
+            v.trim()
+                .trim_start_matches('v')
+                .split('.')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    let node = if system_major.is_some_and(|m| m >= 20) {
+        PathBuf::from(output(Command::new("sh").args(["-c", "command -v node"]))?.trim())
+    } else {
+        let node_dir = dir.join("node");
+        let bin = node_dir.join("node_modules/.bin/node");
+        if !bin.exists() {
+            run(Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&node_dir)
+                .arg(NODE))?;
+        }
+        bin
+    };
+    Ok((python, cdxgen, node))
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/trace-tools"))
+        .unwrap_or_else(|| PathBuf::from("/var/cache/trace-tools"))
 }

@@ -79,6 +79,8 @@ pub struct ImageArgs {
     pub no_package_db: bool,
     #[command(flatten)]
     pub keep: super::keep::KeepArgs,
+    #[command(flatten)]
+    pub sbom: super::sbom::SbomOpts,
 }
 
 #[derive(Serialize)]
@@ -135,6 +137,9 @@ pub struct Report {
     /// With several runs or traces: paths used in only some of them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sometimes: Vec<sometimes::Sometimes>,
+    /// The SBOM written beside the image: its path and a summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +178,11 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         bail!("{} already exists; not overwriting it", path.display());
     }
     plan.check()?;
+    // Checked before any work, so a bad SBOM path leaves no image.
+    let sbom_path = args.image.sbom.path(&plan.artifact_base());
+    if let Some(p) = &sbom_path {
+        super::sbom::check_writable(p)?;
+    }
     let traces = args
         .traces
         .iter()
@@ -221,8 +231,24 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
     };
     drop(merged);
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
-    // The package database, trimmed to what is still inside.
-    let db = match args.image.no_package_db {
+    // The package database, trimmed to what is still inside; the SBOM
+    // reads it even when the image leaves it out.
+    // Scanners name the distribution (and so which advisories apply to
+    // the packages) from os-release and /etc/debian_version: they go with
+    // the database, before it is trimmed (their package is then kept).
+    if !args.image.no_package_db {
+        for id in ["/etc/os-release", "/etc/debian_version"] {
+            if let Ok(Some(r)) = closure::resolve::resolve(fs, Path::new(id), true)
+                && matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Regular)
+            {
+                for p in r.links.iter().chain(std::iter::once(&r.path)) {
+                    paths.extend(closure::resolve::parents(p));
+                    paths.insert(p.clone());
+                }
+            }
+        }
+    }
+    let db = match args.image.no_package_db && sbom_path.is_none() {
         true => None,
         false => packages::trim(fs, &paths).context("reading the dpkg database")?,
     };
@@ -236,13 +262,41 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         files: db.as_ref().map(|d| d.files.clone()).unwrap_or_default(),
         mtime: db_mtime,
     };
-    if let Some(db) = &db {
+    if let Some(db) = db.as_ref().filter(|_| !args.image.no_package_db) {
         for p in db.files.keys().chain(&db.lists) {
             paths.extend(closure::resolve::parents(p));
             paths.insert(p.clone());
         }
     }
     let fs: &dyn crate::source::rootfs::Rootfs = &with_db;
+    // The SBOM is gathered before the image is written (so a failure
+    // leaves neither) from exactly the paths the image gets.
+    let sbom_doc = match &sbom_path {
+        Some(_) => Some(
+            crate::sbom::collect(
+                &crate::sbom::View { fs, paths: &paths },
+                crate::sbom::Subject {
+                    name: args.output.to_string(),
+                    tag: match &plan {
+                        target::Plan::File { tag, .. } => tag.clone(),
+                        target::Plan::Engine { name, .. } => Some(name.clone()),
+                    },
+                    digest: None,
+                    source_digest: image.digest.clone(),
+                    source_name: Some(args.from.to_string()),
+                    traces: args
+                        .traces
+                        .iter()
+                        .map(|t| super::sbom::trace_ref(t))
+                        .collect::<Result<_>>()?,
+                    supplier: args.image.sbom.sbom_supplier.clone(),
+                    created: super::sbom::created(image.config.as_ref())?,
+                },
+            )
+            .context("gathering the SBOM")?,
+        ),
+        None => None,
+    };
     let mut to_write = DataBytes::default();
     for m in paths.iter().filter_map(|p| fs.meta(p).ok().flatten()) {
         to_write.add(&m);
@@ -346,7 +400,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
                 needed_by: by.display().to_string(),
             })
             .collect(),
-        packages: db.map(|d| Packages {
+        packages: db.filter(|_| !args.image.no_package_db).map(|d| Packages {
             kept: d.kept,
             dropped: d.dropped,
         }),
@@ -365,7 +419,17 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         interpreters: kept.interpreters.clone(),
         listed,
         sometimes,
+        sbom: None,
     };
+    let mut report = report;
+    if let (Some(mut doc), Some(path)) = (sbom_doc, &sbom_path) {
+        doc.subject.digest = Some(written.manifest_digest.clone());
+        report.sbom = Some(super::sbom::write_sbom(
+            &doc,
+            args.image.sbom.sbom_format,
+            path,
+        )?);
+    }
     if let Some(profile) = profile {
         let mut out = plan.artifact_base().into_os_string();
         out.push(".seccomp.json");
@@ -469,6 +533,9 @@ pub fn summary(r: &Report) -> String {
         for x in r.sometimes.iter().take(20) {
             let _ = writeln!(s, "    {}  (seen in {})", x.path, x.seen_in.join(", "));
         }
+    }
+    if let Some(sbom) = &r.sbom {
+        let _ = writeln!(s, "  sbom: {sbom}");
     }
     if let Some(p) = &r.packages {
         let _ = writeln!(

@@ -137,6 +137,9 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
     );
     eprintln!("  executables kept: {}", execs.join(" "));
     eprint!("{}", super::runs::describe(&full));
+    if let Some(sbom) = &report.sbom {
+        eprintln!("  sbom: {sbom}");
+    }
     eprintln!(
         "  outputs: image {}{}, trace {}, report {}, verification trace {}",
         args.output,

@@ -11,6 +11,7 @@ pub mod minimize;
 pub mod report;
 pub mod run;
 pub mod runs;
+pub mod sbom;
 pub mod seccomp;
 pub mod stderr_tee;
 pub mod structure;
@@ -53,6 +54,8 @@ pub enum Command {
     StructureTest(structure::StructureArgs),
     /// Summarize a trace on the terminal and as an HTML page.
     Report(report::ReportArgs),
+    /// Write the SBOM of any image (CycloneDX or SPDX JSON).
+    Sbom(sbom::SbomArgs),
 }
 
 /// Limits on reading images, for every subcommand that reads one.
@@ -141,6 +144,7 @@ mod tests {
             &["report", "--no-such-flag", "a.json"],
             &["structure-test", "--no-such-flag", "a.json"],
             &["attach", "--pid", "1", "--no-such-flag"],
+            &["sbom", "--from", "X", "--no-such-flag"],
         ];
         for args in cases {
             let err = parse(args).expect_err(&args.join(" "));

@@ -13,24 +13,24 @@ use std::{
 
 use crate::source::rootfs::{Kind, Meta, Rootfs};
 
-const STATUS: &str = "/var/lib/dpkg/status";
+pub(crate) const STATUS: &str = "/var/lib/dpkg/status";
 const STATUS_D: &str = "/var/lib/dpkg/status.d";
 const INFO: &str = "/var/lib/dpkg/info";
 
 /// One installed package's record.
-struct Package {
-    name: String,
-    arch: String,
-    paragraph: String,
+pub(crate) struct Package {
+    pub(crate) name: String,
+    pub(crate) arch: String,
+    pub(crate) paragraph: String,
 }
 
-fn field<'a>(paragraph: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(paragraph: &'a str, name: &str) -> Option<&'a str> {
     paragraph
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
 }
 
-fn installed(status: &str) -> Vec<Package> {
+pub(crate) fn installed(status: &str) -> Vec<Package> {
     status
         .split("\n\n")
         .filter(|p| field(p, "Status").is_some_and(|s| s.ends_with("installed")))
@@ -46,7 +46,7 @@ fn installed(status: &str) -> Vec<Package> {
 
 /// The dpkg file list of a package: `info/<name>.list` or, for a
 /// multi-arch package, `info/<name>:<arch>.list`.
-fn list_path(fs: &dyn Rootfs, p: &Package) -> Option<PathBuf> {
+pub(crate) fn list_path(fs: &dyn Rootfs, p: &Package) -> Option<PathBuf> {
     [
         format!("{}:{}.list", p.name, p.arch),
         format!("{}.list", p.name),

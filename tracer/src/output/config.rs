@@ -15,7 +15,7 @@ use super::{OutputError, Spec};
 /// same inputs give the same config digest.
 pub(super) const EPOCH: &str = "1970-01-01T00:00:00Z";
 /// Label and annotation naming the source image's manifest digest.
-pub(super) const SOURCE_DIGEST_KEY: &str = "org.trace.source.digest";
+pub(crate) const SOURCE_DIGEST_KEY: &str = "org.trace.source.digest";
 /// `created_by` of the one history entry.
 pub(super) const CREATED_BY: &str = "trace build";
 

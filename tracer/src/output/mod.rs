@@ -10,7 +10,7 @@
 //! and renamed into place at the end (never over an existing `out`); on
 //! error the temporary is removed and `out` does not appear.
 mod archive;
-mod config;
+pub(crate) mod config;
 mod docker;
 mod layer;
 mod oci;
