@@ -20,8 +20,11 @@ use crate::{
     },
 };
 
+/// A fuzz entry point: any bytes at all.
+pub type Entry = fn(&[u8]);
+
 /// Every entry point, by the name of its fuzz target.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("layer_tar", layer_tar),
     ("oci_archive", oci_archive),
     ("docker_archive", docker_archive),
