@@ -153,6 +153,8 @@ pub fn soak(trace_bin: &Path, minutes: u64, rate: u64) -> Result<()> {
         fs::File::open(&trace_json).with_context(|| format!("reading {}", trace_json.display()))?,
     ))
     .with_context(|| format!("parsing {}", trace_json.display()))?;
+    // Close to a gigabyte for ten minutes: not worth keeping once counted.
+    let _ = fs::remove_file(&trace_json);
 
     println!("minute  trace RSS (MiB, max of the minute's samples)");
     for m in 0..minutes.max(1) {
@@ -165,6 +167,7 @@ pub fn soak(trace_bin: &Path, minutes: u64, rate: u64) -> Result<()> {
             println!("{:>6}  {:>8.1}", m + 1, kb as f64 / 1024.0);
         }
     }
+    // The workload runs on for a moment after trace has stopped.
     println!("files created by the workload: {}", created.trim());
     println!("files in the trace:            {}", counts.files.len());
     println!(
