@@ -10,10 +10,12 @@
 //! - [`engine`]: Docker, Podman and containerd, through their clients.
 //! - [`progress`]: progress bars for long steps, on a terminal only.
 //! - [`cli`]: the subcommands.
+//! - [`fuzzing`]: the fuzz targets' entry points.
 pub mod capture;
 pub mod cli;
 pub mod closure;
 pub mod engine;
+pub mod fuzzing;
 pub mod model;
 pub mod output;
 pub mod progress;

@@ -5,7 +5,9 @@ mod bench;
 mod cmd;
 mod cross;
 mod fixtures;
+mod fuzz;
 mod setup;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -44,6 +46,25 @@ enum Task {
         /// (for example the release build of the commit before a change).
         #[arg(long, value_name = "TRACE_BIN")]
         against: Option<PathBuf>,
+    },
+    /// Run each cargo-fuzz target (fuzz/) for some seconds, one after
+    /// another; fails when any crashes. Needs nightly (not run in CI).
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Build (release) and run `trace attach` on a process tree that
+    /// creates, opens and deletes files continuously; report trace's
+    /// memory over time, its records and lost events.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Files created (and opened, and deleted) per second, in all.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
     },
     /// Time `trace build` from the Debian python3 rootfs fixture.
     BenchBuild {
@@ -141,6 +162,12 @@ fn real_main() -> Result<()> {
                 .current_dir(root())
                 .args(["run", "--format", "text", "--"])
                 .arg(demo))
+        }
+        Task::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
+        Task::Soak { minutes, rate } => {
+            setup::setup(&[("gcc", "/usr/bin/gcc")])?;
+            build_release()?;
+            soak::soak(&trace_bin("release"), minutes, rate)
         }
         Task::BenchBuild { runs } => {
             setup::setup(setup::TEST_PACKAGES)?;

@@ -171,14 +171,28 @@ struct Header {
 /// The file is parsed straight from a buffered reader into the typed trace:
 /// neither the bytes nor a JSON tree of a million-file trace are held.
 pub fn read(path: &Path) -> Result<Trace, TraceFileError> {
-    let open = || {
+    read_with(path, || {
         fs::File::open(path)
             .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
             .map_err(|source| TraceFileError::Read {
                 path: path.to_path_buf(),
                 source,
             })
-    };
+    })
+}
+
+/// [`read`] of a trace held in memory, checked the same way; errors name
+/// it `<bytes>`. For the fuzz targets, which have no file.
+pub fn from_slice(bytes: &[u8]) -> Result<Trace, TraceFileError> {
+    read_with(Path::new("<bytes>"), || Ok(bytes))
+}
+
+/// The reader behind [`read`] and [`from_slice`]: `open` gives a fresh
+/// reader from the start each time (a failed parse reads the header again).
+fn read_with<R: std::io::Read>(
+    path: &Path,
+    open: impl Fn() -> Result<R, TraceFileError>,
+) -> Result<Trace, TraceFileError> {
     let parse = |source: serde_json::Error| {
         if source.is_io() {
             TraceFileError::Read {
