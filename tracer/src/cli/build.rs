@@ -236,10 +236,15 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
     // Scanners name the distribution (and so which advisories apply to
     // the packages) from os-release and /etc/debian_version: they go with
     // the database, before it is trimmed (their package is then kept).
+    // An `--exclude` still wins: the user said these must not be there.
     if !args.image.no_package_db {
         for id in ["/etc/os-release", "/etc/debian_version"] {
             if let Ok(Some(r)) = closure::resolve::resolve(fs, Path::new(id), true)
                 && matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Regular)
+                && r.links
+                    .iter()
+                    .chain(std::iter::once(&r.path))
+                    .all(|p| rules.excluded_by(p).is_none())
             {
                 for p in r.links.iter().chain(std::iter::once(&r.path)) {
                     paths.extend(closure::resolve::parents(p));
