@@ -12,19 +12,6 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-/// The cached fixtures (`TRACE_FIXTURES`, set by `cargo xtask test`).
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("TRACE_FIXTURES")
-        .map(PathBuf::from)
-        .expect("TRACE_FIXTURES not set: run the tests with `cargo xtask test`");
-    assert!(
-        dir.join("bookworm-rootfs/usr/bin/python3").exists(),
-        "fixtures missing in {}",
-        dir.display()
-    );
-    dir
-}
-
 fn rootfs() -> PathBuf {
     fixtures().join("bookworm-rootfs")
 }

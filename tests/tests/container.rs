@@ -6,14 +6,6 @@ use std::{fs, path::PathBuf, process::Command};
 
 use common::*;
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("TRACE_FIXTURES")
-        .map(PathBuf::from)
-        .expect("TRACE_FIXTURES not set: run the tests with `cargo xtask test`");
-    assert!(dir.join("bookworm-rootfs/usr/bin/python3").exists());
-    dir
-}
-
 const SUITE: &str = r#"import unittest, json, decimal
 class T(unittest.TestCase):
     def test_json(self):

@@ -34,14 +34,6 @@ const FULL: &str = "trace/full:latest";
 const CTR_NAMESPACE: &str = "trace-test";
 const OWNER_LABEL: &str = "io.github.trace-rs.owner";
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("TRACE_FIXTURES")
-        .map(PathBuf::from)
-        .expect("TRACE_FIXTURES not set: run the tests with `cargo xtask test`");
-    assert!(dir.join("bookworm-docker.tar").exists());
-    dir
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

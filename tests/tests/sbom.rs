@@ -15,18 +15,6 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("TRACE_FIXTURES")
-        .map(PathBuf::from)
-        .expect("TRACE_FIXTURES not set: run the tests with `cargo xtask test`");
-    assert!(
-        dir.join("bookworm-images.complete").exists(),
-        "fixtures missing in {}",
-        dir.display()
-    );
-    dir
-}
-
 fn tool(var: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)

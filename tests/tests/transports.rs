@@ -4,18 +4,10 @@
 //! engine is needed for any of them (the engines are in engines.rs).
 mod common;
 
-use std::{fs, path::PathBuf, process::Command};
+use std::{fs, process::Command};
 
 use common::*;
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("TRACE_FIXTURES")
-        .map(PathBuf::from)
-        .expect("TRACE_FIXTURES not set: run the tests with `cargo xtask test`");
-    assert!(dir.join("bookworm-docker.tar").exists());
-    dir
-}
 
 fn trace() -> Command {
     let mut c = Command::new(trace_bin());

@@ -18,6 +18,20 @@ pub fn trace_bin() -> PathBuf {
     root.join("target").join("debug").join("trace")
 }
 
+/// The cached image fixtures (`TRACE_FIXTURES`, set by `cargo xtask test`):
+/// the Debian rootfs and its OCI / docker-archive images.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("TRACE_FIXTURES")
+        .map(PathBuf::from)
+        .expect("TRACE_FIXTURES not set: run the tests with `cargo xtask test`");
+    assert!(
+        dir.join("bookworm-images.complete").exists(),
+        "fixtures missing in {}",
+        dir.display()
+    );
+    dir
+}
+
 pub struct Run {
     pub out: Output,
     pub trace: Option<Value>,
