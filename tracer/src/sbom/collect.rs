@@ -39,6 +39,14 @@ impl View<'_> {
         self.present(path).is_some_and(|m| m.kind == Kind::Regular)
     }
 
+    /// The regular files the image holds below `dir`, in path order.
+    pub fn files_under<'v>(&'v self, dir: &'v Path) -> impl Iterator<Item = &'v PathBuf> + 'v {
+        self.paths
+            .range(dir.to_path_buf()..)
+            .take_while(move |p| p.starts_with(dir))
+            .filter(|p| self.is_file(p))
+    }
+
     /// What a package's record of `listed` finds in the image: the
     /// regular file (at the path it really has: Debian lists `/bin/sh`,
     /// the merged-/usr image holds `/usr/bin/sh`), something else, or

@@ -53,13 +53,7 @@ pub fn packages(view: &View) -> Result<Vec<Package>, SbomError> {
             continue;
         };
         let dir = home.join("gems").join(format!("{name}-{version}"));
-        let mut present: Vec<PathBuf> = view
-            .paths
-            .range(dir.clone()..)
-            .take_while(|p| p.starts_with(&dir))
-            .filter(|p| view.is_file(p))
-            .cloned()
-            .collect();
+        let mut present: Vec<PathBuf> = view.files_under(&dir).cloned().collect();
         present.push(spec.clone());
         present.sort();
         out.push(Package {

@@ -62,10 +62,8 @@ pub fn packages(view: &View) -> Result<Vec<Package>, SbomError> {
         };
         let nested = dir.join("node_modules");
         let present: Vec<PathBuf> = view
-            .paths
-            .range(dir.to_path_buf()..)
-            .take_while(|p| p.starts_with(dir))
-            .filter(|p| !p.starts_with(&nested) && view.is_file(p))
+            .files_under(dir)
+            .filter(|p| !p.starts_with(&nested))
             .cloned()
             .collect();
         out.push(Package {
