@@ -74,7 +74,8 @@ pub fn created(config: Option<&oci_spec::image::ImageConfiguration>) -> Result<S
             .trim()
             .parse()
             .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
-        return Ok(sbom::time::format_epoch(secs));
+        return sbom::time::format_epoch(secs)
+            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is out of range"));
     }
     Ok(sbom::time::EPOCH.to_string())
 }
