@@ -76,8 +76,9 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
             .files
             .iter()
             .filter(|f| f.used())
-            .filter(|f| !trace.beyond_image(&f.os_path()))
-            .map(|f| (f.os_path().into_os_string().into_vec(), Reason::Traced))
+            .map(|f| f.os_path())
+            .filter(|p| !trace.beyond_image(p))
+            .map(|p| (p.into_os_string().into_vec(), Reason::Traced))
             .collect(),
     };
     let bytes = match args.format {
