@@ -100,7 +100,7 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
                     .collect(),
                 paths_hex: other
                     .into_iter()
-                    .map(|p| p.iter().map(|b| format!("{b:02x}")).collect())
+                    .map(|p| crate::source::archive::hex(p))
                     .collect(),
                 reasons: reasons
                     .iter()

@@ -86,10 +86,7 @@ pub fn trace_ref(path: &Path) -> Result<TraceRef> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(TraceRef {
         name: path.display().to_string(),
-        sha256: sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: crate::source::archive::hex(&sha2::Sha256::digest(&bytes)),
     })
 }
 

@@ -45,16 +45,7 @@ pub(super) struct LayerInfo {
     pub entries: usize,
 }
 
-/// Lowercase hex of a digest.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
+pub(super) use crate::source::archive::hex;
 
 /// A writer that hashes and counts what passes through it, so digests are
 /// computed while streaming instead of re-reading the blob.

@@ -156,8 +156,10 @@ fn hash(fs: &dyn Rootfs, path: &Path) -> Result<(String, String), SbomError> {
         a.update(&buf[..n]);
         b.update(&buf[..n]);
     }
-    let hex = |d: &[u8]| d.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    Ok((hex(&a.finalize()), hex(&b.finalize())))
+    Ok((
+        crate::source::archive::hex(&a.finalize()),
+        crate::source::archive::hex(&b.finalize()),
+    ))
 }
 
 /// The SBOM of the image `view` holds.

@@ -68,5 +68,5 @@ pub fn render(sbom: &Sbom, format: Format) -> Result<Vec<u8>, SbomError> {
 pub(crate) fn content_id(bytes: &[u8]) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(bytes);
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    crate::source::archive::hex(&h)
 }

@@ -65,7 +65,7 @@ fn verification_code(
         .collect();
     sums.sort();
     let d = sha1::Sha1::digest(sums.concat().as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    crate::source::archive::hex(&d)
 }
 
 pub fn render(sbom: &Sbom) -> Result<Vec<u8>, SbomError> {
