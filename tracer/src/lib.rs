@@ -11,6 +11,7 @@
 //! - [`progress`]: progress bars for long steps, on a terminal only.
 //! - [`cli`]: the subcommands.
 //! - [`fuzzing`]: the fuzz targets' entry points.
+pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod closure;

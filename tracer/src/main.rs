@@ -13,6 +13,7 @@ fn main() {
         Err(e) => bad_arguments(e),
     };
     tracer::source::archive::set_limits(cli.limits.limits());
+    tracer::cache::set_enabled(!cli.no_cache);
     // Every command that may make cgroups, containers or temporary files
     // first removes what killed runs left, then records its own (and a
     // supervisor removes them if this process is killed). Before any
@@ -55,6 +56,7 @@ fn main() {
             Command::StructureTest(args) => tracer::cli::structure::run(args),
             Command::Report(args) => tracer::cli::report::run(args),
             Command::Sbom(args) => tracer::cli::sbom::run(args),
+            Command::Cache(args) => tracer::cli::cache::run(args),
         }
     });
     leftovers::finish();

@@ -193,9 +193,7 @@ pub fn build_image(args: &BuildArgs) -> Result<Report> {
         &args.image.exclude,
         &args.image.include_from,
     )?;
-    let image = args
-        .from
-        .open()
+    let image = crate::cache::open_for_read(&args.from)
         .with_context(|| format!("reading the source image {}", args.from))?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute_with(

@@ -3,6 +3,7 @@ pub mod allowlist;
 pub mod args;
 pub mod attach;
 pub mod build;
+pub mod cache;
 pub mod hints;
 pub mod keep;
 pub mod levels;
@@ -30,6 +31,10 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Read and unpack images as if there were no image cache (run,
+    /// verify, minimize and build use it; see `trace cache`).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +61,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Write the SBOM of any image (CycloneDX or SPDX JSON).
     Sbom(sbom::SbomArgs),
+    /// Show the cache of unpacked images, or prune it.
+    Cache(cache::CacheArgs),
 }
 
 /// Limits on reading images, for every subcommand that reads one.

@@ -32,6 +32,8 @@ pub enum ContainerError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Unpack(#[from] unpack::UnpackError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -104,6 +106,8 @@ pub struct Request<'a> {
 /// A ready bundle. `command()` starts it; dropping it cleans up.
 pub struct Prepared {
     dir: BundleDir,
+    /// The cached tree under the overlay, leased until after the unmount.
+    _cached: Option<crate::cache::Lower>,
     merged: PathBuf,
     mounted: bool,
     id: String,
@@ -321,7 +325,7 @@ impl Drop for BundleDir {
 pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     let runtime = find_runtime(req.runtime)?;
     check_command(req.argv)?;
-    let image = req.image.open()?;
+    let (image, cached) = crate::cache::open_for_run(req.image)?;
     // Everything the runtime would refuse is checked before the image is
     // unpacked and long before the runtime starts.
     let fs = image.rootfs.as_ref();
@@ -354,7 +358,9 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     };
 
     let dir = BundleDir::create()?;
-    let lower = if let (true, Some(dir)) = (req.image.is_rootfs_dir(), req.image.path()) {
+    let lower = if let Some(cached) = &cached {
+        cached.path().to_path_buf()
+    } else if let (true, Some(dir)) = (req.image.is_rootfs_dir(), req.image.path()) {
         dir.canonicalize()
             .map_err(io_err(dir.display().to_string()))?
     } else {
@@ -387,6 +393,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     let mut prepared = Prepared {
         id,
         dir,
+        _cached: cached,
         merged: merged.clone(),
         mounted: false,
         runtime,

@@ -48,9 +48,65 @@ pub fn open(src: &Path) -> Result<Image, SourceError> {
     open_as(src, Form::Any, None)
 }
 
+/// An image opened as far as its config and its list of layers, whose
+/// layers are not read yet: merging them is the slow part, which a
+/// cached copy of the merged tree makes unnecessary.
+pub enum Unmerged {
+    /// A root filesystem directory: nothing to merge.
+    Dir(Image),
+    Layered { parts: Parts, label: String },
+}
+
+impl Unmerged {
+    /// Reads, verifies and merges the layers.
+    pub fn merge(self) -> Result<Image, SourceError> {
+        match self {
+            Unmerged::Dir(image) => Ok(image),
+            Unmerged::Layered { parts, label } => layered(parts, label),
+        }
+    }
+
+    /// The sha256 (hex) each layer's uncompressed tar must have, bottom
+    /// layer first; `None` for a directory. Merging checks every layer
+    /// against these, so they name the merged tree.
+    pub fn diff_ids(&self) -> Option<Vec<String>> {
+        match self {
+            Unmerged::Dir(_) => None,
+            Unmerged::Layered { parts, .. } => {
+                parts.layers.iter().map(|l| l.diff_sha.clone()).collect()
+            }
+        }
+    }
+
+    /// What `describe()` of the merged filesystem says.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Unmerged::Dir(_) => None,
+            Unmerged::Layered { label, .. } => Some(label),
+        }
+    }
+
+    /// The config and digest, as the merged image will have them.
+    pub fn into_parts(self) -> Option<(oci_spec::image::ImageConfiguration, String)> {
+        match self {
+            Unmerged::Dir(_) => None,
+            Unmerged::Layered { parts, .. } => Some((parts.config, parts.digest)),
+        }
+    }
+}
+
 /// Opens `src`, which must have `form`; `select` names the image in it
 /// (an OCI `ref.name` tag, or a docker archive's RepoTag).
 pub fn open_as(src: &Path, form: Form, select: Option<&str>) -> Result<Image, SourceError> {
+    open_as_unmerged(src, form, select)?.merge()
+}
+
+/// [`open_as`] up to the layers, which are left unread.
+pub fn open_as_unmerged(
+    src: &Path,
+    form: Form,
+    select: Option<&str>,
+) -> Result<Unmerged, SourceError> {
     let md = fs::metadata(src).map_err(SourceError::io(src))?;
     let wrong = |why: &str| SourceError::NotAnImage {
         path: src.to_path_buf(),
@@ -63,12 +119,13 @@ pub fn open_as(src: &Path, form: Form, select: Option<&str>) -> Result<Image, So
             }
             let store = Store::Dir(src.to_path_buf());
             let parts = formats::oci(&store, select)?;
-            return layered(parts, format!("oci-layout {}", src.display()));
+            let label = format!("oci-layout {}", src.display());
+            return Ok(Unmerged::Layered { parts, label });
         }
         if form != Form::Any {
             return Err(wrong("a directory without oci-layout and index.json"));
         }
-        return rootfs_dir(src);
+        return rootfs_dir(src).map(Unmerged::Dir);
     }
     if !md.is_file() {
         return Err(wrong("neither a directory nor a regular file"));
@@ -77,7 +134,7 @@ pub fn open_as(src: &Path, form: Form, select: Option<&str>) -> Result<Image, So
         return Err(wrong("a file, not an OCI layout directory"));
     }
     let file = File::open(src).map_err(SourceError::io(src))?;
-    open_file(file, src, &src.display().to_string(), form, select)
+    open_file_unmerged(file, src, &src.display().to_string(), form, select)
 }
 
 /// Opens an image archive from an open file (which may be unlinked, such
@@ -90,6 +147,17 @@ pub fn open_file(
     form: Form,
     select: Option<&str>,
 ) -> Result<Image, SourceError> {
+    open_file_unmerged(file, origin, label, form, select)?.merge()
+}
+
+/// [`open_file`] up to the layers, which are left unread.
+pub fn open_file_unmerged(
+    file: File,
+    origin: &Path,
+    label: &str,
+    form: Form,
+    select: Option<&str>,
+) -> Result<Unmerged, SourceError> {
     let src = origin;
     let mut region = Region::whole(file).map_err(SourceError::io(src))?;
     let head = region
@@ -128,10 +196,12 @@ pub fn open_file(
     }
     if is_oci && form != Form::DockerArchive {
         let parts = formats::oci(&store, select)?;
-        layered(parts, format!("oci-archive {label}"))
+        let label = format!("oci-archive {label}");
+        Ok(Unmerged::Layered { parts, label })
     } else if is_docker {
         let parts = formats::docker(&store, select)?;
-        layered(parts, format!("docker-archive {label}"))
+        let label = format!("docker-archive {label}");
+        Ok(Unmerged::Layered { parts, label })
     } else {
         Err(SourceError::NotAnImage {
             path: src.to_path_buf(),

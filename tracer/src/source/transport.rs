@@ -13,7 +13,7 @@ use std::{
 
 use super::{
     error::SourceError,
-    image::{self, Form, Image},
+    image::{self, Form, Image, Unmerged},
 };
 use crate::engine::{self, Engine, EngineError};
 
@@ -198,20 +198,29 @@ impl ImageRef {
 
     /// Opens the image for reading.
     pub fn open(&self) -> Result<Image, TransportError> {
+        Ok(self.open_unmerged()?.merge()?)
+    }
+
+    /// Opens the image as far as its config and layer list (see
+    /// [`Unmerged`]).
+    pub fn open_unmerged(&self) -> Result<Unmerged, TransportError> {
         Ok(match self {
-            ImageRef::Path(p) => image::open(p)?,
-            ImageRef::Oci { dir, tag } => image::open_as(dir, Form::OciLayout, tag.as_deref())?,
+            ImageRef::Path(p) => image::open_as_unmerged(p, Form::Any, None)?,
+            ImageRef::Oci { dir, tag } => {
+                image::open_as_unmerged(dir, Form::OciLayout, tag.as_deref())?
+            }
             ImageRef::OciArchive { file, tag } => {
-                image::open_as(file, Form::OciArchive, tag.as_deref())?
+                image::open_as_unmerged(file, Form::OciArchive, tag.as_deref())?
             }
             ImageRef::DockerArchive { file, name } => {
-                image::open_as(file, Form::DockerArchive, name.as_deref())?
+                image::open_as_unmerged(file, Form::DockerArchive, name.as_deref())?
             }
             ImageRef::Engine { engine, name } => {
                 let label = self.to_string();
                 let file = engine::image::save(*engine, name)
                     .map_err(|e| TransportError::Engine(label.clone(), e))?;
-                image::open_file(file, Path::new(&label), &label, Form::DockerArchive, None)?
+                let origin = Path::new(&label);
+                image::open_file_unmerged(file, origin, &label, Form::DockerArchive, None)?
             }
         })
     }
