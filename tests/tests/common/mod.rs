@@ -11,11 +11,28 @@ use serde_json::Value;
 /// The binary under test: `TRACE_BIN` (set by `cargo xtask test`), else the
 /// debug build in the workspace's target directory.
 pub fn trace_bin() -> PathBuf {
+    isolate_cache();
     if let Some(p) = std::env::var_os("TRACE_BIN") {
         return PathBuf::from(p);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     root.join("target").join("debug").join("trace")
+}
+
+/// Points `trace`'s image cache at the build's own temporary directory
+/// (shared by the test binaries, safe under concurrent use), so tests never
+/// fill the user's ~/.cache. A `TRACE_CACHE_DIR` already set wins.
+fn isolate_cache() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TRACE_CACHE_DIR").is_none() {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trace-cache");
+            // SAFETY: std's own environment lock orders this against the
+            // test threads' process spawns; nothing else reads the
+            // environment concurrently in a test binary.
+            unsafe { std::env::set_var("TRACE_CACHE_DIR", dir) };
+        }
+    });
 }
 
 /// The cached image fixtures (`TRACE_FIXTURES`, set by `cargo xtask test`):

@@ -148,7 +148,9 @@ impl Cache {
             })?;
         lease.shared().map_err(io_err("locking the cache entry"))?;
         let info = EntryInfo::read(&dir, chain)?;
-        lease.touch().map_err(io_err("marking the cache entry used"))?;
+        lease
+            .touch()
+            .map_err(io_err("marking the cache entry used"))?;
         Ok(Some(Hit { dir, info, lease }))
     }
 
@@ -177,7 +179,8 @@ impl Cache {
         )?;
         let info = EntryInfo {
             chain_id: format!("sha256:{chain}"),
-            disk_bytes: disk_usage(&tree).map_err(io_err(format!("measuring {}", tree.display())))?,
+            disk_bytes: disk_usage(&tree)
+                .map_err(io_err(format!("measuring {}", tree.display())))?,
             total_bytes: image.total_bytes,
             total_entries: image.total_entries,
         };
@@ -188,11 +191,14 @@ impl Cache {
         cache_lock.shared().map_err(io_err("locking the cache"))?;
         match fs::rename(&building.dir, &dest) {
             Ok(()) => {
-                let lease = building.lock.take().ok_or_else(|| {
-                    io_err("the build's lock")(io::ErrorKind::NotFound.into())
-                })?;
+                let lease = building
+                    .lock
+                    .take()
+                    .ok_or_else(|| io_err("the build's lock")(io::ErrorKind::NotFound.into()))?;
                 lease.shared().map_err(io_err("locking the cache entry"))?;
-                lease.touch().map_err(io_err("marking the cache entry used"))?;
+                lease
+                    .touch()
+                    .map_err(io_err("marking the cache entry used"))?;
                 Ok(Lower {
                     path: dest.join(TREE),
                     _lease: lease,

@@ -87,6 +87,12 @@ mod tests {
         assert!(!c.try_exclusive().unwrap());
         b.unlock().unwrap();
         assert!(c.try_exclusive().unwrap());
-        assert!(!Lock::open(&p, false).unwrap().unwrap().try_exclusive().unwrap());
+        assert!(
+            !Lock::open(&p, false)
+                .unwrap()
+                .unwrap()
+                .try_exclusive()
+                .unwrap()
+        );
     }
 }

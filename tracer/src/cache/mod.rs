@@ -75,7 +75,11 @@ pub fn set_enabled(on: bool) {
 /// The cache directory: `$TRACE_CACHE_DIR`, else `$XDG_CACHE_HOME/trace`,
 /// else `$HOME/.cache/trace` (empty variables count as unset).
 pub fn location() -> Result<PathBuf, CacheError> {
-    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("TRACE_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("trace")))
         .or_else(|| var("HOME").map(|d| d.join(".cache").join("trace")))

@@ -90,7 +90,11 @@ impl Cache {
                 path,
             });
         }
-        out.sort_by(|a, b| b.last_used.cmp(&a.last_used).then(a.chain_id.cmp(&b.chain_id)));
+        out.sort_by(|a, b| {
+            b.last_used
+                .cmp(&a.last_used)
+                .then(a.chain_id.cmp(&b.chain_id))
+        });
         Ok(out)
     }
 
@@ -119,7 +123,8 @@ impl Cache {
             };
             if !held {
                 let size = disk_usage(&path).unwrap_or(0);
-                fs::remove_dir_all(&path).map_err(io_err(format!("removing {}", path.display())))?;
+                fs::remove_dir_all(&path)
+                    .map_err(io_err(format!("removing {}", path.display())))?;
                 removed = (removed.0 + 1, removed.1 + size);
             }
         }
@@ -130,7 +135,9 @@ impl Cache {
     /// running trace uses, and stale builds.
     pub fn prune(&self, policy: Policy) -> Result<Pruned, CacheError> {
         let cache_lock = self.cache_lock()?;
-        cache_lock.exclusive().map_err(io_err("locking the cache"))?;
+        cache_lock
+            .exclusive()
+            .map_err(io_err("locking the cache"))?;
         let mut pruned = Pruned::default();
         (pruned.stale_builds, pruned.stale_bytes) = self.sweep_locked()?;
         let now = SystemTime::now();
@@ -164,7 +171,8 @@ impl Cache {
             let doomed = self.tmp_dir().join(leftovers::unique_name("pruned-"));
             fs::rename(&entry.path, &doomed)
                 .map_err(io_err(format!("removing {}", entry.path.display())))?;
-            fs::remove_dir_all(&doomed).map_err(io_err(format!("removing {}", doomed.display())))?;
+            fs::remove_dir_all(&doomed)
+                .map_err(io_err(format!("removing {}", doomed.display())))?;
             drop(lock);
             pruned.removed.push((entry.chain_id, entry.disk_bytes));
         }

@@ -51,9 +51,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn when(t: Option<SystemTime>) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.and_then(|t| time::OffsetDateTime::from(t).format(format).ok())
         .unwrap_or_else(|| "-".into())
 }

@@ -73,7 +73,7 @@ pub fn run_args(
 
 /// Paths the run looked for and did not find, which exist in `full`.
 pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
-    let image = full.open().with_context(|| format!("reading {full}"))?;
+    let image = crate::cache::open_for_read(full).with_context(|| format!("reading {full}"))?;
     let fs = image.rootfs.as_ref();
     let mut out = Vec::new();
     for f in &trace.files {

@@ -54,7 +54,10 @@ pub fn open(src: &Path) -> Result<Image, SourceError> {
 pub enum Unmerged {
     /// A root filesystem directory: nothing to merge.
     Dir(Image),
-    Layered { parts: Parts, label: String },
+    Layered {
+        parts: Parts,
+        label: String,
+    },
 }
 
 impl Unmerged {

@@ -1,0 +1,285 @@
+//! The cache of unpacked images: `run --image` unpacks an image once and
+//! reuses the tree; `build` reads it; concurrent runs and a killed run
+//! leave a consistent cache; `trace cache` and `trace cache prune`.
+mod common;
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+fn image() -> PathBuf {
+    fixtures().join("bookworm-oci.tar")
+}
+
+/// `trace ARGS` with its image cache in `cache`.
+fn trace(cache: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(trace_bin());
+    c.args(args)
+        .env("TRACE_CACHE_DIR", cache)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run_image(cache: &Path, out: &Path, extra: &[&str], cmd: &[&str]) -> Command {
+    let mut c = trace(cache, &["run", "-o"]);
+    c.arg(out.join("trace.json"))
+        .arg("--image")
+        .arg(image())
+        .args(extra)
+        .arg("--")
+        .args(cmd);
+    c
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match fs::read_dir(dir) {
+        Ok(r) => r
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+fn entries(cache: &Path) -> Vec<String> {
+    names(&cache.join("rootfs/sha256"))
+}
+
+fn builds(cache: &Path) -> Vec<String> {
+    names(&cache.join("tmp"))
+}
+
+/// Until `what` holds, for at most a minute.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_second_run_reuses_the_entry_and_the_listing_shows_it() {
+    let cache = tempdir();
+    let c = cache.path();
+    let out = tempdir();
+    ok(&run_image(c, out.path(), &[], &["/bin/true"])
+        .output()
+        .unwrap());
+    let first = entries(c);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let entry = c.join("rootfs/sha256").join(&first[0]);
+    assert!(entry.join("rootfs/usr/bin/python3").exists());
+    let ino = fs::metadata(&entry).unwrap().ino();
+    assert!(builds(c).is_empty(), "{:?}", builds(c));
+
+    // The warm run sees the image's files (and its own writes stay in the
+    // overlay, never in the cached tree).
+    let r = run_image(
+        c,
+        out.path(),
+        &[],
+        &[
+            "sh",
+            "-c",
+            "grep -q bookworm /etc/os-release && touch /scratch",
+        ],
+    )
+    .output()
+    .unwrap();
+    ok(&r);
+    assert_eq!(entries(c), first);
+    assert_eq!(fs::metadata(&entry).unwrap().ino(), ino, "rebuilt");
+    assert!(!entry.join("rootfs/scratch").exists());
+
+    let listing = trace(c, &["cache"]).output().unwrap();
+    ok(&listing);
+    let text = stdout(&listing);
+    assert!(
+        text.starts_with(&format!("cache: {}\n", c.display())),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("sha256:{}", first[0])))
+        .unwrap_or_else(|| panic!("entry not listed:\n{text}"));
+    // The fixture unpacks to a couple of hundred MiB.
+    let mib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(line.split_whitespace().nth(2), Some("MiB"), "{line}");
+    assert!(mib > 100.0, "{line}");
+    assert!(text.contains("\n1 entry, "), "{text}");
+}
+
+#[test]
+fn build_from_the_cache_gives_the_same_image_as_without() {
+    let cache = tempdir();
+    let c = cache.path();
+    let work = tempdir();
+    let w = work.path();
+    ok(&run_image(c, w, &[], &["sh", "-c", "cat /etc/os-release"])
+        .output()
+        .unwrap());
+    let [entry] = entries(c).try_into().unwrap();
+    let lock = c.join("rootfs/sha256").join(entry).join("lock");
+    let used = || fs::metadata(&lock).unwrap().mtime();
+    let forget = || {
+        let f = fs::File::options().write(true).open(&lock).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH).unwrap();
+    };
+    let build = |out: &str, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        let (img, out_arg) = (image(), format!("oci-archive:{}", w.join(out).display()));
+        let trace_json = w.join("trace.json");
+        args.extend([
+            "build",
+            "--from",
+            img.to_str().unwrap(),
+            "-o",
+            &out_arg,
+            "--trace",
+            trace_json.to_str().unwrap(),
+        ]);
+        ok(&trace(c, &args).output().unwrap());
+        fs::read(w.join(out)).unwrap()
+    };
+    forget();
+    let cached = build("cached.tar", &[]);
+    assert!(used() > 0, "the build did not read the cached tree");
+    forget();
+    let uncached = build("uncached.tar", &["--no-cache"]);
+    assert_eq!(used(), 0, "--no-cache used the cache");
+    assert!(cached == uncached, "the images differ");
+}
+
+#[test]
+fn two_runs_at_once_both_pass_and_leave_one_entry() {
+    let cache = tempdir();
+    let c = cache.path();
+    let (a, b) = (tempdir(), tempdir());
+    let spawn = |d: &Path| {
+        run_image(c, d, &[], &["/bin/true"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ra, rb) = (spawn(a.path()), spawn(b.path()));
+    ok(&ra.wait_with_output().unwrap());
+    ok(&rb.wait_with_output().unwrap());
+    assert_eq!(entries(c).len(), 1, "{:?}", entries(c));
+    assert!(builds(c).is_empty(), "{:?}", builds(c));
+}
+
+#[test]
+fn a_run_killed_mid_unpack_leaves_no_entry_and_the_next_run_cleans_up() {
+    let cache = tempdir();
+    let c = cache.path();
+    let out = tempdir();
+    let mut child: Child = run_image(c, out.path(), &[], &["/bin/true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the unpack has started writing the tree.
+    wait_for("the unpack to start", || {
+        builds(c)
+            .iter()
+            .any(|b| c.join("tmp").join(b).join("rootfs/usr").exists())
+    });
+    assert!(entries(c).is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(entries(c).is_empty(), "{:?}", entries(c));
+    assert_eq!(builds(c).len(), 1, "{:?}", builds(c));
+
+    ok(&run_image(c, out.path(), &[], &["/bin/true"])
+        .output()
+        .unwrap());
+    assert_eq!(entries(c).len(), 1);
+    assert!(builds(c).is_empty(), "{:?}", builds(c));
+    let [entry] = entries(c).try_into().unwrap();
+    assert!(
+        c.join("rootfs/sha256")
+            .join(entry)
+            .join("entry.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn prune_keeps_an_entry_in_use_and_removes_it_after() {
+    let cache = tempdir();
+    let c = cache.path();
+    let out = tempdir();
+    let shared = tempdir();
+    let marker = shared.path().join("started");
+    let mount = format!("{}:/out", shared.path().display());
+    let running = run_image(
+        c,
+        out.path(),
+        &["--mount", &mount],
+        &["sh", "-c", "touch /out/started; sleep 3"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for("the container to start", || marker.exists());
+    let [entry] = entries(c).try_into().unwrap();
+
+    let p = trace(c, &["cache", "prune", "--all"]).output().unwrap();
+    ok(&p);
+    assert!(
+        stdout(&p).contains(&format!("kept sha256:{entry}: in use")),
+        "{}",
+        stdout(&p)
+    );
+    assert_eq!(entries(c), [entry.clone()]);
+    ok(&running.wait_with_output().unwrap());
+
+    let p = trace(c, &["cache", "prune", "--all"]).output().unwrap();
+    ok(&p);
+    let text = stdout(&p);
+    assert!(
+        text.contains(&format!("removed sha256:{entry} (")),
+        "{text}"
+    );
+    assert!(text.contains("freed "), "{text}");
+    assert!(entries(c).is_empty());
+    assert!(builds(c).is_empty());
+    let listing = stdout(&trace(c, &["cache"]).output().unwrap());
+    assert!(listing.ends_with("0 entries, 0 B\n"), "{listing}");
+}
+
+#[test]
+fn prune_needs_a_policy() {
+    let cache = tempdir();
+    let o = trace(cache.path(), &["cache", "prune"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = trace(cache.path(), &["cache", "prune", "--keep-size", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
