@@ -256,7 +256,7 @@ fn prune_keeps_an_entry_in_use_and_removes_it_after() {
         "{}",
         stdout(&p)
     );
-    assert_eq!(entries(c), [entry.clone()]);
+    assert_eq!(entries(c), std::slice::from_ref(&entry));
     ok(&running.wait_with_output().unwrap());
 
     let p = trace(c, &["cache", "prune", "--all"]).output().unwrap();

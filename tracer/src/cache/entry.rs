@@ -100,6 +100,11 @@ fn cached_image(
 }
 
 impl Hit {
+    #[cfg(test)]
+    pub(super) fn info(&self) -> &EntryInfo {
+        &self.info
+    }
+
     pub(super) fn into_run(self, unmerged: Unmerged) -> Result<(Image, Option<Lower>), CacheError> {
         let image = cached_image(&self.dir, &self.info, unmerged, None)?;
         let lower = Lower {

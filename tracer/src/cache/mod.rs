@@ -173,3 +173,110 @@ pub fn open_for_read(image: &ImageRef) -> Result<Image, CacheError> {
         None => Ok(unmerged.merge()?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, time::Duration};
+
+    use super::{lock::Lock, prune::Policy, *};
+
+    fn small_image(root: &Path) -> Image {
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/hostname"), "box\n").unwrap();
+        crate::source::open(root).unwrap()
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn an_entry_is_published_whole_and_a_second_copy_is_discarded() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::at(d.path().join("c"));
+        let image = small_image(&d.path().join("src"));
+        assert!(cache.lookup(A).unwrap().is_none());
+        let first = cache.insert(A, &image).unwrap();
+        assert_eq!(
+            fs::read(first.path().join("etc/hostname")).unwrap(),
+            b"box\n"
+        );
+        // Another process unpacked the same layers meanwhile: its rename
+        // fails, it uses the published entry and drops its copy.
+        let second = cache.insert(A, &image).unwrap();
+        assert_eq!(second.path(), first.path());
+        assert_eq!(fs::read_dir(cache.tmp_dir()).unwrap().count(), 0);
+        let hit = cache.lookup(A).unwrap().unwrap();
+        assert_eq!(hit_info(&hit).chain_id, format!("sha256:{A}"));
+        assert_eq!(hit_info(&hit).total_entries, 2);
+    }
+
+    fn hit_info(hit: &entry::Hit) -> EntryInfo {
+        hit.info().clone()
+    }
+
+    #[test]
+    fn an_entry_without_its_info_is_an_error_and_pruned() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::at(d.path().join("c"));
+        let image = small_image(&d.path().join("src"));
+        drop(cache.insert(A, &image).unwrap());
+        fs::remove_file(cache.entry_dir(A).join("entry.json")).unwrap();
+        let err = cache.lookup(A).err().unwrap().to_string();
+        assert!(err.contains("is unusable (entry.json: "), "{err}");
+        // Unusable entries go whatever the policy.
+        let pruned = cache.prune(Policy::OlderThan(Duration::MAX)).unwrap();
+        assert_eq!(pruned.removed.len(), 1);
+        assert!(cache.lookup(A).unwrap().is_none());
+    }
+
+    #[test]
+    fn stale_builds_are_swept_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::at(d.path().join("c"));
+        drop(cache.cache_lock().unwrap());
+        let (live, dead) = (cache.tmp_dir().join("live"), cache.tmp_dir().join("dead"));
+        for b in [&live, &dead] {
+            fs::create_dir_all(b.join("rootfs/usr")).unwrap();
+        }
+        let held = Lock::open(&live.join("lock"), true).unwrap().unwrap();
+        held.exclusive().unwrap();
+        drop(Lock::open(&dead.join("lock"), true).unwrap());
+        cache.sweep();
+        assert!(live.exists() && !dead.exists());
+        drop(held);
+        let pruned = cache.prune(Policy::All).unwrap();
+        assert_eq!(pruned.stale_builds, 1);
+        assert!(!live.exists());
+    }
+
+    #[test]
+    fn prune_by_size_keeps_the_most_recently_used() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::at(d.path().join("c"));
+        let image = small_image(&d.path().join("src"));
+        drop(cache.insert(A, &image).unwrap());
+        drop(cache.insert(B, &image).unwrap());
+        // A was used long ago.
+        let old = fs::File::options()
+            .write(true)
+            .open(cache.entry_dir(A).join("lock"))
+            .unwrap();
+        old.set_modified(std::time::UNIX_EPOCH).unwrap();
+        let one = cache.list().unwrap()[0].disk_bytes;
+        let pruned = cache.prune(Policy::KeepSize(one)).unwrap();
+        assert_eq!(pruned.removed.len(), 1);
+        assert_eq!(pruned.removed[0].0, format!("sha256:{A}"));
+        assert!(cache.lookup(B).unwrap().is_some());
+        let pruned = cache
+            .prune(Policy::OlderThan(Duration::from_secs(3600)))
+            .unwrap();
+        assert!(pruned.removed.is_empty());
+        // In use: kept.
+        let lease = cache.lookup(B).unwrap().unwrap();
+        let pruned = cache.prune(Policy::All).unwrap();
+        assert_eq!(pruned.in_use, [format!("sha256:{B}")]);
+        drop(lease);
+        assert_eq!(cache.prune(Policy::All).unwrap().removed.len(), 1);
+        assert!(cache.list().unwrap().is_empty());
+    }
+}
