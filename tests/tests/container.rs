@@ -343,9 +343,10 @@ fn kill_and_check(
 fn killed_while_unpacking_the_image() {
     let image = fixtures().join("bookworm-oci");
     let dir = tempdir();
+    // The per-run unpack (the cache's own kill safety: tests/cache.rs).
     let child = trace_cmd(
         dir.path(),
-        &["--image", image.to_str().unwrap()],
+        &["--no-cache", "--image", image.to_str().unwrap()],
         &["/bin/true"],
     )
     .stderr(std::process::Stdio::null())
