@@ -465,7 +465,9 @@ fn a_layer_expanding_past_the_limit_is_refused() {
     let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
     let layers = manifest["layers"].as_array().unwrap();
     let out = work.join("never.oci");
+    // The layers are read (a cached tree of them would not be).
     let o = build(&[
+        "--no-cache",
         "--from",
         layout.to_str().unwrap(),
         "--trace",

@@ -171,6 +171,21 @@ fn build_from_the_cache_gives_the_same_image_as_without() {
     let uncached = build("uncached.tar", &["--no-cache"]);
     assert_eq!(used(), 0, "--no-cache used the cache");
     assert!(cached == uncached, "the images differ");
+    // The report says the same of the source: its name, digest and size.
+    let report = |out: &str| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(w.join(format!("{out}.report.json"))).unwrap()).unwrap()
+    };
+    let (a, b) = (report("cached.tar"), report("uncached.tar"));
+    for key in [
+        "source",
+        "source_digest",
+        "before",
+        "manifest_digest",
+        "kept",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert!(a["source"].as_str().unwrap().starts_with("oci-archive "));
 }
 
 #[test]
