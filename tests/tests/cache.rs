@@ -152,8 +152,11 @@ fn build_from_the_cache_gives_the_same_image_as_without() {
         let mut args = extra.to_vec();
         let (img, out_arg) = (image(), format!("oci-archive:{}", w.join(out).display()));
         let trace_json = w.join("trace.json");
+        let report = w.join(format!("{out}.report.json"));
         args.extend([
             "build",
+            "--report",
+            report.to_str().unwrap(),
             "--from",
             img.to_str().unwrap(),
             "-o",

@@ -191,6 +191,10 @@ impl Cache {
         };
         let json = serde_json::to_vec_pretty(&info).map_err(|e| io_err(INFO)(e.into()))?;
         fs::write(building.dir.join(INFO), json).map_err(io_err(format!("writing {INFO}")))?;
+        // On disk before it is published: after a crash, an entry that has
+        // its entry.json has its whole tree.
+        let root = fs::File::open(&building.dir).map_err(io_err("opening the build"))?;
+        rustix::fs::syncfs(&root).map_err(|e| io_err("syncing the build")(e.into()))?;
 
         let dest = self.entry_dir(chain);
         cache_lock.shared().map_err(io_err("locking the cache"))?;
