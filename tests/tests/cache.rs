@@ -17,6 +17,34 @@ fn image() -> PathBuf {
     fixtures().join("bookworm-oci.tar")
 }
 
+/// A member of the fixture archive.
+fn member(name: &str) -> serde_json::Value {
+    let o = Command::new("tar")
+        .arg("-xOf")
+        .arg(image())
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tar -xOf {name}");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The fixture image's config, by way of its index and manifest.
+fn image_config() -> serde_json::Value {
+    let blob = |d: &serde_json::Value| {
+        member(&format!(
+            "blobs/sha256/{}",
+            d["digest"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap()
+        ))
+    };
+    let manifest = blob(&member("index.json")["manifests"][0]);
+    blob(&manifest["config"])
+}
+
 /// `trace ARGS` with its image cache in `cache`.
 fn trace(cache: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(trace_bin());
@@ -90,6 +118,14 @@ fn a_second_run_reuses_the_entry_and_the_listing_shows_it() {
         .unwrap());
     let first = entries(c);
     assert_eq!(first.len(), 1, "{first:?}");
+    // Keyed by the OCI ChainID; of this one-layer image, its diff_id.
+    let config = image_config();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids.len(), 1);
+    assert_eq!(
+        format!("sha256:{}", first[0]),
+        diff_ids[0].as_str().unwrap()
+    );
     let entry = c.join("rootfs/sha256").join(&first[0]);
     assert!(entry.join("rootfs/usr/bin/python3").exists());
     let ino = fs::metadata(&entry).unwrap().ino();
