@@ -337,3 +337,46 @@ fn prune_needs_a_policy() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn no_cache_bypasses_it_and_an_unusable_entry_is_refused() {
+    let cache = tempdir();
+    let c = cache.path();
+    let out = tempdir();
+    ok(&run_image(c, out.path(), &["--no-cache"], &["/bin/true"])
+        .output()
+        .unwrap());
+    assert!(entries(c).is_empty(), "{:?}", entries(c));
+    ok(&run_image(c, out.path(), &[], &["/bin/true"])
+        .output()
+        .unwrap());
+    let [entry] = entries(c).try_into().unwrap();
+    let dir = c.join("rootfs/sha256").join(&entry);
+    // As if it had been cut short: never used, one line, exit 125.
+    fs::remove_file(dir.join("entry.json")).unwrap();
+    let r = run_image(c, out.path(), &[], &["/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "trace: error: image cache entry {} is unusable (entry.json: ",
+            dir.display()
+        )),
+        "{err}"
+    );
+    // `--no-cache` still runs; `prune` removes the unusable entry.
+    ok(&run_image(c, out.path(), &["--no-cache"], &["/bin/true"])
+        .output()
+        .unwrap());
+    let listing = stdout(&trace(c, &["cache"]).output().unwrap());
+    assert!(listing.contains("(unusable: entry.json: "), "{listing}");
+    let p = trace(c, &["cache", "prune", "--older-than", "365d"])
+        .output()
+        .unwrap();
+    ok(&p);
+    assert!(stdout(&p).contains(&format!("removed sha256:{entry}")));
+    assert!(entries(c).is_empty());
+}
