@@ -3,17 +3,14 @@ pub mod allowlist;
 pub mod args;
 pub mod attach;
 pub mod build;
-pub mod hints;
 pub mod keep;
 pub mod levels;
 pub mod merge;
 pub mod minimize;
 pub mod report;
 pub mod run;
-pub mod runs;
 pub mod sbom;
 pub mod seccomp;
-pub mod stderr_tee;
 pub mod structure;
 pub mod verify;
 

@@ -10,7 +10,8 @@ use std::{
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{build::human, levels};
+use super::levels;
+use crate::session::build::human;
 use crate::{
     closure::{self, packages, rules::Rules},
     model::{text, trace::Trace, write},
@@ -232,7 +233,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         );
         out.push_str(&levels::table(&img.levels));
     }
-    out.push_str(&super::runs::describe(&trace));
+    out.push_str(&crate::session::runs::describe(&trace));
     print!("{out}");
     if let Some(path) = &args.html {
         write::write_atomic(path, html(&trace, img.as_ref()).as_bytes())?;

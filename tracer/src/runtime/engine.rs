@@ -7,8 +7,6 @@
 //! taken out of the trace.
 use std::path::Path;
 
-use clap::ValueEnum;
-
 use super::container as runc;
 use crate::{
     engine::{self, Engine, EngineError, image::TempImage, owner},
@@ -17,7 +15,8 @@ use crate::{
 };
 
 /// `--engine`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum EngineArg {
     Docker,
     Podman,
@@ -26,7 +25,8 @@ pub enum EngineArg {
 }
 
 /// `--network`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Network {
     /// The host's network (a server and its client in one suite talk over
     /// loopback).

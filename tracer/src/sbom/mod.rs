@@ -35,7 +35,8 @@ pub enum SbomError {
 }
 
 /// The document formats written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// CycloneDX 1.6, JSON.
     CyclonedxJson,
