@@ -67,15 +67,22 @@ fn main() {
     }
 }
 
-/// Usage errors exit 2 as clap does; a malformed image reference is one
-/// line and exit 125, like an image that cannot be opened.
+/// Usage errors exit 2 as clap does; a malformed image reference, bind
+/// mount or environment entry is one line and exit 125, like an image
+/// that cannot be opened (the run cannot be set up; the arguments parse).
 fn bad_arguments(e: clap::Error) -> ! {
     use std::error::Error as _;
-    if let Some(te) = e
-        .source()
+    let source = e.source();
+    let ours = source
         .and_then(|s| s.downcast_ref::<tracer::source::transport::TransportError>())
-    {
-        eprintln!("trace: error: {te}");
+        .map(ToString::to_string)
+        .or_else(|| {
+            source
+                .and_then(|s| s.downcast_ref::<tracer::runtime::options::OptionError>())
+                .map(ToString::to_string)
+        });
+    if let Some(line) = ours {
+        eprintln!("trace: error: {line}");
         std::process::exit(TRACE_FAILED);
     }
     e.exit()

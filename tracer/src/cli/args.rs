@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 
 use crate::{
-    runtime::engine::{EngineArg, Network},
+    runtime::{
+        engine::{EngineArg, Network},
+        options::{BindMount, EnvVar},
+    },
     session::{CaptureSpec, ContainerSpec, spec},
 };
 
@@ -89,10 +92,10 @@ pub struct ContainerArgs {
     pub runtime: Option<PathBuf>,
     /// Bind a host directory into the container (`:ro` for read-only).
     #[arg(long = "mount", value_name = "SRC:DST[:ro]", requires = "image")]
-    pub mounts: Vec<String>,
+    pub mounts: Vec<BindMount>,
     /// Set an environment variable in the container (over the image's).
     #[arg(long = "env", value_name = "K=V", requires = "image")]
-    pub envs: Vec<String>,
+    pub envs: Vec<EnvVar>,
     /// Working directory in the container (over the image's).
     #[arg(long, value_name = "DIR", requires = "image")]
     pub workdir: Option<String>,

@@ -15,7 +15,11 @@ use oci_spec::runtime::{
     UserBuilder,
 };
 
-use super::{leftovers, unpack};
+use super::{
+    leftovers,
+    options::{BindMount, EnvVar},
+    unpack,
+};
 use crate::source::{self, ImageRef, rootfs::Rootfs, transport::TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,16 +42,12 @@ pub enum ContainerError {
         #[source]
         source: io::Error,
     },
-    #[error("--mount {0}: expected SRC:DST[:ro] with absolute paths, DST not /")]
-    BadMount(String),
     #[error("--mount {spec}: {source}")]
     MountSource {
         spec: String,
         #[source]
         source: io::Error,
     },
-    #[error("--env {0}: expected K=V with a non-empty name K")]
-    BadEnv(String),
     #[error("the image's Env entry {0:?} is not K=V with a non-empty name K")]
     ImageEnv(String),
     #[error("--workdir {0:?}: not an absolute path")]
@@ -86,8 +86,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
 pub struct Request<'a> {
     pub image: &'a ImageRef,
     pub runtime: Option<&'a Path>,
-    pub mounts: &'a [String],
-    pub env: &'a [String],
+    pub mounts: &'a [BindMount],
+    pub env: &'a [EnvVar],
     pub workdir: Option<&'a str>,
     /// `uid[:gid]` or `name[:group]` over the image's User.
     pub user: Option<&'a str>,
@@ -178,31 +178,12 @@ fn user(fs: &dyn Rootfs, spec: &str) -> Result<(u32, u32), UserError> {
     Ok((uid, gid))
 }
 
-/// `SRC:DST[:ro]`: absolute paths, an existing source, a destination
-/// other than the container's root.
-fn bind(spec: &str) -> Result<(Mount, String), ContainerError> {
-    let bad = || ContainerError::BadMount(spec.to_string());
-    let mut parts = spec.split(':');
-    let (src, dst) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
-    let ro = match parts.next() {
-        None => false,
-        Some("ro") => true,
-        Some(_) => return Err(bad()),
-    };
-    let dst_path = Path::new(dst);
-    if !src.starts_with('/')
-        || !dst.starts_with('/')
-        || parts.next().is_some()
-        || dst_path.parent().is_none()
-        || dst_path
-            .components()
-            .any(|c| c == std::path::Component::ParentDir)
-    {
-        return Err(bad());
-    }
+/// A bind mount with an existing source, as the runtime spec says it.
+fn bind(b: &BindMount) -> Result<Mount, ContainerError> {
+    let (src, dst, ro) = (&b.src, &b.dst, b.read_only);
     if let Err(source) = fs::metadata(src) {
         return Err(ContainerError::MountSource {
-            spec: spec.to_string(),
+            spec: b.to_string(),
             source,
         });
     }
@@ -214,7 +195,7 @@ fn bind(spec: &str) -> Result<(Mount, String), ContainerError> {
         .typ("bind")
         .options(options)
         .build()?;
-    Ok((m, dst.to_string()))
+    Ok(m)
 }
 
 /// The capability set docker and podman give a container by default: a
@@ -247,15 +228,10 @@ fn default_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities, Contai
         .build()?)
 }
 
-/// `K=V` with a non-empty K and no NUL byte.
-pub fn env_entry_ok(kv: &str) -> bool {
-    !kv.contains('\0') && kv.split_once('=').is_some_and(|(k, _)| !k.is_empty())
-}
-
 /// The image's Env with `--env` over it; every entry `K=V` with a
 /// non-empty K and no NUL (runc fails on anything else, after starting).
-fn environment(image: Option<Vec<String>>, over: &[String]) -> Result<Vec<String>, ContainerError> {
-    let good = env_entry_ok;
+fn environment(image: Option<Vec<String>>, over: &[EnvVar]) -> Result<Vec<String>, ContainerError> {
+    let good = EnvVar::is_valid;
     let mut env = image.unwrap_or_else(|| {
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
     });
@@ -263,12 +239,8 @@ fn environment(image: Option<Vec<String>>, over: &[String]) -> Result<Vec<String
         return Err(ContainerError::ImageEnv(bad.clone()));
     }
     for kv in over {
-        let (k, _) = kv
-            .split_once('=')
-            .filter(|_| good(kv))
-            .ok_or_else(|| ContainerError::BadEnv(kv.clone()))?;
-        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
-        env.push(kv.clone());
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(kv.key()));
+        env.push(kv.to_string());
     }
     Ok(env)
 }
@@ -341,7 +313,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
     };
     let mut binds = Vec::new();
     for m in req.mounts {
-        binds.push(bind(m)?);
+        binds.push((bind(m)?, m.dst.clone()));
     }
     let seccomp = match req.seccomp {
         Some(profile) => {
@@ -548,16 +520,12 @@ mod tests {
 
     #[test]
     fn mount_specs() {
-        let (m, dst) = bind("/tmp:/suite:ro").unwrap();
-        assert_eq!(dst, "/suite");
+        let b = |s: &str| bind(&s.parse().unwrap());
+        let m = b("/tmp:/suite:ro").unwrap();
+        assert_eq!(m.destination(), std::path::Path::new("/suite"));
         assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
-        assert!(bind("relative:/x").is_err());
-        assert!(bind("/a:/b:rw-ish").is_err());
-        assert!(bind("/only-one").is_err());
-        assert!(bind("/tmp:/").is_err());
-        assert!(bind("/tmp:/a/../b").is_err());
         assert!(matches!(
-            bind("/no/such/dir:/x"),
+            b("/no/such/dir:/x"),
             Err(ContainerError::MountSource { .. })
         ));
     }
@@ -565,13 +533,10 @@ mod tests {
     #[test]
     fn environment_and_workdir_are_checked() {
         let img = Some(vec!["PATH=/bin".to_string(), "A=1".to_string()]);
-        let env = environment(img.clone(), &["A=2".into(), "B=".into()]).unwrap();
+        let over = ["A=2".parse().unwrap(), "B=".parse().unwrap()];
+        let env = environment(img.clone(), &over).unwrap();
         assert_eq!(env, vec!["PATH=/bin", "A=2", "B="]);
         for bad in ["=x", "NOVALUE", "A\0B=1"] {
-            assert!(matches!(
-                environment(img.clone(), &[bad.into()]),
-                Err(ContainerError::BadEnv(_))
-            ));
             assert!(matches!(
                 environment(Some(vec![bad.into()]), &[]),
                 Err(ContainerError::ImageEnv(_))

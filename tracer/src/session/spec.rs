@@ -2,7 +2,10 @@
 //! reach userspace, and how a command runs in a container.
 use std::path::PathBuf;
 
-use crate::runtime::engine::{EngineArg, Network};
+use crate::runtime::{
+    engine::{EngineArg, Network},
+    options::{BindMount, EnvVar},
+};
 
 /// The default kernel-to-userspace ring buffer: 8 MiB.
 pub const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
@@ -44,9 +47,9 @@ pub struct ContainerSpec {
     /// The OCI runtime for runc (default: runc, else crun, from PATH).
     pub runtime: Option<PathBuf>,
     /// Bind mounts, `SRC:DST[:ro]`.
-    pub mounts: Vec<String>,
+    pub mounts: Vec<BindMount>,
     /// Environment over the image's, `K=V`.
-    pub envs: Vec<String>,
+    pub envs: Vec<EnvVar>,
     /// Working directory over the image's.
     pub workdir: Option<String>,
     /// User over the image's, `uid[:gid]` or `name[:group]`.
