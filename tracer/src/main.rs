@@ -2,7 +2,7 @@
 //! into one line on stderr and exit status 125.
 use clap::Parser;
 use tracer::{
-    cli::{Cli, Command},
+    cli::Cli,
     runtime::{leftovers, status::TRACE_FAILED},
 };
 
@@ -17,17 +17,10 @@ fn main() {
     // first removes what killed runs left, then records its own (and a
     // supervisor removes them if this process is killed). Before any
     // thread exists: the supervisor is forked.
-    if matches!(
-        cli.command,
-        Command::Run(_)
-            | Command::Build(_)
-            | Command::Verify(_)
-            | Command::Minimize(_)
-            | Command::Attach(_)
-    ) {
+    if cli.command.makes_leftovers() {
         leftovers::sweep_stale();
         if let Err(e) = leftovers::init(true) {
-            eprintln!("trace: error: {e}");
+            eprintln!("trace: error: {}", with_causes(&e));
             std::process::exit(TRACE_FAILED);
         }
         tracer::timing::mark("stale state swept, supervisor started");
@@ -42,26 +35,13 @@ fn main() {
             std::process::exit(TRACE_FAILED);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => tracer::cli::run::run(args).await,
-            Command::Build(args) => tracer::cli::build::build(args),
-            Command::Verify(args) => tracer::cli::verify::verify(args).await,
-            Command::Minimize(args) => tracer::cli::minimize::minimize(args).await,
-            Command::Attach(args) => tracer::cli::attach::attach(args).await,
-            Command::Merge(args) => tracer::cli::merge::run(args),
-            Command::Allowlist(args) => tracer::cli::allowlist::run(args),
-            Command::Seccomp(args) => tracer::cli::seccomp::run(args),
-            Command::StructureTest(args) => tracer::cli::structure::run(args),
-            Command::Report(args) => tracer::cli::report::run(args),
-            Command::Sbom(args) => tracer::cli::sbom::run(args),
-        }
-    });
+    let result = runtime.block_on(cli.command.run());
     leftovers::finish();
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("trace: error: {}", one_line(&chain(&e)));
+            // Each error says its own context; `{:#}` adds its causes.
+            eprintln!("trace: error: {}", one_line(&format!("{e:#}")));
             std::process::exit(TRACE_FAILED);
         }
     }
@@ -75,11 +55,11 @@ fn bad_arguments(e: clap::Error) -> ! {
     let source = e.source();
     let ours = source
         .and_then(|s| s.downcast_ref::<tracer::source::transport::TransportError>())
-        .map(ToString::to_string)
+        .map(|e| with_causes(e))
         .or_else(|| {
             source
                 .and_then(|s| s.downcast_ref::<tracer::runtime::options::OptionError>())
-                .map(ToString::to_string)
+                .map(|e| with_causes(e))
         });
     if let Some(line) = ours {
         eprintln!("trace: error: {line}");
@@ -88,25 +68,14 @@ fn bad_arguments(e: clap::Error) -> ! {
     e.exit()
 }
 
-/// The error and its causes, each said once: typed errors already name
-/// their source in their own message.
-fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        // "reading X" then "X: why": say X once.
-        let s = s
-            .match_indices(": ")
-            .map(|(i, _)| i)
-            .find(|&i| out.ends_with(&s[..i]))
-            .map_or(s.as_str(), |i| &s[i + 2..]);
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(s);
+/// An error and its causes, as `{:#}` shows an `anyhow::Error`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
     }
     out
 }

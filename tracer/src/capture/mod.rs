@@ -42,17 +42,17 @@ pub enum CaptureError {
         "kernel BTF not found at {0} (the kernel needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf FILE)"
     )]
     NoBtf(String),
-    #[error("reading kernel BTF: {0}")]
+    #[error("reading kernel BTF")]
     Btf(#[from] btf::BtfError),
-    #[error("the kernel refused to load the eBPF object: {0}")]
+    #[error("the kernel refused to load the eBPF object")]
     Load(#[source] aya::EbpfError),
-    #[error("eBPF program {name}: {source}")]
+    #[error("eBPF program {name}")]
     Program {
         name: String,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("eBPF map {name}: {source}")]
+    #[error("eBPF map {name}")]
     Map {
         name: &'static str,
         #[source]

@@ -68,7 +68,7 @@ impl AttachArgs {
     }
 }
 
-pub async fn attach(args: AttachArgs) -> Result<i32> {
+pub async fn run(args: AttachArgs) -> Result<i32> {
     let (trace, files) = attach::attach(&args.spec()?).await?;
     let format = args.format.unwrap_or(if args.output.is_some() {
         Format::Json

@@ -114,7 +114,7 @@ impl BuildArgs {
     }
 }
 
-pub fn build(args: BuildArgs) -> Result<i32> {
+pub fn run(args: BuildArgs) -> Result<i32> {
     let report = build::build(&args.spec())?;
     eprint!("{}", build::summary(&report));
     Ok(0)

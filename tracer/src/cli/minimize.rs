@@ -55,7 +55,7 @@ impl MinimizeArgs {
     }
 }
 
-pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
+pub async fn run(args: MinimizeArgs) -> Result<i32> {
     let (full, report, o, paths) = match minimize::minimize(&args.spec()).await? {
         Minimized::FailedInFull { full, artifacts } => {
             eprintln!(

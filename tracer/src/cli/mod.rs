@@ -1,4 +1,7 @@
-//! Command-line interface: one module per subcommand.
+//! Command-line interface: one module per subcommand, each with its
+//! clap arguments and one entry point, `run(args) -> Result<exit status>`,
+//! that turns the arguments into a library value (a session's spec, a
+//! trace to derive from), calls the library, and prints the result.
 pub mod allowlist;
 pub mod args;
 pub mod attach;
@@ -53,6 +56,38 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Write the SBOM of any image (CycloneDX or SPDX JSON).
     Sbom(sbom::SbomArgs),
+}
+
+impl Command {
+    /// Whether the subcommand may make cgroups, containers or temporary
+    /// files, which a killed run leaves behind.
+    pub fn makes_leftovers(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_)
+                | Command::Build(_)
+                | Command::Verify(_)
+                | Command::Minimize(_)
+                | Command::Attach(_)
+        )
+    }
+
+    /// Runs the subcommand; returns the exit status.
+    pub async fn run(self) -> anyhow::Result<i32> {
+        match self {
+            Command::Run(args) => run::run(args).await,
+            Command::Build(args) => build::run(args),
+            Command::Verify(args) => verify::run(args).await,
+            Command::Minimize(args) => minimize::run(args).await,
+            Command::Attach(args) => attach::run(args).await,
+            Command::Merge(args) => merge::run(args),
+            Command::Allowlist(args) => allowlist::run(args),
+            Command::Seccomp(args) => seccomp::run(args),
+            Command::StructureTest(args) => structure::run(args),
+            Command::Report(args) => report::run(args),
+            Command::Sbom(args) => sbom::run(args),
+        }
+    }
 }
 
 /// Limits on reading images, for every subcommand that reads one.

@@ -44,7 +44,7 @@ impl VerifyArgs {
     }
 }
 
-pub async fn verify(args: VerifyArgs) -> Result<i32> {
+pub async fn run(args: VerifyArgs) -> Result<i32> {
     let o = verify::check(&args.spec()).await?;
     if let Some(out) = &args.output {
         write::write_atomic(out, &write::to_json(&o.trace))?;

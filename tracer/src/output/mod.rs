@@ -87,22 +87,22 @@ pub enum OutputError {
     BadPath { path: PathBuf },
     #[error("{path} is not in {rootfs}")]
     Missing { path: PathBuf, rootfs: String },
-    #[error("cannot read {path} from {rootfs}: {source}")]
+    #[error("cannot read {path} from {rootfs}")]
     Read {
         path: PathBuf,
         rootfs: String,
         source: io::Error,
     },
-    #[error("cannot add {path} to the layer: {source}")]
+    #[error("cannot add {path} to the layer")]
     Layer { path: PathBuf, source: io::Error },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot build the image {what}: {source}")]
+    #[error("cannot build the image {what}")]
     Spec {
         what: &'static str,
         source: oci_spec::OciSpecError,
     },
-    #[error("cannot encode the {what}: {source}")]
+    #[error("cannot encode the {what}")]
     Json {
         what: &'static str,
         source: serde_json::Error,

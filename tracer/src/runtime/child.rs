@@ -114,6 +114,9 @@ fn join_scope(join: &PreExec) -> io::Result<()> {
                 value: &start as *const u64 as u64,
                 flags: 0,
             };
+            // SAFETY: BPF_MAP_UPDATE_ELEM reads `attr` (its size given)
+            // and the key and value it points at, all live locals; the
+            // map fd is ours. No safe wrapper covers a raw map fd here.
             let rc = unsafe {
                 libc::syscall(
                     libc::SYS_bpf,

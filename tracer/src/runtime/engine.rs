@@ -59,7 +59,7 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Runc(#[from] runc::ContainerError),
-    #[error("--mount {spec}: {source}")]
+    #[error("--mount {spec}")]
     MountSource {
         spec: String,
         #[source]

@@ -56,7 +56,7 @@ static RECORDS: OnceLock<PathBuf> = OnceLock::new();
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeftoverError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

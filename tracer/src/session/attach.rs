@@ -269,7 +269,7 @@ fn container_cgroup(
             Err(EngineError::NoContainer { .. }) => notes.push(m.to_string()),
             Err(EngineError::Down { .. }) => notes.push(format!("{m} (not reachable)")),
             Err(e @ EngineError::NotRunning { .. }) => return Err(e.into()),
-            Err(e) => notes.push(format!("{m} ({e})")),
+            Err(e) => notes.push(format!("{m} ({:#})", anyhow::Error::from(e))),
         }
     }
     match found.as_slice() {
