@@ -70,6 +70,15 @@ pub fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The command to run, last on the line: everything after `--`, or from
+/// the first word that is not an option (its own options untouched).
+#[derive(Clone, Debug, Args)]
+pub struct CommandArg {
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
 /// How to run the command in a container; shared by run, verify and
 /// minimize (each has an `--image`).
 #[derive(Clone, Debug, Default, Args)]

@@ -37,8 +37,8 @@ pub struct MinimizeArgs {
     /// union of the traces; files seen in only some runs are listed.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub cmd: super::args::CommandArg,
 }
 
 impl MinimizeArgs {
@@ -50,7 +50,7 @@ impl MinimizeArgs {
             container: (&self.container).into(),
             capture: (&self.capture).into(),
             runs: self.runs,
-            command: self.command.clone(),
+            command: self.cmd.command.clone(),
         }
     }
 }
@@ -80,7 +80,7 @@ pub async fn run(args: MinimizeArgs) -> Result<i32> {
         .collect();
     execs.sort();
     execs.dedup();
-    eprintln!("trace minimize: {}", args.command.join(" "));
+    eprintln!("trace minimize: {}", args.cmd.command.join(" "));
     eprintln!("                 {:>14}  {:>14}", "full", "minimal");
     eprintln!(
         "  size           {:>14}  {:>14}   ({:.1}x smaller)",

@@ -210,7 +210,7 @@ mod tests {
             else {
                 panic!("{args:?} did not parse as run");
             };
-            assert_eq!(r.command, ["ls", "-l", "--color"]);
+            assert_eq!(r.cmd.command, ["ls", "-l", "--color"]);
         }
         let Ok(Cli {
             command: super::Command::Minimize(m),
@@ -219,7 +219,7 @@ mod tests {
         else {
             panic!("minimize did not parse");
         };
-        assert_eq!(m.command, ["-weird", "--x"]);
+        assert_eq!(m.cmd.command, ["-weird", "--x"]);
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn image_view(
     src: &source::ImageRef,
     keep: &super::keep::KeepArgs,
 ) -> Result<Image> {
-    let image = src.open().with_context(|| format!("reading {src}"))?;
+    let image = src.open().context("reading the source image")?;
     let fs = image.rootfs.as_ref();
     let opts = keep.options(image.config.as_ref());
     let levels = levels::every_level(fs, trace, &opts)?;

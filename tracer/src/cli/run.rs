@@ -65,9 +65,8 @@ pub struct RunArgs {
     /// (files seen in only some runs are listed).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub cmd: super::args::CommandArg,
 }
 
 impl From<ScopeArg> for ScopeMode {
@@ -84,7 +83,7 @@ impl RunArgs {
     /// The session these arguments describe.
     pub fn spec(&self) -> RunSpec {
         RunSpec {
-            command: self.command.clone(),
+            command: self.cmd.command.clone(),
             scope: self.scope.into(),
             wait_descendants: self.wait_descendants,
             image: self.image.clone(),

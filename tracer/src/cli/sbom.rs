@@ -58,10 +58,7 @@ pub struct SbomArgs {
 }
 
 pub fn run(args: SbomArgs) -> Result<i32> {
-    let image = args
-        .from
-        .open()
-        .with_context(|| format!("reading the image {}", args.from))?;
+    let image = args.from.open().context("reading the image")?;
     if let Some(p) = &args.output {
         check_writable(p)?;
     }

@@ -28,8 +28,8 @@ pub struct VerifyArgs {
     pub container: ContainerArgs,
     #[command(flatten)]
     pub capture: CaptureArgs,
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub cmd: super::args::CommandArg,
 }
 
 impl VerifyArgs {
@@ -39,7 +39,7 @@ impl VerifyArgs {
             full: self.full.clone(),
             container: (&self.container).into(),
             capture: (&self.capture).into(),
-            command: self.command.clone(),
+            command: self.cmd.command.clone(),
         }
     }
 }

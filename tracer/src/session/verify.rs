@@ -40,7 +40,7 @@ pub struct Outcome {
 
 /// Paths the run looked for and did not find, which exist in `full`.
 pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
-    let image = full.open().with_context(|| format!("reading {full}"))?;
+    let image = full.open().context("reading the full image")?;
     let fs = image.rootfs.as_ref();
     let mut out = Vec::new();
     for f in &trace.files {
@@ -82,8 +82,8 @@ pub async fn check(spec: &VerifySpec) -> Result<Outcome> {
     let (mut listed, mut creates) = (Vec::new(), Vec::new());
     let missing = match (passed, full) {
         (false, Some(full)) => {
-            let f = full.open().with_context(|| format!("reading {full}"))?;
-            let m = image.open().with_context(|| format!("reading {image}"))?;
+            let f = full.open().context("reading the full image")?;
+            let m = image.open().context("reading the image")?;
             let asked = super::hints::asked_names(&stderr);
             listed = super::hints::listed(&trace, m.rootfs.as_ref(), f.rootfs.as_ref(), &asked);
             creates = super::hints::create_parents(&trace, m.rootfs.as_ref(), f.rootfs.as_ref());

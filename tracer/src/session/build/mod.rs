@@ -107,10 +107,7 @@ pub fn build(spec: &BuildSpec) -> Result<Report> {
         &spec.image.exclude,
         &spec.image.include_from,
     )?;
-    let image = spec
-        .from
-        .open()
-        .with_context(|| format!("reading the source image {}", spec.from))?;
+    let image = spec.from.open().context("reading the source image")?;
     let kept = closure::compute_with(
         image.rootfs.as_ref(),
         &traces,
