@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::run::{self, Format};
+use super::output::TraceOutput;
 use crate::session::attach::{self, AttachSpec, AttachTarget, ContainerEngine};
 
 #[derive(Debug, Args)]
@@ -27,12 +27,8 @@ pub struct Target {
 pub struct AttachArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Write the trace here (atomically). Without it, a summary goes to stderr.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// json (default with -o) or text (default without -o).
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    #[command(flatten)]
+    pub out: TraceOutput,
     /// With --container: the engine to ask (default: every one installed).
     #[arg(long, value_enum, requires = "container")]
     pub engine: Option<ContainerEngine>,
@@ -70,11 +66,6 @@ impl AttachArgs {
 
 pub async fn run(args: AttachArgs) -> Result<i32> {
     let (trace, files) = attach::attach(&args.spec()?).await?;
-    let format = args.format.unwrap_or(if args.output.is_some() {
-        Format::Json
-    } else {
-        Format::Text
-    });
-    run::report_streamed(trace, files, args.output.as_deref(), format)?;
+    args.out.write_streamed(trace, files)?;
     Ok(0)
 }

@@ -10,6 +10,7 @@ pub mod keep;
 pub mod levels;
 pub mod merge;
 pub mod minimize;
+pub mod output;
 pub mod report;
 pub mod run;
 pub mod sbom;

@@ -1,25 +1,17 @@
-//! `trace run`: the arguments of a run, and how its trace is written.
+//! `trace run`: the arguments of a run.
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use super::args::{CaptureArgs, ContainerArgs};
+use super::{
+    args::{CaptureArgs, ContainerArgs},
+    output::TraceOutput,
+};
 use crate::{
-    capture::collect::Files,
-    model::{text, trace::Trace, write},
-    session::{
-        self, RunSpec, ScopeMode,
-        runs::{self},
-    },
+    session::{self, RunSpec, ScopeMode, runs},
     source::{self, ImageRef},
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Json,
-    Text,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScopeArg {
@@ -34,12 +26,8 @@ pub enum ScopeArg {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Write the trace here (atomically). Without it, a summary goes to stderr.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// json (default with -o) or text (default without -o).
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    #[command(flatten)]
+    pub out: TraceOutput,
     #[arg(long, value_enum, default_value = "auto")]
     pub scope: ScopeArg,
     /// After the command exits, keep tracing its leftover descendants for up
@@ -95,71 +83,19 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
-    let format = args.format.unwrap_or(if args.output.is_some() {
-        Format::Json
-    } else {
-        Format::Text
-    });
     let spec = args.spec();
     let trace = if args.runs <= 1 {
         // One run: its files go straight from the collector to the output.
         let (trace, files) = session::run::execute_streamed(&spec).await?;
         crate::timing::mark("capture torn down");
-        report_streamed(trace, files, args.output.as_deref(), format)?
+        args.out.write_streamed(trace, files)?
     } else {
         let (trace, _) = runs::execute(&spec, args.runs as usize).await?;
         crate::timing::mark("capture torn down");
-        report(&trace, args.output.as_deref(), format)?;
+        args.out.write(&trace)?;
         trace
     };
     crate::timing::mark("trace written");
     eprint!("{}", runs::describe(&trace));
     Ok(trace.exit.code)
-}
-
-/// [`report`] for a trace whose files are still in the collector: JSON to
-/// a file is written as the files are read, never held whole. Returns the
-/// trace without its files.
-pub fn report_streamed(
-    mut trace: Trace,
-    files: Files,
-    output: Option<&std::path::Path>,
-    format: Format,
-) -> Result<Trace> {
-    match (output, format) {
-        (Some(path), Format::Json) => {
-            write::write_atomic_with(path, |w| write::write_json_streamed(w, &trace, files))?;
-            warn_incomplete(&trace);
-        }
-        _ => {
-            files.collect_into(&mut trace);
-            report(&trace, output, format)?;
-        }
-    }
-    Ok(trace)
-}
-
-fn warn_incomplete(trace: &Trace) {
-    if !trace.complete {
-        eprintln!(
-            "trace: warning: the trace is incomplete: {}",
-            trace.incomplete_reasons.join("; ")
-        );
-    }
-}
-
-pub fn report(trace: &Trace, output: Option<&std::path::Path>, format: Format) -> Result<()> {
-    let rendered = match format {
-        Format::Json => write::to_json(trace),
-        Format::Text => text::render(trace).into_bytes(),
-    };
-    match output {
-        Some(path) => write::write_atomic(path, &rendered)?,
-        None => {
-            use std::io::Write;
-            std::io::stderr().write_all(&rendered)?;
-        }
-    }
-    warn_incomplete(trace);
-    Ok(())
 }
