@@ -305,12 +305,14 @@ async fn drain_descendants(
     collector: &mut Collector,
     wait: Duration,
 ) -> u32 {
-    let deadline = tokio::time::Instant::now() + wait;
+    // A wait too long to represent is "until they end".
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(wait);
     let alive = |capture: &Capture| match handle {
         ScopeHandle::Cgroup(cg) => cg.populated(),
         ScopeHandle::Pids => !capture.scope_pids().is_empty(),
     };
-    while alive(capture) && tokio::time::Instant::now() < deadline {
+    while alive(capture) && deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
         tokio::select! {
             r = capture.readable() => {
                 if r.is_ok() {
