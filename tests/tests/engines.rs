@@ -6,8 +6,13 @@
 //! shared with an engine the machine may already run.
 //!
 //! A custom harness (libtest-mimic) so the engines start once for all the
-//! tests and are stopped after the last one.
-mod common;
+//! tests and are stopped after the last one, and the tests run one at a
+//! time (they look at what `trace` left in the engines). That is why this
+//! is a binary of its own and not a module of `it/`: libtest has no hook
+//! to stop a daemon after the last test, and runs tests in parallel with
+//! the rest. It shares `it/util.rs`.
+#[path = "it/util.rs"]
+mod util;
 
 use std::{
     fs,
@@ -17,9 +22,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
+use util::*;
 
 const SUITE: &str = r#"import unittest, json, decimal
 class T(unittest.TestCase):

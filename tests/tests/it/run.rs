@@ -1,6 +1,5 @@
 //! End-to-end tests of `trace run`: real programs under the real eBPF
 //! programs (run as root), exact assertions on the trace they produce.
-mod common;
 
 use std::{
     fs,
@@ -8,7 +7,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::*;
+use crate::util::*;
 
 #[test]
 fn cat_etc_hostname() {
@@ -391,7 +390,7 @@ fn exit_status_passes_through() {
     let bad_format = run_in(dir.path(), &[], &[data.to_str().unwrap()]);
     assert_eq!(bad_format.code(), 126, "{}", bad_format.stderr());
     // The failed PATH search is itself in the trace.
-    let failed: Vec<_> = common::files(missing.trace())
+    let failed: Vec<_> = files(missing.trace())
         .iter()
         .filter(|f| {
             f["path"]

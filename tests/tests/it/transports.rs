@@ -2,11 +2,10 @@
 //! `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME]` name the same
 //! images as the plain paths, select by tag, and write tagged images. No
 //! engine is needed for any of them (the engines are in engines.rs).
-mod common;
 
 use std::{fs, process::Command};
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn trace() -> Command {

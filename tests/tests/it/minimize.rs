@@ -1,7 +1,6 @@
 //! `trace minimize` and `trace verify` end to end: the Debian fixture
 //! image with python3, curl and nginx-light, three suites bound in from
 //! the host, runc.
-mod common;
 
 use std::{
     fs,
@@ -10,7 +9,7 @@ use std::{
     process::{Command, Output},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn full_image() -> PathBuf {

@@ -1,5 +1,4 @@
 //! Outputs derived from traces: `trace merge` and `trace allowlist`.
-mod common;
 
 use std::{
     collections::BTreeSet,
@@ -8,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn rootfs() -> PathBuf {

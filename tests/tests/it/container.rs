@@ -1,10 +1,9 @@
 //! `trace run --image`: a real OCI runtime (runc), the Debian fixture
 //! image, a test suite bound in from the host.
-mod common;
 
 use std::{fs, path::PathBuf, process::Command};
 
-use common::*;
+use crate::util::*;
 
 const SUITE: &str = r#"import unittest, json, decimal
 class T(unittest.TestCase):

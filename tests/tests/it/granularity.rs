@@ -3,7 +3,6 @@
 //! `file` level with no interpreter it never ran; a second, realistic
 //! workload fails at `file` and passes at the level that covers it;
 //! `--runs 3` names the file only some runs used.
-mod common;
 
 use std::{
     fs,
@@ -12,7 +11,7 @@ use std::{
     process::{Command, Output},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn apps_image() -> PathBuf {

@@ -2,7 +2,6 @@
 //! helper from tests/programs (compiled here with gcc) under `trace run` or
 //! `trace attach` with the real eBPF programs, and asserts the exact path,
 //! op, syscall and result recorded, or `complete: false` with its reason.
-mod common;
 
 use std::{
     fs,
@@ -12,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::{Value, json};
 
 /// A test's own directory (canonical, so it is the name the kernel uses).

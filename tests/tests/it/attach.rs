@@ -1,6 +1,5 @@
 //! `trace attach`: a container started by runc, a host process tree, a
 //! cgroup, all already running when the trace starts.
-mod common;
 
 use std::{
     fs,
@@ -8,7 +7,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn attach(dir: &std::path::Path, target: &[&str]) -> Value {

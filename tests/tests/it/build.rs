@@ -1,7 +1,6 @@
 //! End-to-end tests of `trace build`: fixtures made by debootstrap, umoci
 //! and skopeo (`cargo xtask fixtures`), minimal images checked by skopeo,
 //! umoci and runc.
-mod common;
 
 use std::{
     fs,
@@ -9,7 +8,7 @@ use std::{
     process::Command,
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn rootfs() -> PathBuf {

@@ -3,7 +3,6 @@
 //! (cyclonedx-python-lib, spdx-tools), the NTIA minimum elements
 //! (ntia-conformance-checker) and an independent scanner (cdxgen, which
 //! reads image archives offline with trivy).
-mod common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn tool(var: &str) -> PathBuf {
