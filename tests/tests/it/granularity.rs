@@ -8,7 +8,7 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
 use crate::util::*;
@@ -36,11 +36,7 @@ fn workloads(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn trace_cli(args: &[&str]) -> Output {
-    Command::new(trace_bin())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("trace runs")
+    TestCommand::trace().args(args).run()
 }
 
 fn stderr(o: &Output) -> String {

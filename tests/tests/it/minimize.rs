@@ -6,7 +6,7 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
 use crate::util::*;
@@ -86,11 +86,7 @@ fn suite(name: &str, body: &str) -> tempfile::TempDir {
 }
 
 fn trace_cli(args: &[&str]) -> Output {
-    Command::new(trace_bin())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("trace runs")
+    TestCommand::trace().args(args).run()
 }
 
 /// `trace minimize` with the suite mounted at /suite; returns the output

@@ -1,12 +1,15 @@
 //! Running the `trace` binary and reading its trace in tests.
-#![allow(dead_code)]
+// Shared by the `it` and `engines` binaries, each of which uses part of it.
+#![allow(dead_code, unused_imports)]
 
 use std::{
+    ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
 };
 
 use serde_json::Value;
+pub use tracer::model::trace::{Access, Exec, FileEntry, Op, OpenMode, Syscalls, Trace};
 
 /// The binary under test: `TRACE_BIN` (set by `cargo xtask test`), else the
 /// debug build in the workspace's target directory.
@@ -32,12 +35,153 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
+/// A command under test, built like `std::process::Command`, whose
+/// `run`/`expect_*` methods panic with everything needed to see why: the
+/// command line, its status, its stdout and its stderr.
+pub struct TestCommand {
+    cmd: Command,
+}
+
+impl TestCommand {
+    pub fn new(program: impl AsRef<OsStr>) -> TestCommand {
+        TestCommand {
+            cmd: Command::new(program),
+        }
+    }
+
+    /// The `trace` binary under test, with stdin from /dev/null and without
+    /// cargo's `LD_LIBRARY_PATH` (the traced programs' lookups stay their
+    /// own).
+    pub fn trace() -> TestCommand {
+        let mut c = TestCommand::new(trace_bin());
+        c.env_remove("LD_LIBRARY_PATH").stdin(Stdio::null());
+        c
+    }
+
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut TestCommand {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut TestCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut TestCommand {
+        self.cmd.env(key, val);
+        self
+    }
+
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut TestCommand {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut TestCommand {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut TestCommand {
+        self.cmd.stdin(cfg);
+        self
+    }
+
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut TestCommand {
+        self.cmd.stdout(cfg);
+        self
+    }
+
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut TestCommand {
+        self.cmd.stderr(cfg);
+        self
+    }
+
+    /// The command line, for messages.
+    pub fn shown(&self) -> String {
+        let mut s = self.cmd.get_program().to_string_lossy().into_owned();
+        for a in self.cmd.get_args() {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Starts the command in the background.
+    pub fn spawn(&mut self) -> Child {
+        match self.cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start {}: {e}", self.shown()),
+        }
+    }
+
+    /// Runs the command to its end, whatever its status.
+    pub fn run(&mut self) -> Output {
+        match self.cmd.output() {
+            Ok(o) => o,
+            Err(e) => panic!("cannot start {}: {e}", self.shown()),
+        }
+    }
+
+    /// Runs the command; panics with its output unless it exits 0.
+    pub fn expect_success(&mut self) -> Output {
+        let o = self.run();
+        if !o.status.success() {
+            panic!("expected success:\n{}", self.report(&o));
+        }
+        o
+    }
+
+    /// Runs the command; panics with its output if it exits 0.
+    pub fn expect_failure(&mut self) -> Output {
+        let o = self.run();
+        if o.status.success() {
+            panic!("expected failure:\n{}", self.report(&o));
+        }
+        o
+    }
+
+    /// Runs the command; panics with its output unless it exits `code`.
+    pub fn expect_code(&mut self, code: i32) -> Output {
+        let o = self.run();
+        if o.status.code() != Some(code) {
+            panic!("expected exit status {code}:\n{}", self.report(&o));
+        }
+        o
+    }
+
+    /// The command, its status and its output, for a panic message.
+    pub fn report(&self, o: &Output) -> String {
+        format!(
+            "command: {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+            self.shown(),
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+}
+
+/// What a `trace run` did: its output and the trace it wrote, read into
+/// the library's own typed model.
 pub struct Run {
     pub out: Output,
-    pub trace: Option<Value>,
+    pub trace: Option<Trace>,
 }
 
 impl Run {
+    /// The result of a `trace run -o DIR/trace.json` that has ended.
+    pub fn new(out: Output, dir: &Path) -> Run {
+        Run {
+            out,
+            trace: read_trace(dir),
+        }
+    }
     pub fn code(&self) -> i32 {
         self.out.status.code().unwrap_or(-1)
     }
@@ -47,7 +191,8 @@ impl Run {
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.out.stdout).into_owned()
     }
-    pub fn trace(&self) -> &Value {
+    /// The trace written, typed.
+    pub fn trace(&self) -> &Trace {
         match &self.trace {
             Some(t) => t,
             None => panic!("no trace written; stderr:\n{}", self.stderr()),
@@ -55,32 +200,27 @@ impl Run {
     }
 }
 
-/// A `trace` invocation that writes its JSON into `dir`.
-pub fn trace_cmd(dir: &Path, extra: &[&str], cmd: &[&str]) -> Command {
-    let mut c = Command::new(trace_bin());
+/// A `trace run` invocation that writes its JSON into `dir`.
+pub fn trace_cmd(dir: &Path, extra: &[&str], cmd: &[&str]) -> TestCommand {
+    let mut c = TestCommand::trace();
     c.arg("run")
         .arg("-o")
         .arg(dir.join("trace.json"))
         .args(extra)
         .arg("--")
-        .args(cmd)
-        // cargo test puts target/ on the library path; keep the traced
-        // programs' lookups to their own.
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null());
+        .args(cmd);
     c
 }
 
 /// Starts `trace run` of `sh -c SCRIPT` in the background and returns once
 /// the traced shell is running (it touches a marker first), so a test can
 /// signal a trace that is certainly set up, however slow start-up is.
-pub fn spawn_started(dir: &Path, script: &str) -> std::process::Child {
+pub fn spawn_started(dir: &Path, script: &str) -> Child {
     let marker = dir.join("started");
     let full = format!("touch {}; exec {script}", marker.display());
     let child = trace_cmd(dir, &[], &["sh", "-c", &full])
         .stderr(Stdio::null())
-        .spawn()
-        .expect("trace binary runs");
+        .spawn();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !marker.exists() {
         assert!(
@@ -94,61 +234,68 @@ pub fn spawn_started(dir: &Path, script: &str) -> std::process::Child {
 }
 
 pub fn run_in(dir: &Path, extra: &[&str], cmd: &[&str]) -> Run {
-    let out = trace_cmd(dir, extra, cmd)
-        .output()
-        .expect("trace binary runs");
-    Run {
-        out,
-        trace: read_trace(dir),
+    Run::new(trace_cmd(dir, extra, cmd).run(), dir)
+}
+
+/// The trace `trace_cmd` wrote into `dir`, if any, read by the library's
+/// own reader (which also checks its format, version and paths).
+pub fn read_trace(dir: &Path) -> Option<Trace> {
+    let path = dir.join("trace.json");
+    path.exists().then(|| read_trace_file(&path))
+}
+
+/// The trace at `path`, read by the library's own reader; panics naming
+/// the file when it is missing or not a valid trace.
+pub fn read_trace_file(path: &Path) -> Trace {
+    match tracer::model::write::read(path) {
+        Ok(t) => t,
+        Err(e) => panic!("{} is not a valid trace: {e:#}", path.display()),
     }
 }
 
-/// The trace `trace_cmd` wrote into `dir`, if any.
-pub fn read_trace(dir: &Path) -> Option<Value> {
-    std::fs::read(dir.join("trace.json"))
-        .ok()
-        .map(|b| serde_json::from_slice(&b).expect("trace file is JSON"))
+pub fn files(t: &Trace) -> &[FileEntry] {
+    &t.files
 }
 
-pub fn files(t: &Value) -> &Vec<Value> {
-    t["files"].as_array().expect("files array")
-}
-
-pub fn file<'a>(t: &'a Value, path: &str) -> Option<&'a Value> {
-    files(t).iter().find(|f| f["path"] == path)
+pub fn file<'a>(t: &'a Trace, path: &str) -> Option<&'a FileEntry> {
+    t.files.iter().find(|f| f.path == path)
 }
 
 /// The accesses recorded for `path` (empty when the path is absent).
-pub fn accesses<'a>(t: &'a Value, path: &str) -> Vec<&'a Value> {
+pub fn accesses<'a>(t: &'a Trace, path: &str) -> Vec<&'a Access> {
     file(t, path)
-        .and_then(|f| f["accesses"].as_array())
-        .map(|a| a.iter().collect())
+        .map(|f| f.accesses.iter().collect())
         .unwrap_or_default()
 }
 
-pub fn has(t: &Value, path: &str, op: &str, result: &str) -> bool {
+pub fn has(t: &Trace, path: &str, op: &str, result: &str) -> bool {
     accesses(t, path)
         .iter()
-        .any(|a| a["op"] == op && a["result"] == result)
+        .any(|a| op_name(a.op) == op && a.result == result)
 }
 
-pub fn paths(t: &Value) -> Vec<String> {
-    files(t)
-        .iter()
-        .filter_map(|f| f["path"].as_str().map(String::from))
-        .collect()
+/// An op as the trace names it (`open`, `pivot_root`).
+pub fn op_name(op: Op) -> String {
+    match serde_json::to_value(op) {
+        Ok(Value::String(s)) => s,
+        other => panic!("op {op:?} serializes as {other:?}"),
+    }
 }
 
-pub fn execs(t: &Value) -> &Vec<Value> {
-    t["execs"].as_array().expect("execs array")
+pub fn paths(t: &Trace) -> Vec<String> {
+    t.files.iter().map(|f| f.path.clone()).collect()
+}
+
+pub fn execs(t: &Trace) -> &[Exec] {
+    &t.execs
 }
 
 /// Asserts the trace is complete and shows what is missing if not.
-pub fn assert_complete(t: &Value) {
-    assert_eq!(
-        t["complete"], true,
-        "trace incomplete: lost {} / counters {}",
-        t["lost_events"], t["counters"]
+pub fn assert_complete(t: &Trace) {
+    assert!(
+        t.complete,
+        "trace incomplete: {:?}; lost {:?} / counters {:?}",
+        t.incomplete_reasons, t.lost_events, t.counters
     );
 }
 
@@ -177,25 +324,20 @@ pub fn programs_dir() -> PathBuf {
 pub fn build_c(name: &str, out: &Path, outname: &str, flags: &[&str]) -> PathBuf {
     let src = programs_dir().join(format!("{name}.c"));
     let bin = out.join(outname);
-    let o = Command::new("gcc")
+    // gcc: `cargo xtask test` installs it.
+    TestCommand::new("gcc")
         .args(["-O1", "-Wall", "-Werror", "-o"])
         .arg(&bin)
         .arg(&src)
         .args(flags)
-        .output()
-        .expect("gcc runs (cargo xtask test installs it)");
-    assert!(
-        o.status.success(),
-        "gcc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_success();
     bin
 }
 
-/// Whether `access` has every key of `want` with the same value; a null
-/// in `want` means the key must be absent.
-pub fn access_matches(access: &Value, want: &Value) -> bool {
+/// Whether `access`, as the trace file writes it, has every key of `want`
+/// with the same value; a null in `want` means the key must be absent.
+pub fn access_matches(access: &Access, want: &Value) -> bool {
+    let access = access_json(access);
     want.as_object()
         .expect("an object of wanted fields")
         .iter()
@@ -208,8 +350,13 @@ pub fn access_matches(access: &Value, want: &Value) -> bool {
         })
 }
 
+/// An access as the trace file writes it.
+pub fn access_json(access: &Access) -> Value {
+    serde_json::to_value(access).expect("an access serializes")
+}
+
 /// The accesses of `path` that match `want` (see [`access_matches`]).
-pub fn matching<'a>(t: &'a Value, path: &str, want: &Value) -> Vec<&'a Value> {
+pub fn matching<'a>(t: &'a Trace, path: &str, want: &Value) -> Vec<&'a Access> {
     accesses(t, path)
         .into_iter()
         .filter(|a| access_matches(a, want))
@@ -218,7 +365,7 @@ pub fn matching<'a>(t: &'a Value, path: &str, want: &Value) -> Vec<&'a Value> {
 
 /// Panics, showing what was recorded for `path` instead, unless some access
 /// of `path` matches `want`; returns the first that does.
-pub fn expect_access<'a>(t: &'a Value, path: &str, want: &Value) -> &'a Value {
+pub fn expect_access<'a>(t: &'a Trace, path: &str, want: &Value) -> &'a Access {
     match matching(t, path, want).first() {
         Some(a) => a,
         None => panic!(
@@ -229,16 +376,9 @@ pub fn expect_access<'a>(t: &'a Value, path: &str, want: &Value) -> &'a Value {
 }
 
 /// Every access in the trace, with the path of its entry.
-pub fn all_accesses(t: &Value) -> Vec<(&str, &Value)> {
-    files(t)
+pub fn all_accesses(t: &Trace) -> Vec<(&str, &Access)> {
+    t.files
         .iter()
-        .flat_map(|f| {
-            let p = f["path"].as_str().unwrap_or_default();
-            f["accesses"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(move |a| (p, a))
-        })
+        .flat_map(|f| f.accesses.iter().map(move |a| (f.path.as_str(), a)))
         .collect()
 }
