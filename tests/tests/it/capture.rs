@@ -1453,7 +1453,7 @@ fn rootfs_copy(w: &Work) -> PathBuf {
 /// returns the unpacked root filesystem.
 fn build_and_unpack(w: &Work, root: &Path, trace: &Path) -> PathBuf {
     let out = w.base.join("out.oci");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("build")
         .arg("--from")
         .arg(root)
@@ -1462,14 +1462,7 @@ fn build_and_unpack(w: &Work, root: &Path, trace: &Path) -> PathBuf {
         .arg("-o")
         .arg(&out)
         .args(["--tag", "t", "--no-package-db"])
-        .output()
-        .expect("trace build runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "build: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_code(0);
     let bundle = w.base.join("bundle");
     let o = Command::new("umoci")
         .args(["unpack", "--image"])
@@ -1633,19 +1626,12 @@ open('/opt/new\nline').read()
     expect_access(t, newline, &json!({"op": "open", "result": "ok"}));
     // The allowlist names each once, on one line, and build reads it back.
     let list = w.base.join("allow.list");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("allowlist")
         .arg(w.base.join("trace.json"))
         .args(["--from", &rootarg, "-o"])
         .arg(&list)
-        .output()
-        .expect("trace allowlist runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_code(0);
     let text = fs::read(&list).expect("allowlist");
     let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
     assert!(
@@ -1662,12 +1648,10 @@ open('/opt/new\nline').read()
     }
     // The text summary and the report show the names escaped the same way,
     // never a raw control character.
-    let o = Command::new(trace_bin())
+    let o = TestCommand::trace()
         .arg("report")
         .arg(w.base.join("trace.json"))
-        .output()
-        .expect("trace report runs");
-    assert_eq!(o.status.code(), Some(0));
+        .expect_code(0);
     let shown = String::from_utf8(o.stdout).expect("report is UTF-8");
     assert!(
         shown.contains("  /opt/new\\x0aline\n") && shown.contains("  /opt/caf\\xe9\n"),
@@ -1697,7 +1681,7 @@ open('/opt/new\nline').read()
     );
     ok_run(&r2);
     let out = w.base.join("from-list.oci");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("build")
         .args(["--from", &rootarg, "--trace"])
         .arg(plain.join("trace.json"))
@@ -1706,14 +1690,7 @@ open('/opt/new\nline').read()
         .arg("-o")
         .arg(&out)
         .args(["--tag", "t", "--no-package-db"])
-        .output()
-        .expect("trace build runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_code(0);
     let bundle = w.base.join("bundle-list");
     let o = Command::new("umoci")
         .args(["unpack", "--image"])

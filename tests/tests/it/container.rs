@@ -402,15 +402,13 @@ fn killed_while_minimize_builds() {
     let image = fixtures().join("bookworm-rootfs");
     let dir = tempdir();
     let out = dir.path().join("min");
-    let child = Command::new(trace_bin())
+    let child = TestCommand::trace()
         .args(["minimize", "--image", image.to_str().unwrap(), "-o"])
         .arg(&out)
         .args(["--", "/bin/sh", "-c", "echo ok"])
         .env("TRACE_DEBUG_STALL_WRITE", "min")
-        .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let d = dir.path().to_path_buf();
     kill_and_check("building the minimal image", child, dir.path(), || {
         fs::read_dir(&d)
@@ -585,12 +583,9 @@ fn bad_container_configuration_is_an_error_of_trace() {
         );
     }
     // verify: an error, not a FAIL of the suite.
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["verify", "--image", img, "--env", "=x", "--", "/bin/true"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+        .expect_code(125);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "trace: error: --env =x: expected K=V with a non-empty name K\n"

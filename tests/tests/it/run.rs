@@ -435,11 +435,9 @@ fn killed_trace_leaves_no_partial_output() {
 #[test]
 fn text_format_summary() {
     let dir = tempdir();
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["run", "--format", "text", "--", "cat", "/etc/hostname"])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     for section in [
@@ -550,14 +548,11 @@ fn missing_or_malformed_btf_is_one_clear_error() {
 
 #[test]
 fn bad_arguments_are_rejected() {
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["run", "--ringbuf-size", "1000", "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        .expect_code(2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
-    let out = Command::new(trace_bin()).args(["run"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    TestCommand::trace().args(["run"]).expect_code(2);
 }
 
 #[test]
