@@ -1,7 +1,6 @@
 //! End-to-end tests of `trace build`: fixtures made by debootstrap, umoci
 //! and skopeo (`cargo xtask fixtures`), minimal images checked by skopeo,
 //! umoci and runc.
-mod common;
 
 use std::{
     fs,
@@ -9,7 +8,7 @@ use std::{
     process::Command,
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn rootfs() -> PathBuf {
@@ -49,11 +48,7 @@ fn trace_in_rootfs(dir: &Path, argv: &[&str]) -> PathBuf {
 }
 
 fn build(args: &[&str]) -> std::process::Output {
-    Command::new(trace_bin())
-        .arg("build")
-        .args(args)
-        .output()
-        .expect("trace build runs")
+    TestCommand::trace().arg("build").args(args).run()
 }
 
 /// `trace build --from SRC --trace TRACE -o OUT` plus `extra`, which
@@ -521,12 +516,10 @@ fn traces_with_bad_paths_or_names_are_refused() {
     assert!(!out.exists());
     // merge does not copy it either.
     let merged = work.join("merged.json");
-    let o = Command::new(trace_bin())
+    let o = TestCommand::trace()
         .args(["merge", "-o", merged.to_str().unwrap()])
         .args([&trace, &bad])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(125));
+        .expect_code(125);
     assert_eq!(String::from_utf8_lossy(&o.stderr), line);
     assert!(!merged.exists());
     // A syscall name that is not in the table.
@@ -534,12 +527,10 @@ fn traces_with_bad_paths_or_names_are_refused() {
     v["syscalls"]["names"][0] = "no_such_call".into();
     fs::write(&bad, v.to_string()).unwrap();
     let profile = work.join("profile.json");
-    let o = Command::new(trace_bin())
+    let o = TestCommand::trace()
         .args(["seccomp", "-o", profile.to_str().unwrap()])
         .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(125));
+        .expect_code(125);
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         format!(
