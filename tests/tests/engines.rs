@@ -6,8 +6,13 @@
 //! shared with an engine the machine may already run.
 //!
 //! A custom harness (libtest-mimic) so the engines start once for all the
-//! tests and are stopped after the last one.
-mod common;
+//! tests and are stopped after the last one, and the tests run one at a
+//! time (they look at what `trace` left in the engines). That is why this
+//! is a binary of its own and not a module of `it/`: libtest has no hook
+//! to stop a daemon after the last test, and runs tests in parallel with
+//! the rest. It shares `it/util.rs`.
+#[path = "it/util.rs"]
+mod util;
 
 use std::{
     fs,
@@ -17,9 +22,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
+use util::*;
 
 const SUITE: &str = r#"import unittest, json, decimal
 class T(unittest.TestCase):
@@ -432,10 +437,10 @@ fn docker_minimize() {
     assert_eq!(shown.trim(), id, "the digest printed is the engine's");
     let report = read_json(&work.path().join("trace_app_min.report.json"));
     assert_eq!(report["loaded"]["id"], id.as_str());
-    let t = read_json(&work.path().join("trace_app_min.trace.json"));
+    let t = read_trace_file(&work.path().join("trace_app_min.trace.json"));
     assert_eq!(
-        t["scope"]["image"],
-        format!("docker-daemon:{FULL}").as_str()
+        t.scope.image.as_deref(),
+        Some(format!("docker-daemon:{FULL}").as_str())
     );
     assert_eq!(execs(&t).len(), 1, "{:?}", execs(&t));
     for p in paths(&t) {
@@ -480,7 +485,7 @@ fn podman_minimize() {
     let id = printed_id(&err, "containers-storage:trace/app:min");
     let shown = ok(podman().args(["image", "inspect", "--format", "{{.Id}}", "trace/app:min"]));
     assert_eq!(format!("sha256:{}", shown.trim()), id);
-    let t = read_json(&work.path().join("trace_app_min.trace.json"));
+    let t = read_trace_file(&work.path().join("trace_app_min.trace.json"));
     assert_eq!(execs(&t).len(), 1, "{:?}", execs(&t));
     let s = suite();
     let o = out(podman()
@@ -516,7 +521,7 @@ fn trace_and_build(image: &str, engine: &str, work: &Path, s: &tempfile::TempDir
         .args(["--mount", &suite_mount(s)])
         .args(["--", "/usr/bin/python3", "/suite/test_app.py"]));
     assert_eq!(o.status.code(), Some(0), "{engine}: {}", text(&o.stderr));
-    let tr = read_json(&t);
+    let tr = read_trace_file(&t);
     assert_eq!(execs(&tr).len(), 1, "{engine}: {:?}", execs(&tr));
     let report = work.join(format!("{engine}.report.json"));
     ok(trace()
@@ -603,7 +608,7 @@ fn daemon_equals_archive() {
 
 /// `trace run --image docker-daemon:...` with extra flags; (exit, stdout,
 /// trace).
-fn run_docker(extra: &[&str], cmd: &[&str]) -> (Option<i32>, String, Value) {
+fn run_docker(extra: &[&str], cmd: &[&str]) -> (Option<i32>, String, Trace) {
     let dir = tempdir();
     let t = dir.path().join("t.json");
     let o = out(trace()
@@ -612,7 +617,7 @@ fn run_docker(extra: &[&str], cmd: &[&str]) -> (Option<i32>, String, Value) {
         .args(extra)
         .arg("--")
         .args(cmd));
-    let tr = read_json(&t);
+    let tr = read_trace_file(&t);
     (o.status.code(), text(&o.stdout), tr)
 }
 
@@ -638,7 +643,7 @@ fn docker_options() {
         stdout,
         format!("65534\n65534\nhello\n/usr/share\n{host_net}\n")
     );
-    assert_eq!(t["exit"]["code"], 0);
+    assert_eq!(t.exit.code, 0);
     let (code, stdout, _) = run_docker(
         &["--network", "none"],
         &["/bin/readlink", "/proc/self/ns/net"],
@@ -655,9 +660,9 @@ fn docker_options() {
         &["/bin/cat", "/etc/debian_version"],
     );
     assert_eq!(code, Some(0));
-    let ex: Vec<&Value> = execs(&t).iter().collect();
+    let ex = execs(&t);
     assert_eq!(ex.len(), 1, "{ex:?}");
-    assert_eq!(ex[0]["path"], "/bin/cat");
+    assert_eq!(ex[0].path, "/bin/cat");
     assert!(file(&t, "/sbin/docker-init").is_none());
     assert!(has(&t, "/etc/debian_version", "open", "ok"));
 }
@@ -688,15 +693,13 @@ fn podman_options() {
         run(&["--engine-arg=--cap-add=NET_ADMIN"]) & CAP_NET_ADMIN,
         0
     );
-    let tr = read_json(&t);
+    let tr = read_trace_file(&t);
     assert_eq!(
-        tr["scope"]["image"],
-        format!("containers-storage:{FULL}").as_str()
+        tr.scope.image.as_deref(),
+        Some(format!("containers-storage:{FULL}").as_str())
     );
     assert!(
-        execs(&tr)
-            .iter()
-            .any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/grep"))),
+        execs(&tr).iter().any(|e| e.path.ends_with("/grep")),
         "{:?}",
         execs(&tr)
     );
@@ -794,7 +797,7 @@ fn docker_kill_9() {
     // And the cgroup of the killed run goes with the next run after it.
     let (code, _, t) = run_docker(&[], &["/bin/true"]);
     assert_eq!(code, Some(0));
-    let mine = t["scope"]["cgroup"].as_str().unwrap().to_string();
+    let mine = t.scope.cgroup.as_deref().unwrap().to_string();
     let parent = Path::new(&mine).parent().unwrap().to_path_buf();
     let stale: Vec<String> = fs::read_dir(&parent)
         .unwrap()
@@ -818,7 +821,12 @@ fn file_under_docker() {
             .args(["--", "/bin/cat", "/etc/debian_version"]));
         assert_eq!(o.status.code(), Some(0), "{image}: {}", text(&o.stderr));
         assert!(text(&o.stdout).contains('.'));
-        assert!(has(&read_json(&t), "/etc/debian_version", "open", "ok"));
+        assert!(has(
+            &read_trace_file(&t),
+            "/etc/debian_version",
+            "open",
+            "ok"
+        ));
     }
     let images = ok(docker().args(["image", "ls", "--format", "{{.Repository}}"]));
     assert!(
@@ -837,7 +845,7 @@ fn file_under_docker() {
 /// A loop that reads a file the trace must see.
 const LOOP: &str = "while :; do cat /etc/debian_version > /dev/null; sleep 0.1; done";
 
-fn attach_and_check(args: &[&str]) -> Value {
+fn attach_and_check(args: &[&str]) -> Trace {
     let dir = tempdir();
     let t = dir.path().join("t.json");
     let o = out(trace()
@@ -846,7 +854,7 @@ fn attach_and_check(args: &[&str]) -> Value {
         .args(["--duration", "2", "-o"])
         .arg(&t));
     assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
-    let tr = read_json(&t);
+    let tr = read_trace_file(&t);
     assert!(
         has(&tr, "/etc/debian_version", "open", "ok"),
         "{args:?}: {:?}",
@@ -855,7 +863,7 @@ fn attach_and_check(args: &[&str]) -> Value {
     assert!(
         execs(&tr)
             .iter()
-            .any(|e| e["path"] == "/bin/cat" || e["path"] == "/usr/bin/cat")
+            .any(|e| e.path == "/bin/cat" || e.path == "/usr/bin/cat")
     );
     tr
 }
@@ -880,12 +888,12 @@ fn attach_docker() {
         ]));
     let t = attach_and_check(&["--container", "trace-att-docker"]);
     assert!(
-        t["scope"]["cgroup"].as_str().unwrap().ends_with(id.trim()),
-        "{}",
-        t["scope"]
+        t.scope.cgroup.as_deref().unwrap().ends_with(id.trim()),
+        "{:?}",
+        t.scope
     );
     let t = attach_and_check(&["--container", &id.trim()[..12], "--engine", "docker"]);
-    assert!(t["scope"]["cgroup"].as_str().unwrap().ends_with(id.trim()));
+    assert!(t.scope.cgroup.as_deref().unwrap().ends_with(id.trim()));
     ok(docker().args(["rm", "--force", "trace-att-docker"]));
 }
 
@@ -909,9 +917,9 @@ fn attach_podman() {
         ]));
     let t = attach_and_check(&["--container", "trace-att-podman"]);
     assert!(
-        t["scope"]["cgroup"].as_str().unwrap().contains(id.trim()),
-        "{}",
-        t["scope"]
+        t.scope.cgroup.as_deref().unwrap().contains(id.trim()),
+        "{:?}",
+        t.scope
     );
     ok(podman().args(["rm", "--force", "trace-att-podman"]));
 }
@@ -931,9 +939,9 @@ fn attach_ctr() {
         .args([&image, "trace-att-ctr", "/bin/sh", "-c", LOOP]));
     let t = attach_and_check(&["--container", "trace-att-ctr", "--namespace", CTR_NAMESPACE]);
     assert!(
-        t["scope"]["cgroup"].as_str().unwrap().ends_with("ctr-task"),
-        "{}",
-        t["scope"]
+        t.scope.cgroup.as_deref().unwrap().ends_with("ctr-task"),
+        "{:?}",
+        t.scope
     );
     attach_and_check(&[
         "--container",

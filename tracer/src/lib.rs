@@ -9,10 +9,13 @@
 //! - [`runtime`]: running the traced command.
 //! - [`engine`]: Docker, Podman and containerd, through their clients.
 //! - [`progress`]: progress bars for long steps, on a terminal only.
-//! - [`cli`]: the subcommands.
+//! - [`session`]: the run, build, verify, minimize and attach sessions, as
+//!   plain values ([`session::RunSpec`], [`session::BuildSpec`], ...).
+//! - [`cli`]: the command line: parses arguments into sessions' specs.
 //! - [`fuzzing`]: the fuzz targets' entry points.
 pub mod cache;
 pub mod capture;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod closure;
 pub mod engine;
@@ -22,5 +25,6 @@ pub mod output;
 pub mod progress;
 pub mod runtime;
 pub mod sbom;
+pub mod session;
 pub mod source;
 pub mod timing;

@@ -2,7 +2,7 @@
 //! into one line on stderr and exit status 125.
 use clap::Parser;
 use tracer::{
-    cli::{Cli, Command},
+    cli::Cli,
     runtime::{leftovers, status::TRACE_FAILED},
 };
 
@@ -18,17 +18,10 @@ fn main() {
     // first removes what killed runs left, then records its own (and a
     // supervisor removes them if this process is killed). Before any
     // thread exists: the supervisor is forked.
-    if matches!(
-        cli.command,
-        Command::Run(_)
-            | Command::Build(_)
-            | Command::Verify(_)
-            | Command::Minimize(_)
-            | Command::Attach(_)
-    ) {
+    if cli.command.makes_leftovers() {
         leftovers::sweep_stale();
         if let Err(e) = leftovers::init(true) {
-            eprintln!("trace: error: {e}");
+            eprintln!("trace: error: {}", with_causes(&e));
             std::process::exit(TRACE_FAILED);
         }
         tracer::timing::mark("stale state swept, supervisor started");
@@ -43,65 +36,47 @@ fn main() {
             std::process::exit(TRACE_FAILED);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => tracer::cli::run::run(args).await,
-            Command::Build(args) => tracer::cli::build::build(args),
-            Command::Verify(args) => tracer::cli::verify::verify(args).await,
-            Command::Minimize(args) => tracer::cli::minimize::minimize(args).await,
-            Command::Attach(args) => tracer::cli::attach::attach(args).await,
-            Command::Merge(args) => tracer::cli::merge::run(args),
-            Command::Allowlist(args) => tracer::cli::allowlist::run(args),
-            Command::Seccomp(args) => tracer::cli::seccomp::run(args),
-            Command::StructureTest(args) => tracer::cli::structure::run(args),
-            Command::Report(args) => tracer::cli::report::run(args),
-            Command::Sbom(args) => tracer::cli::sbom::run(args),
-            Command::Cache(args) => tracer::cli::cache::run(args),
-        }
-    });
+    let result = runtime.block_on(cli.command.run());
     leftovers::finish();
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("trace: error: {}", one_line(&chain(&e)));
+            // Each error says its own context; `{:#}` adds its causes.
+            eprintln!("trace: error: {}", one_line(&format!("{e:#}")));
             std::process::exit(TRACE_FAILED);
         }
     }
 }
 
-/// Usage errors exit 2 as clap does; a malformed image reference is one
-/// line and exit 125, like an image that cannot be opened.
+/// Usage errors exit 2 as clap does; a malformed image reference, bind
+/// mount or environment entry is one line and exit 125, like an image
+/// that cannot be opened (the run cannot be set up; the arguments parse).
 fn bad_arguments(e: clap::Error) -> ! {
     use std::error::Error as _;
-    if let Some(te) = e
-        .source()
+    let source = e.source();
+    let ours = source
         .and_then(|s| s.downcast_ref::<tracer::source::transport::TransportError>())
-    {
-        eprintln!("trace: error: {te}");
+        .map(|e| with_causes(e))
+        .or_else(|| {
+            source
+                .and_then(|s| s.downcast_ref::<tracer::runtime::options::OptionError>())
+                .map(|e| with_causes(e))
+        });
+    if let Some(line) = ours {
+        eprintln!("trace: error: {line}");
         std::process::exit(TRACE_FAILED);
     }
     e.exit()
 }
 
-/// The error and its causes, each said once: typed errors already name
-/// their source in their own message.
-fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        // "reading X" then "X: why": say X once.
-        let s = s
-            .match_indices(": ")
-            .map(|(i, _)| i)
-            .find(|&i| out.ends_with(&s[..i]))
-            .map_or(s.as_str(), |i| &s[i + 2..]);
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(s);
+/// An error and its causes, as `{:#}` shows an `anyhow::Error`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
     }
     out
 }

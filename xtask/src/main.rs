@@ -109,6 +109,17 @@ fn real_main() -> Result<()> {
             fixtures::ensure_all()?;
             run(cargo().args(["fmt", "--all", "--check"]))?;
             run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+            // The library builds without the command line (no clap).
+            run(cargo().args([
+                "clippy",
+                "--package",
+                "tracer",
+                "--lib",
+                "--no-default-features",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             // The eBPF crate lints for the bpf target, with the cfg that
             // aya-build passes, in its own target dir (other flags).
             run(nightly_cargo()

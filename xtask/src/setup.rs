@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{output, run, succeeds};
 
-/// The bpf-linker that works with this toolchain (see README, "Building").
+/// The bpf-linker that works with this toolchain (see docs/testing.md, "Building by hand").
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the demo runs: (package, file it provides).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[

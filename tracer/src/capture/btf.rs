@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read BTF file {}: {source}", path.display())]
+    #[error("cannot read BTF file {}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("malformed BTF: {0}")]
     Malformed(String),

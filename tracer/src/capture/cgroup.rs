@@ -12,12 +12,12 @@ use thiserror::Error;
 pub enum CgroupError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
     Mountinfo(std::io::Error),
-    #[error("cannot create cgroup {path}: {source}")]
+    #[error("cannot create cgroup {path}")]
     Create {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot stat cgroup {path}: {source}")]
+    #[error("cannot stat cgroup {path}")]
     Stat {
         path: PathBuf,
         source: std::io::Error,

@@ -42,17 +42,17 @@ pub enum CaptureError {
         "kernel BTF not found at {0} (the kernel needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf FILE)"
     )]
     NoBtf(String),
-    #[error("reading kernel BTF: {0}")]
+    #[error("reading kernel BTF")]
     Btf(#[from] btf::BtfError),
-    #[error("the kernel refused to load the eBPF object: {0}")]
+    #[error("the kernel refused to load the eBPF object")]
     Load(#[source] aya::EbpfError),
-    #[error("eBPF program {name}: {source}")]
+    #[error("eBPF program {name}")]
     Program {
         name: String,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("eBPF map {name}: {source}")]
+    #[error("eBPF map {name}")]
     Map {
         name: &'static str,
         #[source]
@@ -520,33 +520,29 @@ impl Drop for Capture {
 /// loader is used.
 fn loader_without_btf() -> EbpfLoader<'static> {
     let made = std::thread::spawn(|| -> Option<EbpfLoader<'static>> {
-        // SAFETY: plain syscalls on NUL-terminated literals; unshare and
-        // the mounts affect this thread only (CLONE_FS gives it its own
-        // root and cwd, which a new mount namespace requires).
-        unsafe {
-            if libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) != 0 {
-                return None;
-            }
-            // Private first, so the tmpfs below is not propagated back.
-            let none = std::ptr::null();
-            if libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-                || libc::mount(
-                    c"tmpfs".as_ptr(),
-                    c"/sys/kernel/btf".as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ) != 0
-            {
-                return None;
-            }
-        }
+        use rustix::{
+            mount::{MountFlags, MountPropagationFlags, mount, mount_change},
+            thread::{UnshareFlags, unshare_unsafe},
+        };
+        // SAFETY: unshare_unsafe is unsafe for FILES (a thread losing fds
+        // other threads made); this unshares only FS and the mount
+        // namespace, for this short-lived thread alone (CLONE_FS gives it
+        // its own root and cwd, which a new mount namespace requires).
+        unsafe { unshare_unsafe(UnshareFlags::FS | UnshareFlags::NEWNS) }.ok()?;
+        // Private first, so the tmpfs below is not propagated back.
+        mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .ok()?;
+        mount(
+            "tmpfs",
+            "/sys/kernel/btf",
+            "tmpfs",
+            MountFlags::empty(),
+            None,
+        )
+        .ok()?;
         Some(EbpfLoader::new())
     })
     .join()

@@ -58,9 +58,7 @@ pub fn run(args: AllowlistArgs) -> Result<i32> {
     // Keyed by the exact bytes: names need not be UTF-8.
     let reasons: BTreeMap<Vec<u8>, Reason> = match &args.from {
         Some(src) => {
-            let image = src
-                .open()
-                .with_context(|| format!("reading the source image {src}"))?;
+            let image = src.open().context("reading the source image")?;
             let kept = closure::compute_with(
                 image.rootfs.as_ref(),
                 &[trace],

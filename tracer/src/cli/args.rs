@@ -1,10 +1,16 @@
 //! Argument groups shared by several subcommands, so each option means
 //! the same thing (and has the same default) wherever it appears.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::runtime::engine::{EngineArg, Network};
+use crate::{
+    runtime::{
+        engine::{EngineArg, Network},
+        options::{BindMount, EnvVar},
+    },
+    session::{CaptureSpec, ContainerSpec, spec},
+};
 
 /// How events reach userspace; for every subcommand that captures (run,
 /// attach, verify, minimize).
@@ -22,23 +28,55 @@ pub struct CaptureArgs {
 
 impl Default for CaptureArgs {
     fn default() -> Self {
+        let d = CaptureSpec::default();
         CaptureArgs {
-            ringbuf_size: DEFAULT_RINGBUF,
-            btf: PathBuf::from(crate::capture::offsets::VMLINUX_BTF),
+            ringbuf_size: d.ringbuf_bytes,
+            btf: d.btf,
         }
     }
 }
 
-pub const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
+impl From<&CaptureArgs> for CaptureSpec {
+    fn from(a: &CaptureArgs) -> CaptureSpec {
+        CaptureSpec {
+            ringbuf_bytes: a.ringbuf_size,
+            btf: a.btf.clone(),
+        }
+    }
+}
+
+const DEFAULT_RINGBUF: u32 = spec::DEFAULT_RINGBUF;
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let n: u32 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a byte count"))?;
-    if n < 4096 || !n.is_power_of_two() {
-        return Err(format!("{n} is not a power of two >= 4096"));
+    spec::check_ringbuf_bytes(n)
+}
+
+/// A number of seconds, fractions allowed: `10`, `0.5`.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds >= 0"))
+}
+
+/// [`parse_seconds`], and more than zero.
+pub fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
+    match parse_seconds(s)? {
+        d if d.is_zero() => Err(format!("{s:?} is not a number of seconds > 0")),
+        d => Ok(d),
     }
-    Ok(n)
+}
+
+/// The command to run, last on the line: everything after `--`, or from
+/// the first word that is not an option (its own options untouched).
+#[derive(Clone, Debug, Args)]
+pub struct CommandArg {
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// How to run the command in a container; shared by run, verify and
@@ -63,10 +101,10 @@ pub struct ContainerArgs {
     pub runtime: Option<PathBuf>,
     /// Bind a host directory into the container (`:ro` for read-only).
     #[arg(long = "mount", value_name = "SRC:DST[:ro]", requires = "image")]
-    pub mounts: Vec<String>,
+    pub mounts: Vec<BindMount>,
     /// Set an environment variable in the container (over the image's).
     #[arg(long = "env", value_name = "K=V", requires = "image")]
-    pub envs: Vec<String>,
+    pub envs: Vec<EnvVar>,
     /// Working directory in the container (over the image's).
     #[arg(long, value_name = "DIR", requires = "image")]
     pub workdir: Option<String>,
@@ -79,4 +117,42 @@ pub struct ContainerArgs {
     /// Apply this seccomp profile (from `trace seccomp`) in the container.
     #[arg(long, value_name = "profile.json", requires = "image")]
     pub seccomp: Option<PathBuf>,
+}
+
+impl From<&ContainerArgs> for ContainerSpec {
+    fn from(a: &ContainerArgs) -> ContainerSpec {
+        ContainerSpec {
+            engine: a.engine,
+            engine_args: a.engine_args.clone(),
+            runtime: a.runtime.clone(),
+            mounts: a.mounts.clone(),
+            envs: a.envs.clone(),
+            workdir: a.workdir.clone(),
+            user: a.user.clone(),
+            network: a.network,
+            seccomp: a.seccomp.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{parse_positive_seconds, parse_seconds};
+
+    #[test]
+    fn seconds_parse_with_fractions_and_refuse_the_rest() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "NaN", "inf", "soon", "", "1e300"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_positive_seconds("0").is_err());
+        assert_eq!(
+            parse_positive_seconds("0.25"),
+            Ok(Duration::from_millis(250))
+        );
+    }
 }

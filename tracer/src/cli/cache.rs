@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::build::human;
 use crate::cache::{Cache, prune::Policy};
+use crate::session::build::report::human;
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {

@@ -2,7 +2,10 @@
 //! allowlist and report.
 use clap::Args;
 
-use crate::closure::{Level, Options, programs};
+use crate::{
+    closure::{Level, Options},
+    session::build::KeepSpec,
+};
 
 #[derive(Clone, Debug, Default, Args)]
 pub struct KeepArgs {
@@ -19,13 +22,18 @@ pub struct KeepArgs {
     pub keep_listed: bool,
 }
 
+impl From<&KeepArgs> for KeepSpec {
+    fn from(a: &KeepArgs) -> KeepSpec {
+        KeepSpec {
+            level: a.keep,
+            docs: a.keep_docs,
+            listed: a.keep_listed,
+        }
+    }
+}
+
 impl KeepArgs {
     pub fn options(&self, config: Option<&oci_spec::image::ImageConfiguration>) -> Options {
-        Options {
-            keep: self.keep,
-            keep_docs: self.keep_docs,
-            keep_listed: self.keep_listed,
-            config_programs: programs::from_config(config),
-        }
+        KeepSpec::from(self).options(config)
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::build::human;
+use crate::session::build::human;
 use crate::{
     closure::{self, Level, Options, rules::Rules},
     model::trace::Trace,

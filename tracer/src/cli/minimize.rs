@@ -1,19 +1,18 @@
-//! `trace minimize`: run the tests in the full image under the trace,
-//! build the minimal image, run the tests again in it.
-use std::path::PathBuf;
-
-use anyhow::{Result, bail};
+//! `trace minimize`: the arguments, and the summary table printed after
+//! the session (run in the full image, build, verify).
+use anyhow::Result;
 use clap::Args;
 
 use super::{
     args::{CaptureArgs, ContainerArgs},
-    build::{self, BuildArgs, ImageArgs},
-    verify,
+    build::ImageArgs,
 };
 use crate::{
-    model::write,
-    output::{self, target},
-    runtime::engine::{self, EngineArg},
+    session::{
+        build,
+        minimize::{self, MinimizeSpec, Minimized},
+        runs, verify,
+    },
     source::{self, ImageRef},
 };
 
@@ -38,78 +37,41 @@ pub struct MinimizeArgs {
     /// union of the traces; files seen in only some runs are listed.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub cmd: super::args::CommandArg,
 }
 
-fn beside(out: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut s = out.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+impl MinimizeArgs {
+    pub fn spec(&self) -> MinimizeSpec {
+        MinimizeSpec {
+            image: self.image.clone(),
+            output: self.output.clone(),
+            build: (&self.build).into(),
+            container: (&self.container).into(),
+            capture: (&self.capture).into(),
+            runs: self.runs,
+            command: self.cmd.command.clone(),
+        }
+    }
 }
 
-pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
-    let plan = target::plan(
-        &args.output,
-        args.build.format.map(|f| match f {
-            build::OutFormat::Oci => output::Format::Oci,
-            build::OutFormat::OciArchive => output::Format::OciArchive,
-            build::OutFormat::DockerArchive => output::Format::DockerArchive,
-        }),
-        args.build.tag.as_deref(),
-    )?;
-    if let target::Plan::File { path, .. } = &plan
-        && path.exists()
-    {
-        bail!("{} already exists; not overwriting it", path.display());
-    }
-    plan.check()?;
-    let base = plan.artifact_base();
-    let (trace_path, report_path, verify_path) = (
-        beside(&base, ".trace.json"),
-        beside(&base, ".report.json"),
-        beside(&base, ".verify.json"),
-    );
-    // Both runs under the same engine: the one the full image came from
-    // unless --engine says otherwise.
-    let mut container = args.container.clone();
-    container.engine = Some(match engine::resolve(container.engine, &args.image) {
-        Some(crate::engine::Engine::Docker) => EngineArg::Docker,
-        Some(crate::engine::Engine::Podman) => EngineArg::Podman,
-        None => EngineArg::Runc,
-    });
-    let (full, _) = super::runs::execute(
-        &verify::run_args(&args.image, &container, &args.capture, &args.command),
-        args.runs as usize,
-    )
-    .await?;
-    write::write_atomic(&trace_path, &write::to_json(&full))?;
-    if full.exit.code != 0 {
-        eprintln!(
-            "trace minimize: the command failed in the full image (exit {}); nothing built. Trace: {}",
-            full.exit.code,
-            trace_path.display()
-        );
-        return Ok(full.exit.code);
-    }
-    let report = build::build_image(&BuildArgs {
-        from: args.image.clone(),
-        traces: vec![trace_path.clone()],
-        output: args.output.clone(),
-        image: args.build.clone(),
-        report: Some(report_path.clone()),
-        seccomp: false,
-    })?;
-    let o = verify::check(
-        &args.output,
-        Some(&args.image),
-        &container,
-        &args.capture,
-        &args.command,
-    )
-    .await?;
-    write::write_atomic(&verify_path, &write::to_json(&o.trace))?;
-
+pub async fn run(args: MinimizeArgs) -> Result<i32> {
+    let (full, report, o, paths) = match minimize::minimize(&args.spec()).await? {
+        Minimized::FailedInFull { full, artifacts } => {
+            eprintln!(
+                "trace minimize: the command failed in the full image (exit {}); nothing built. Trace: {}",
+                full.exit.code,
+                artifacts.trace.display()
+            );
+            return Ok(full.exit.code);
+        }
+        Minimized::Built {
+            full,
+            report,
+            verified,
+            artifacts,
+        } => (full, report, verified, artifacts),
+    };
     let verdict = |ok: bool| if ok { "passed" } else { "FAILED" };
     let mut execs: Vec<&str> = full
         .execs
@@ -118,7 +80,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         .collect();
     execs.sort();
     execs.dedup();
-    eprintln!("trace minimize: {}", args.command.join(" "));
+    eprintln!("trace minimize: {}", args.cmd.command.join(" "));
     eprintln!("                 {:>14}  {:>14}", "full", "minimal");
     eprintln!(
         "  size           {:>14}  {:>14}   ({:.1}x smaller)",
@@ -136,7 +98,7 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
         verdict(o.passed)
     );
     eprintln!("  executables kept: {}", execs.join(" "));
-    eprint!("{}", super::runs::describe(&full));
+    eprint!("{}", runs::describe(&full));
     if let Some(sbom) = &report.sbom {
         eprintln!("  sbom: {sbom}");
     }
@@ -148,9 +110,9 @@ pub async fn minimize(args: MinimizeArgs) -> Result<i32> {
             .as_ref()
             .map(|l| format!(" ({})", l.id))
             .unwrap_or_default(),
-        trace_path.display(),
-        report_path.display(),
-        verify_path.display()
+        paths.trace.display(),
+        paths.report.display(),
+        paths.verify.display()
     );
     if !o.passed {
         eprint!("{}", verify::describe(&o, &args.output, Some(&args.image)));

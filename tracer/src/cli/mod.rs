@@ -1,20 +1,21 @@
-//! Command-line interface: one module per subcommand.
+//! Command-line interface: one module per subcommand, each with its
+//! clap arguments and one entry point, `run(args) -> Result<exit status>`,
+//! that turns the arguments into a library value (a session's spec, a
+//! trace to derive from), calls the library, and prints the result.
 pub mod allowlist;
 pub mod args;
 pub mod attach;
 pub mod build;
 pub mod cache;
-pub mod hints;
 pub mod keep;
 pub mod levels;
 pub mod merge;
 pub mod minimize;
+pub mod output;
 pub mod report;
 pub mod run;
-pub mod runs;
 pub mod sbom;
 pub mod seccomp;
-pub mod stderr_tee;
 pub mod structure;
 pub mod verify;
 
@@ -63,6 +64,39 @@ pub enum Command {
     Sbom(sbom::SbomArgs),
     /// Show the cache of unpacked images, or prune it.
     Cache(cache::CacheArgs),
+}
+
+impl Command {
+    /// Whether the subcommand may make cgroups, containers or temporary
+    /// files, which a killed run leaves behind.
+    pub fn makes_leftovers(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_)
+                | Command::Build(_)
+                | Command::Verify(_)
+                | Command::Minimize(_)
+                | Command::Attach(_)
+        )
+    }
+
+    /// Runs the subcommand; returns the exit status.
+    pub async fn run(self) -> anyhow::Result<i32> {
+        match self {
+            Command::Run(args) => run::run(args).await,
+            Command::Build(args) => build::run(args),
+            Command::Verify(args) => verify::run(args).await,
+            Command::Minimize(args) => minimize::run(args).await,
+            Command::Attach(args) => attach::run(args).await,
+            Command::Merge(args) => merge::run(args),
+            Command::Allowlist(args) => allowlist::run(args),
+            Command::Seccomp(args) => seccomp::run(args),
+            Command::StructureTest(args) => structure::run(args),
+            Command::Report(args) => report::run(args),
+            Command::Sbom(args) => sbom::run(args),
+            Command::Cache(args) => cache::run(args),
+        }
+    }
 }
 
 /// Limits on reading images, for every subcommand that reads one.
@@ -185,7 +219,7 @@ mod tests {
             else {
                 panic!("{args:?} did not parse as run");
             };
-            assert_eq!(r.command, ["ls", "-l", "--color"]);
+            assert_eq!(r.cmd.command, ["ls", "-l", "--color"]);
         }
         let Ok(Cli {
             command: super::Command::Minimize(m),
@@ -194,7 +228,7 @@ mod tests {
         else {
             panic!("minimize did not parse");
         };
-        assert_eq!(m.command, ["-weird", "--x"]);
+        assert_eq!(m.cmd.command, ["-weird", "--x"]);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::{
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{build::human, levels};
+use super::levels;
+use crate::session::build::human;
 use crate::{
     closure::{self, packages, rules::Rules},
     model::{text, trace::Trace, write},
@@ -88,7 +89,7 @@ fn image_view(
     src: &source::ImageRef,
     keep: &super::keep::KeepArgs,
 ) -> Result<Image> {
-    let image = src.open().with_context(|| format!("reading {src}"))?;
+    let image = src.open().context("reading the source image")?;
     let fs = image.rootfs.as_ref();
     let opts = keep.options(image.config.as_ref());
     let levels = levels::every_level(fs, trace, &opts)?;
@@ -232,7 +233,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         );
         out.push_str(&levels::table(&img.levels));
     }
-    out.push_str(&super::runs::describe(&trace));
+    out.push_str(&crate::session::runs::describe(&trace));
     print!("{out}");
     if let Some(path) = &args.html {
         write::write_atomic(path, html(&trace, img.as_ref()).as_bytes())?;

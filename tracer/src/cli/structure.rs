@@ -28,10 +28,7 @@ pub struct StructureArgs {
 
 pub fn run(args: StructureArgs) -> Result<i32> {
     let trace = write::read(&args.trace)?;
-    let image = args
-        .from
-        .open()
-        .with_context(|| format!("reading the source image {}", args.from))?;
+    let image = args.from.open().context("reading the source image")?;
     let fs = image.rootfs.as_ref();
     let kept = closure::compute(fs, std::slice::from_ref(&trace), &Rules::default())?;
     let config = image.config.as_ref().and_then(|c| c.config().as_ref());

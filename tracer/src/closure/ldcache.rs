@@ -113,7 +113,7 @@ pub enum LdCacheError {
     BadString { index: usize, offset: u32 },
     #[error("ld.so.cache is implausibly large ({0} bytes)")]
     TooLarge(u64),
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -86,9 +86,9 @@ pub enum ClosureError {
     Elf(#[from] elf::ElfError),
     #[error("--include {0}: not in the source image")]
     IncludeMissing(String),
-    #[error("reading the package database: {0}")]
+    #[error("reading the package database")]
     PackageDb(#[source] std::io::Error),
-    #[error("reading {path} in the source image: {source}")]
+    #[error("reading {path} in the source image")]
     Io {
         path: PathBuf,
         #[source]

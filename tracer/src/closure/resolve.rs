@@ -28,7 +28,7 @@ pub struct Resolved {
 pub enum ResolveError {
     #[error("too many levels of symbolic links resolving {0}")]
     Loop(PathBuf),
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         #[source]

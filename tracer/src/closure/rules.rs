@@ -5,7 +5,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    #[error("bad pattern {pattern:?}: {source}")]
+    #[error("bad pattern {pattern:?}")]
     Pattern {
         pattern: String,
         #[source]
@@ -15,7 +15,7 @@ pub enum RuleError {
     NotAbsolute(String),
     #[error("{0:?}: a glob must be UTF-8 (name the path literally)")]
     NotUtf8Glob(String),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]

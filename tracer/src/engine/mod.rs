@@ -74,7 +74,7 @@ pub enum EngineError {
     NotRunning { engine: String, name: String },
     #[error("`{command}` failed: {detail}")]
     Failed { command: String, detail: String },
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

@@ -74,7 +74,7 @@ pub enum SeccompError {
     Arch(String),
     #[error("the trace names syscall {name:?}, which is not in the {arch} syscall table")]
     UnknownName { name: String, arch: String },
-    #[error("the seccomp profile is not valid: {0}")]
+    #[error("the seccomp profile is not valid")]
     Spec(#[from] oci_spec::OciSpecError),
 }
 

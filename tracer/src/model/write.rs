@@ -13,17 +13,17 @@ use super::trace::{FORMAT_NAME, FORMAT_VERSION, FileEntry, Trace};
 
 #[derive(Debug, Error)]
 pub enum TraceFileError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a trace file: {source}")]
+    #[error("{path} is not a trace file")]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
@@ -492,7 +492,8 @@ mod tests {
         let t = sample();
         let files = std::iter::once(Err(std::io::Error::other("spill gone")));
         let e = write_atomic_with(&p, |w| write_json_streamed(w, &t, files)).unwrap_err();
-        assert!(e.to_string().contains("spill gone"), "{e}");
+        let e = format!("{:#}", anyhow::Error::from(e));
+        assert!(e.contains("spill gone"), "{e}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

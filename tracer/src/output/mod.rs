@@ -19,9 +19,7 @@ pub mod target;
 
 use std::{
     collections::BTreeSet,
-    ffi::CString,
     fs, io,
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
@@ -87,22 +85,22 @@ pub enum OutputError {
     BadPath { path: PathBuf },
     #[error("{path} is not in {rootfs}")]
     Missing { path: PathBuf, rootfs: String },
-    #[error("cannot read {path} from {rootfs}: {source}")]
+    #[error("cannot read {path} from {rootfs}")]
     Read {
         path: PathBuf,
         rootfs: String,
         source: io::Error,
     },
-    #[error("cannot add {path} to the layer: {source}")]
+    #[error("cannot add {path} to the layer")]
     Layer { path: PathBuf, source: io::Error },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot build the image {what}: {source}")]
+    #[error("cannot build the image {what}")]
     Spec {
         what: &'static str,
         source: oci_spec::OciSpecError,
     },
-    #[error("cannot encode the {what}: {source}")]
+    #[error("cannot encode the {what}")]
     Json {
         what: &'static str,
         source: serde_json::Error,
@@ -182,25 +180,11 @@ pub fn write(out: &Path, spec: &Spec) -> Result<Written, OutputError> {
 /// plain rename would do for a file or an empty directory created since
 /// the check at the start).
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let e = match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(e) => io::Error::from(e),
     };
-    let (f, t) = (c(from)?, c(to)?);
-    // SAFETY: two NUL-terminated paths, relative to the working directory.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
     match e.raw_os_error() {
         // Filesystem or kernel without RENAME_NOREPLACE: check, then rename.
         Some(libc::EINVAL | libc::ENOSYS) => {

@@ -17,11 +17,11 @@ use crate::{
 pub enum TargetError {
     #[error(transparent)]
     Output(#[from] OutputError),
-    #[error("{0}: {1}")]
+    #[error("{0}")]
     Engine(String, #[source] EngineError),
     #[error("-o {target}: {why}")]
     Conflict { target: String, why: String },
-    #[error("a temporary directory for the image: {0}")]
+    #[error("a temporary directory for the image")]
     Temp(#[source] std::io::Error),
 }
 

@@ -10,6 +10,10 @@ use std::{
     process::{ExitStatus, Stdio},
 };
 
+use rustix::{
+    fs::{self as rfs, Mode, OFlags},
+    process::{PidfdFlags, Signal, WaitOptions},
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     process::Command,
@@ -50,14 +54,11 @@ impl Child {
             Kind::Pidfd(fd) => loop {
                 // A pidfd turns readable when the process exits.
                 let mut guard = fd.readable().await?;
-                let mut status = 0;
-                // SAFETY: our own child; the pidfd keeps its pid from reuse.
-                let r = unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) };
-                if r == self.pid as i32 {
-                    return Ok(ExitStatus::from_raw(status));
-                }
-                if r < 0 {
-                    return Err(io::Error::last_os_error());
+                // Our own child; the pidfd keeps its pid from reuse.
+                let pid = rustix::process::Pid::from_raw(self.pid as i32)
+                    .ok_or_else(|| io::Error::other("pid 0"))?;
+                if let Some((_, st)) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG)? {
+                    return Ok(ExitStatus::from_raw(st.as_raw()));
                 }
                 guard.clear_ready();
             },
@@ -86,24 +87,19 @@ enum PreExec {
 fn join_scope(join: &PreExec) -> io::Result<()> {
     match join {
         PreExec::WriteProcs(procs) => {
-            // SAFETY: raw syscalls on a NUL-terminated path we own.
-            unsafe {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let err = io::Error::last_os_error();
-                libc::close(fd);
-                if n != 1 {
-                    return Err(err);
-                }
+            // rustix passes the &CStr through and allocates nothing.
+            let fd = rfs::open(
+                procs.as_c_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            match rustix::io::write(&fd, b"0")? {
+                1 => Ok(()),
+                _ => Err(io::Error::other("short write to cgroup.procs")),
             }
-            Ok(())
         }
         PreExec::PidMap(fd) => {
-            // SAFETY: getpid cannot fail; the attr points at live locals.
-            let pid: u32 = unsafe { libc::getpid() } as u32;
+            let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
             // Start time unknown here: 0 marks trace's own child, which
             // trace waits for itself (its descendants get theirs at fork).
             let start: u64 = 0;
@@ -114,6 +110,9 @@ fn join_scope(join: &PreExec) -> io::Result<()> {
                 value: &start as *const u64 as u64,
                 flags: 0,
             };
+            // SAFETY: BPF_MAP_UPDATE_ELEM reads `attr` (its size given)
+            // and the key and value it points at, all live locals; the
+            // map fd is ours. No safe wrapper covers a raw map fd here.
             let rc = unsafe {
                 libc::syscall(
                     libc::SYS_bpf,
@@ -198,17 +197,15 @@ fn spawn_pre_exec(argv: &[String], join: PreExec, root: Option<CString>) -> io::
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    // SAFETY: getpid cannot fail.
-    let parent = unsafe { libc::getpid() };
+    let parent = rustix::process::getpid().as_raw_nonzero().get();
     // SAFETY: the hook only makes raw syscalls (see `join_scope`).
     unsafe {
         cmd.pre_exec(move || {
             super::clone3::die_with_parent(parent);
             join_scope(&join)?;
-            if let Some(r) = &root
-                && (libc::chroot(r.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0)
-            {
-                return Err(io::Error::last_os_error());
+            if let Some(r) = &root {
+                rustix::process::chroot(r.as_c_str())?;
+                rustix::process::chdir(c"/")?;
             }
             Ok(())
         });
@@ -239,17 +236,18 @@ fn start_ticks(pid: u32) -> Option<u64> {
 
 /// Converts the kernel's `start_boottime` (ns) to `/proc`'s ticks.
 pub fn ns_to_ticks(ns: u64) -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    ns / (1_000_000_000 / hz)
+    ns / (1_000_000_000 / clock_ticks())
 }
 
 /// `/proc`'s start time of `pid`, as the kernel side records it (ns,
 /// rounded down to a tick), for pids put into the scope by hand.
 pub fn start_time_ns(pid: u32) -> Option<u64> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(start_ticks(pid)? * (1_000_000_000 / hz))
+    Some(start_ticks(pid)? * (1_000_000_000 / clock_ticks()))
+}
+
+/// `/proc`'s clock ticks per second (`_SC_CLK_TCK`).
+fn clock_ticks() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
 }
 
 /// Sends `sig` to `pid` only if it is still the process that started at
@@ -260,28 +258,25 @@ pub fn signal_if_same(pid: u32, start_ns: u64, sig: i32) -> bool {
     if start_ns == 0 {
         return false;
     }
-    // SAFETY: plain syscalls; the fd is closed below on every path.
-    unsafe {
-        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
-        if fd < 0 {
-            return false;
-        }
-        let same = start_ticks(pid) == Some(ns_to_ticks(start_ns));
-        let sent = same
-            && libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd,
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            ) == 0;
-        libc::close(fd);
-        sent
-    }
+    let (Some(p), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid as i32),
+        Signal::from_named_raw(sig),
+    ) else {
+        return false;
+    };
+    let Ok(fd) = rustix::process::pidfd_open(p, PidfdFlags::empty()) else {
+        return false;
+    };
+    start_ticks(pid) == Some(ns_to_ticks(start_ns))
+        && rustix::process::pidfd_send_signal(&fd, sig).is_ok()
 }
 
 /// Sends `sig` to `pid`; a process that is already gone is not an error.
 pub fn signal(pid: u32, sig: i32) {
-    // SAFETY: plain syscall.
-    unsafe { libc::kill(pid as i32, sig) };
+    if let (Some(p), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid as i32),
+        Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
 }

@@ -175,6 +175,13 @@ pub fn spawn(argv: &[String], cgroup_dir: &Path, root: Option<&Path>) -> io::Res
 /// behind would keep the container running), default signal state, then
 /// `execve` on each candidate; on failure reports errno through the pipe
 /// and exits 127.
+///
+/// # Safety
+/// Called only in the child of a `clone3` without `CLONE_VM`, before
+/// anything else: every pointer was built by the parent before the clone
+/// and points at NUL-terminated data (arrays ending in a null pointer)
+/// that lives on in the child's copy of the address space. Only
+/// async-signal-safe libc calls are made; it never returns.
 unsafe fn exec_child(
     parent: libc::pid_t,
     paths: &[*const libc::c_char],
@@ -183,6 +190,7 @@ unsafe fn exec_child(
     root: *const libc::c_char,
     err_fd: libc::c_int,
 ) -> ! {
+    // SAFETY: as the function's contract says; nothing here allocates.
     unsafe {
         die_with_parent(parent);
         if !root.is_null() && (libc::chroot(root) != 0 || libc::chdir(c"/".as_ptr()) != 0) {

@@ -56,7 +56,7 @@ static RECORDS: OnceLock<PathBuf> = OnceLock::new();
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeftoverError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
@@ -336,10 +336,8 @@ fn sweep(t: &str, wait_for_supervisor: bool) {
     // Deepest first.
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     for m in &mounts {
-        if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_bytes()) {
-            // SAFETY: unmounting a path of a dead run's bundle.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        // A path of a dead run's bundle.
+        let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
     }
 
     let mut paths = records.paths;

@@ -6,5 +6,6 @@ pub mod clone3;
 pub mod container;
 pub mod engine;
 pub mod leftovers;
+pub mod options;
 pub mod status;
 pub mod unpack;

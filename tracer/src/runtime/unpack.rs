@@ -17,7 +17,7 @@ use rustix::fs::{self as rfs, FileType, Gid, Uid};
 use crate::source::rootfs::{DataBytes, Kind, Meta, Rootfs};
 
 #[derive(Debug, thiserror::Error)]
-#[error("unpacking {path}: {source}")]
+#[error("unpacking {path}")]
 pub struct UnpackError {
     path: PathBuf,
     #[source]
@@ -211,9 +211,8 @@ mod tests {
             .unwrap()
             .set_len(size)
             .unwrap();
-        let err = unpack(&DirRootfs::open(src.path()).unwrap(), dst.path())
-            .unwrap_err()
-            .to_string();
+        let err = unpack(&DirRootfs::open(src.path()).unwrap(), dst.path()).unwrap_err();
+        let err = format!("{:#}", anyhow::Error::from(err));
         let want = format!(
             "unpacking {}: the image needs {size} bytes, the filesystem has ",
             dst.path().display()

@@ -22,7 +22,7 @@ pub use model::{Ecosystem, File, Package, Sbom, Subject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -30,12 +30,13 @@ pub enum SbomError {
     },
     #[error("the image's creation time {0:?} is not an RFC 3339 time")]
     Time(String),
-    #[error("rendering the SBOM: {0}")]
+    #[error("rendering the SBOM")]
     Json(#[from] serde_json::Error),
 }
 
 /// The document formats written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// CycloneDX 1.6, JSON.
     CyclonedxJson,

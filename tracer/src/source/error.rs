@@ -26,7 +26,7 @@ impl fmt::Display for NameProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -34,7 +34,7 @@ pub enum SourceError {
     },
     #[error("{path}: not an image: {why}")]
     NotAnImage { path: PathBuf, why: String },
-    #[error("{what}: malformed JSON: {source}")]
+    #[error("{what}: malformed JSON")]
     Json {
         what: String,
         #[source]
@@ -76,7 +76,7 @@ pub enum SourceError {
         tag: String,
         found: Vec<String>,
     },
-    #[error("{layer}: corrupt gzip data: {source}")]
+    #[error("{layer}: corrupt gzip data")]
     CorruptGzip {
         layer: String,
         #[source]
@@ -84,7 +84,7 @@ pub enum SourceError {
     },
     #[error("{layer}: {what}-compressed layers are not supported")]
     UnsupportedCompression { layer: String, what: &'static str },
-    #[error("{layer}: malformed tar: {source}")]
+    #[error("{layer}: malformed tar")]
     BadTar {
         layer: String,
         #[source]

@@ -45,11 +45,11 @@ pub enum ImageRef {
 pub enum TransportError {
     #[error("image reference {0:?}: {1}")]
     Bad(String, String),
-    #[error("{0}: {1}")]
+    #[error("{0}")]
     Engine(String, #[source] EngineError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("{0}: {1}")]
+    #[error("{0}")]
     Io(String, #[source] std::io::Error),
 }
 

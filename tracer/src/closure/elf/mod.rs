@@ -40,7 +40,7 @@ pub struct ElfClosure {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -30,9 +30,8 @@ use super::{ClosureError, Options, Reason, walk_tree};
 use crate::{model::trace::Trace, source::rootfs::Rootfs};
 
 /// `--keep`: the unit kept around each used path.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Level {
     /// Exactly the files the run used, with their libraries and links.
     #[default]
@@ -45,7 +44,7 @@ pub enum Level {
     #[serde(rename = "package")]
     Package,
     /// Packages and their Depends/Pre-Depends, transitively.
-    #[value(name = "package+deps")]
+    #[cfg_attr(feature = "cli", value(name = "package+deps"))]
     #[serde(rename = "package+deps")]
     PackageDeps,
 }

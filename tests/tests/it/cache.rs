@@ -1,17 +1,15 @@
 //! The cache of unpacked images: `run --image` unpacks an image once and
 //! reuses the tree; `build` reads it; concurrent runs and a killed run
 //! leave a consistent cache; `trace cache` and `trace cache prune`.
-mod common;
-
 use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::util::*;
 
 fn image() -> PathBuf {
     fixtures().join("bookworm-oci.tar")
@@ -19,13 +17,11 @@ fn image() -> PathBuf {
 
 /// A member of the fixture archive.
 fn member(name: &str) -> serde_json::Value {
-    let o = Command::new("tar")
+    let o = TestCommand::new("tar")
         .arg("-xOf")
         .arg(image())
         .arg(name)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tar -xOf {name}");
+        .expect_success();
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -46,16 +42,13 @@ fn image_config() -> serde_json::Value {
 }
 
 /// `trace ARGS` with its image cache in `cache`.
-fn trace(cache: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(trace_bin());
-    c.args(args)
-        .env("TRACE_CACHE_DIR", cache)
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null());
+fn trace(cache: &Path, args: &[&str]) -> TestCommand {
+    let mut c = TestCommand::trace();
+    c.args(args).env("TRACE_CACHE_DIR", cache);
     c
 }
 
-fn run_image(cache: &Path, out: &Path, extra: &[&str], cmd: &[&str]) -> Command {
+fn run_image(cache: &Path, out: &Path, extra: &[&str], cmd: &[&str]) -> TestCommand {
     let mut c = trace(cache, &["run", "-o"]);
     c.arg(out.join("trace.json"))
         .arg("--image")
@@ -113,9 +106,7 @@ fn a_second_run_reuses_the_entry_and_the_listing_shows_it() {
     let cache = tempdir();
     let c = cache.path();
     let out = tempdir();
-    ok(&run_image(c, out.path(), &[], &["/bin/true"])
-        .output()
-        .unwrap());
+    ok(&run_image(c, out.path(), &[], &["/bin/true"]).run());
     let first = entries(c);
     assert_eq!(first.len(), 1, "{first:?}");
     // Keyed by the OCI ChainID; of this one-layer image, its diff_id.
@@ -143,14 +134,13 @@ fn a_second_run_reuses_the_entry_and_the_listing_shows_it() {
             "grep -q bookworm /etc/os-release && touch /scratch",
         ],
     )
-    .output()
-    .unwrap();
+    .run();
     ok(&r);
     assert_eq!(entries(c), first);
     assert_eq!(fs::metadata(&entry).unwrap().ino(), ino, "rebuilt");
     assert!(!entry.join("rootfs/scratch").exists());
 
-    let listing = trace(c, &["cache"]).output().unwrap();
+    let listing = trace(c, &["cache"]).run();
     ok(&listing);
     let text = stdout(&listing);
     assert!(
@@ -174,9 +164,7 @@ fn build_from_the_cache_gives_the_same_image_as_without() {
     let c = cache.path();
     let work = tempdir();
     let w = work.path();
-    ok(&run_image(c, w, &[], &["sh", "-c", "cat /etc/os-release"])
-        .output()
-        .unwrap());
+    ok(&run_image(c, w, &[], &["sh", "-c", "cat /etc/os-release"]).run());
     let [entry] = entries(c).try_into().unwrap();
     let lock = c.join("rootfs/sha256").join(entry).join("lock");
     let used = || fs::metadata(&lock).unwrap().mtime();
@@ -200,7 +188,7 @@ fn build_from_the_cache_gives_the_same_image_as_without() {
             "--trace",
             trace_json.to_str().unwrap(),
         ]);
-        ok(&trace(c, &args).output().unwrap());
+        ok(&trace(c, &args).run());
         fs::read(w.join(out)).unwrap()
     };
     forget();
@@ -237,7 +225,6 @@ fn two_runs_at_once_both_pass_and_leave_one_entry() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
     };
     let (ra, rb) = (spawn(a.path()), spawn(b.path()));
     ok(&ra.wait_with_output().unwrap());
@@ -254,8 +241,7 @@ fn a_run_killed_mid_unpack_leaves_no_entry_and_the_next_run_cleans_up() {
     let mut child: Child = run_image(c, out.path(), &[], &["/bin/true"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     // Killed once the unpack has started writing the tree.
     wait_for("the unpack to start", || {
         builds(c)
@@ -268,9 +254,7 @@ fn a_run_killed_mid_unpack_leaves_no_entry_and_the_next_run_cleans_up() {
     assert!(entries(c).is_empty(), "{:?}", entries(c));
     assert_eq!(builds(c).len(), 1, "{:?}", builds(c));
 
-    ok(&run_image(c, out.path(), &[], &["/bin/true"])
-        .output()
-        .unwrap());
+    ok(&run_image(c, out.path(), &[], &["/bin/true"]).run());
     assert_eq!(entries(c).len(), 1);
     assert!(builds(c).is_empty(), "{:?}", builds(c));
     let [entry] = entries(c).try_into().unwrap();
@@ -298,12 +282,11 @@ fn prune_keeps_an_entry_in_use_and_removes_it_after() {
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    .spawn();
     wait_for("the container to start", || marker.exists());
     let [entry] = entries(c).try_into().unwrap();
 
-    let p = trace(c, &["cache", "prune", "--all"]).output().unwrap();
+    let p = trace(c, &["cache", "prune", "--all"]).run();
     ok(&p);
     assert!(
         stdout(&p).contains(&format!("kept sha256:{entry}: in use")),
@@ -313,7 +296,7 @@ fn prune_keeps_an_entry_in_use_and_removes_it_after() {
     assert_eq!(entries(c), std::slice::from_ref(&entry));
     ok(&running.wait_with_output().unwrap());
 
-    let p = trace(c, &["cache", "prune", "--all"]).output().unwrap();
+    let p = trace(c, &["cache", "prune", "--all"]).run();
     ok(&p);
     let text = stdout(&p);
     assert!(
@@ -323,18 +306,16 @@ fn prune_keeps_an_entry_in_use_and_removes_it_after() {
     assert!(text.contains("freed "), "{text}");
     assert!(entries(c).is_empty());
     assert!(builds(c).is_empty());
-    let listing = stdout(&trace(c, &["cache"]).output().unwrap());
+    let listing = stdout(&trace(c, &["cache"]).run());
     assert!(listing.ends_with("0 entries, 0 B\n"), "{listing}");
 }
 
 #[test]
 fn prune_needs_a_policy() {
     let cache = tempdir();
-    let o = trace(cache.path(), &["cache", "prune"]).output().unwrap();
+    let o = trace(cache.path(), &["cache", "prune"]).run();
     assert_eq!(o.status.code(), Some(2));
-    let o = trace(cache.path(), &["cache", "prune", "--keep-size", "lots"])
-        .output()
-        .unwrap();
+    let o = trace(cache.path(), &["cache", "prune", "--keep-size", "lots"]).run();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -343,20 +324,14 @@ fn no_cache_bypasses_it_and_an_unusable_entry_is_refused() {
     let cache = tempdir();
     let c = cache.path();
     let out = tempdir();
-    ok(&run_image(c, out.path(), &["--no-cache"], &["/bin/true"])
-        .output()
-        .unwrap());
+    ok(&run_image(c, out.path(), &["--no-cache"], &["/bin/true"]).run());
     assert!(entries(c).is_empty(), "{:?}", entries(c));
-    ok(&run_image(c, out.path(), &[], &["/bin/true"])
-        .output()
-        .unwrap());
+    ok(&run_image(c, out.path(), &[], &["/bin/true"]).run());
     let [entry] = entries(c).try_into().unwrap();
     let dir = c.join("rootfs/sha256").join(&entry);
     // As if it had been cut short: never used, one line, exit 125.
     fs::remove_file(dir.join("entry.json")).unwrap();
-    let r = run_image(c, out.path(), &[], &["/bin/true"])
-        .output()
-        .unwrap();
+    let r = run_image(c, out.path(), &[], &["/bin/true"]).run();
     assert_eq!(r.status.code(), Some(125));
     let err = String::from_utf8_lossy(&r.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -368,14 +343,10 @@ fn no_cache_bypasses_it_and_an_unusable_entry_is_refused() {
         "{err}"
     );
     // `--no-cache` still runs; `prune` removes the unusable entry.
-    ok(&run_image(c, out.path(), &["--no-cache"], &["/bin/true"])
-        .output()
-        .unwrap());
-    let listing = stdout(&trace(c, &["cache"]).output().unwrap());
+    ok(&run_image(c, out.path(), &["--no-cache"], &["/bin/true"]).run());
+    let listing = stdout(&trace(c, &["cache"]).run());
     assert!(listing.contains("(unusable: entry.json: "), "{listing}");
-    let p = trace(c, &["cache", "prune", "--older-than", "365d"])
-        .output()
-        .unwrap();
+    let p = trace(c, &["cache", "prune", "--older-than", "365d"]).run();
     ok(&p);
     assert!(stdout(&p).contains(&format!("removed sha256:{entry}")));
     assert!(entries(c).is_empty());

@@ -1,6 +1,5 @@
 //! End-to-end tests of `trace run`: real programs under the real eBPF
 //! programs (run as root), exact assertions on the trace they produce.
-mod common;
 
 use std::{
     fs,
@@ -8,7 +7,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::*;
+use crate::util::*;
 
 #[test]
 fn cat_etc_hostname() {
@@ -19,23 +18,23 @@ fn cat_etc_hostname() {
     assert_eq!(r.stdout(), fs::read_to_string("/etc/hostname").unwrap());
     let t = r.trace();
     assert_complete(t);
-    assert_eq!(t["format"], "trace");
-    assert_eq!(t["version"], 2);
-    assert_eq!(t["scope"]["mode"], "cgroup");
+    assert_eq!(t.format, "trace");
+    assert_eq!(t.version, 2);
+    assert_eq!(t.scope.mode, "cgroup");
     let host = accesses(t, "/etc/hostname");
     assert_eq!(host.len(), 1, "{host:?}");
-    assert_eq!(host[0]["op"], "open");
-    assert_eq!(host[0]["mode"], "read");
-    assert_eq!(host[0]["result"], "ok");
-    assert_eq!(host[0]["raw"], "/etc/hostname");
+    assert_eq!(host[0].op, Op::Open);
+    assert_eq!(host[0].mode, Some(OpenMode::Read));
+    assert_eq!(host[0].result, "ok");
+    assert_eq!(host[0].raw.as_deref(), Some("/etc/hostname"));
     // The dynamic loader's work is seen too.
     assert!(has(t, "/etc/ld.so.cache", "open", "ok"));
     let cat = canonical("/usr/bin/cat");
     let exec = execs(t)
         .iter()
-        .find(|e| e["exe"] == cat.as_str())
+        .find(|e| e.exe.as_deref() == Some(cat.as_str()))
         .expect("exec of cat recorded");
-    assert_eq!(exec["argv"], serde_json::json!(["cat", "/etc/hostname"]));
+    assert_eq!(exec.argv, ["cat", "/etc/hostname"]);
 }
 
 #[test]
@@ -51,8 +50,9 @@ fn relative_open_after_cd() {
     let data = format!("{}/data.txt", base.display());
     let acc = accesses(t, &data);
     assert!(
-        acc.iter()
-            .any(|a| a["op"] == "open" && a["raw"] == "../data.txt" && a["result"] == "ok"),
+        acc.iter().any(|a| a.op == Op::Open
+            && a.raw.as_deref() == Some("../data.txt")
+            && a.result == "ok"),
         "{acc:?}"
     );
     assert!(has(t, &format!("{}/sub", base.display()), "chdir", "ok"));
@@ -76,7 +76,9 @@ fn relative_chdir_resolves_against_the_old_cwd() {
     let b = base.display();
     let a_dir = accesses(t, &format!("{b}/a"));
     assert!(
-        a_dir.iter().any(|a| a["op"] == "chdir" && a["raw"] == "a"),
+        a_dir
+            .iter()
+            .any(|a| a.op == Op::Chdir && a.raw.as_deref() == Some("a")),
         "{a_dir:?}"
     );
     assert!(has(t, &format!("{b}/a/b"), "chdir", "ok"));
@@ -101,8 +103,9 @@ fn dirfd_relative_open() {
     let t = r.trace();
     let acc = accesses(t, &format!("{}/d/inside.txt", base.display()));
     assert!(
-        acc.iter()
-            .any(|a| a["op"] == "open" && a["raw"] == "inside.txt" && a["result"] == "ok"),
+        acc.iter().any(|a| a.op == Op::Open
+            && a.raw.as_deref() == Some("inside.txt")
+            && a.result == "ok"),
         "{acc:?}"
     );
 }
@@ -121,23 +124,21 @@ fn exec_through_path_search_and_symlinked_dir() {
     let t = r.trace();
     let missing = format!("{}/cat", empty.display());
     assert!(
-        accesses(t, &missing)
-            .iter()
-            .any(|a| a["result"] == "ENOENT"),
+        accesses(t, &missing).iter().any(|a| a.result == "ENOENT"),
         "PATH lookup in the empty dir not recorded as failed: {:?}",
         accesses(t, &missing)
     );
     let cat = canonical("/bin/cat");
     let exec = execs(t)
         .iter()
-        .find(|e| e["raw"] == "/bin/cat")
+        .find(|e| e.raw == "/bin/cat")
         .expect("exec of /bin/cat recorded");
-    assert_eq!(exec["path"], "/bin/cat");
-    assert_eq!(exec["exe"], cat.as_str());
+    assert_eq!(exec.path, "/bin/cat");
+    assert_eq!(exec.exe.as_deref(), Some(cat.as_str()));
     assert!(has(t, "/bin/cat", "exec", "ok"));
     // The file the kernel ran is listed too, when it differs from the name.
     if cat != "/bin/cat" {
-        assert!(accesses(t, &cat).iter().any(|a| a["exe"] == true));
+        assert!(accesses(t, &cat).iter().any(|a| a.exe));
     }
 }
 
@@ -154,12 +155,16 @@ fn shebang_script_records_interpreter() {
     let t = r.trace();
     let exec = execs(t)
         .iter()
-        .find(|e| e["path"] == s.as_str())
+        .find(|e| e.path == s.as_str())
         .expect("exec of the script");
     let sh = canonical("/bin/sh");
-    assert_eq!(exec["exe"], sh.as_str(), "interpreter is the running image");
+    assert_eq!(
+        exec.exe.as_deref(),
+        Some(sh.as_str()),
+        "interpreter is the running image"
+    );
     assert!(has(t, &s, "exec", "ok"));
-    assert!(accesses(t, &sh).iter().any(|a| a["exe"] == true));
+    assert!(accesses(t, &sh).iter().any(|a| a.exe));
     assert!(has(t, "/etc/hostname", "open", "ok"));
 }
 
@@ -177,12 +182,12 @@ fn double_forked_daemon(scope: &str) {
     let r = run_in(dir.path(), &["--scope", scope], &["sh", "-c", &script]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let t = r.trace();
-    assert_eq!(t["scope"]["mode"], scope);
+    assert_eq!(t.scope.mode, scope);
     assert!(
         has(t, &late.display().to_string(), "open", "ok"),
         "daemon's open missing in {scope} scope"
     );
-    assert_eq!(t["scope"]["leftovers_killed"], 0);
+    assert_eq!(t.scope.leftovers_killed, 0);
 }
 
 #[test]
@@ -192,14 +197,13 @@ fn cgroup_join_without_clone3() {
     let dir = tempdir();
     let out = trace_cmd(dir.path(), &[], &["cat", "/etc/hostname"])
         .env("TRACE_DEBUG_NO_CLONE3", "1")
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(0));
     let t = read_trace(dir.path()).expect("trace written");
     assert_complete(&t);
-    assert_eq!(t["scope"]["mode"], "cgroup");
+    assert_eq!(t.scope.mode, "cgroup");
     assert!(has(&t, "/etc/hostname", "open", "ok"));
-    assert!(execs(&t).iter().any(|e| e["argv"][0] == "cat"));
+    assert!(execs(&t).iter().any(|e| e.argv[0] == "cat"));
 }
 
 #[test]
@@ -240,7 +244,7 @@ fn failed_lookup_is_recorded_as_failed() {
     assert!(!acc.is_empty());
     assert!(
         acc.iter()
-            .all(|a| a["result"] == "ENOENT" && a["errno"] == 2)
+            .all(|a| a.result == "ENOENT" && a.errno == Some(2))
     );
 }
 
@@ -267,7 +271,7 @@ fn probes_are_recorded() {
     assert!(
         accesses(t, &ls)
             .iter()
-            .any(|a| a["op"] == "stat" && a["nofollow"] == true),
+            .any(|a| a.op == Op::Stat && a.nofollow),
         "lstat is a no-follow stat: {:?}",
         accesses(t, &ls)
     );
@@ -284,7 +288,7 @@ fn writes_and_creates_are_marked() {
     let acc = accesses(r.trace(), &out.display().to_string());
     assert!(
         acc.iter()
-            .any(|a| a["op"] == "open" && a["mode"] == "write" && a["create"] == true),
+            .any(|a| a.op == Op::Open && a.mode == Some(OpenMode::Write) && a.create),
         "{acc:?}"
     );
 }
@@ -312,19 +316,19 @@ fn path_longer_than_3000_bytes() {
     let t = r.trace();
     assert_complete(t);
     let entry = file_entry(t, &f);
-    assert!(entry.get("truncated").is_none(), "{entry}");
+    assert!(!entry.truncated, "{entry:?}");
     let acc = accesses(t, &f);
     assert!(
         acc.iter()
-            .any(|a| a["raw"] == f.as_str() && a["result"] == "ok")
+            .any(|a| a.raw.as_deref() == Some(f.as_str()) && a.result == "ok")
     );
     assert!(
         acc.iter()
-            .any(|a| a["raw"] == "leaf.txt" && a["result"] == "ok")
+            .any(|a| a.raw.as_deref() == Some("leaf.txt") && a.result == "ok")
     );
 }
 
-fn file_entry<'a>(t: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+fn file_entry<'a>(t: &'a Trace, path: &str) -> &'a FileEntry {
     match file(t, path) {
         Some(f) => f,
         None => panic!("{path} not in trace"),
@@ -373,7 +377,7 @@ fn exit_status_passes_through() {
     assert_eq!(run_in(dir.path(), &[], &["sh", "-c", "exit 7"]).code(), 7);
     let killed = run_in(dir.path(), &[], &["sh", "-c", "kill -TERM $$"]);
     assert_eq!(killed.code(), 143);
-    assert_eq!(killed.trace()["exit"]["signal"], 15);
+    assert_eq!(killed.trace().exit.signal, Some(15));
     let missing = run_in(dir.path(), &[], &["no-such-command-for-trace"]);
     assert_eq!(missing.code(), 127);
     assert!(
@@ -391,13 +395,9 @@ fn exit_status_passes_through() {
     let bad_format = run_in(dir.path(), &[], &[data.to_str().unwrap()]);
     assert_eq!(bad_format.code(), 126, "{}", bad_format.stderr());
     // The failed PATH search is itself in the trace.
-    let failed: Vec<_> = common::files(missing.trace())
+    let failed: Vec<_> = files(missing.trace())
         .iter()
-        .filter(|f| {
-            f["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("/no-such-command-for-trace"))
-        })
+        .filter(|f| f.path.ends_with("/no-such-command-for-trace"))
         .collect();
     assert!(!failed.is_empty());
 }
@@ -411,11 +411,11 @@ fn sigterm_is_forwarded_and_trace_still_written() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
     let t = read_trace(dir.path()).expect("trace written");
-    assert_eq!(t["exit"]["signal"], 15);
+    assert_eq!(t.exit.signal, Some(15));
     assert!(
-        execs(&t).iter().any(|e| e["argv"][0] == "sleep"),
-        "{}",
-        t["execs"]
+        execs(&t).iter().any(|e| e.argv[0] == "sleep"),
+        "{:?}",
+        t.execs
     );
 }
 
@@ -435,11 +435,9 @@ fn killed_trace_leaves_no_partial_output() {
 #[test]
 fn text_format_summary() {
     let dir = tempdir();
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["run", "--format", "text", "--", "cat", "/etc/hostname"])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     for section in [
@@ -476,21 +474,15 @@ fn lost_events_are_reported_never_silent() {
         &["sh", "-c", &script],
     )
     .env("TRACE_DEBUG_STALL_READER", "1")
-    .output()
-    .unwrap();
+    .run();
     assert_eq!(out.status.code(), Some(0));
     let t = read_trace(dir.path()).expect("trace written");
-    assert_eq!(t["complete"], false);
-    let lost = &t["lost_events"];
-    assert!(lost["total"].as_u64().unwrap() > 0, "{lost}");
-    assert_eq!(lost["total"], lost["by_cause"]["ringbuf_full"]);
-    let per_cpu: u64 = lost["per_cpu"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    assert_eq!(per_cpu, lost["total"].as_u64().unwrap());
+    assert!(!t.complete);
+    let lost = &t.lost_events;
+    assert!(lost.total > 0, "{lost:?}");
+    assert_eq!(Some(&lost.total), lost.by_cause.get("ringbuf_full"));
+    let per_cpu: u64 = lost.per_cpu.iter().sum();
+    assert_eq!(per_cpu, lost.total);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("incomplete"), "{stderr}");
 }
@@ -540,8 +532,7 @@ fn missing_or_malformed_btf_is_one_clear_error() {
     // The cgroup made for the failed run is gone again.
     let child = trace_cmd(dir.path(), &["--btf", junk.to_str().unwrap()], &["true"])
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let prefix = format!("trace-{}-", child.id());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(125));
@@ -557,14 +548,11 @@ fn missing_or_malformed_btf_is_one_clear_error() {
 
 #[test]
 fn bad_arguments_are_rejected() {
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["run", "--ringbuf-size", "1000", "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        .expect_code(2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
-    let out = Command::new(trace_bin()).args(["run"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    TestCommand::trace().args(["run"]).expect_code(2);
 }
 
 #[test]
@@ -572,7 +560,7 @@ fn no_cgroup_or_bpf_state_is_left_behind() {
     let dir = tempdir();
     let r = run_in(dir.path(), &[], &["true"]);
     assert_eq!(r.code(), 0);
-    let cg = r.trace()["scope"]["cgroup"].as_str().unwrap().to_string();
+    let cg = r.trace().scope.cgroup.as_deref().unwrap().to_string();
     assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
 }
 
@@ -603,24 +591,23 @@ fn a_trace_larger_than_memory_keeps_every_access() {
     let prefix = format!("{}/", missing.display());
     let mut seen = vec![false; count];
     for f in files(t) {
-        let path = f["path"].as_str().unwrap();
+        let path = f.path.as_str();
         let Some(n) = path.strip_prefix(&prefix) else {
             continue;
         };
         let i: usize = n.parse().expect("a name the program made");
         assert!(!seen[i], "{path} listed twice");
         seen[i] = true;
-        let ops: Vec<&str> = f["accesses"]
-            .as_array()
-            .unwrap()
+        let ops: Vec<Op> = f
+            .accesses
             .iter()
             .map(|a| {
-                assert_eq!(a["result"], "ENOENT", "{a}");
-                a["op"].as_str().unwrap()
+                assert_eq!(a.result, "ENOENT", "{a:?}");
+                a.op
             })
             .collect();
         assert!(
-            ops.contains(&"open") && ops.contains(&"stat"),
+            ops.contains(&Op::Open) && ops.contains(&Op::Stat),
             "{path}: {ops:?}"
         );
     }

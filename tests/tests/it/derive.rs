@@ -1,5 +1,4 @@
 //! Outputs derived from traces: `trace merge` and `trace allowlist`.
-mod common;
 
 use std::{
     collections::BTreeSet,
@@ -8,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn rootfs() -> PathBuf {
@@ -17,18 +16,7 @@ fn rootfs() -> PathBuf {
 }
 
 fn cli(args: &[&str]) -> Output {
-    let o = Command::new(trace_bin())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    TestCommand::trace().args(args).expect_code(0)
 }
 
 /// Traces `argv` chrooted into the fixture rootfs into `dir/name`.
@@ -97,17 +85,19 @@ fn merge_is_a_union_in_any_order_and_builds_the_same_image() {
         fs::read(&ba).unwrap(),
         "order matters"
     );
-    let m: Value = serde_json::from_slice(&fs::read(&ab).unwrap()).unwrap();
-    assert_eq!(m["merged_from"].as_array().unwrap().len(), 2);
+    let m = read_trace_file(&ab);
+    assert_eq!(m.merged_from.len(), 2);
     let deb = file(&m, "/etc/debian_version").expect("from a");
-    assert_eq!(deb["seen_in"], serde_json::json!([a.to_str().unwrap()]));
+    assert_eq!(deb.seen_in, [a.to_str().unwrap()]);
     assert!(file(&m, "/usr/bin/python3.11").is_some(), "from b");
     // The syscalls of both runs are united too.
-    let names: Vec<&str> = m["syscalls"]["names"]
-        .as_array()
-        .unwrap()
+    let names: Vec<&str> = m
+        .syscalls
+        .as_ref()
+        .expect("syscalls recorded")
+        .names
         .iter()
-        .filter_map(|v| v.as_str())
+        .map(String::as_str)
         .collect();
     assert!(
         names.contains(&"execve") && names.contains(&"openat"),

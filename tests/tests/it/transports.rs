@@ -2,17 +2,14 @@
 //! `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME]` name the same
 //! images as the plain paths, select by tag, and write tagged images. No
 //! engine is needed for any of them (the engines are in engines.rs).
-mod common;
 
-use std::{fs, process::Command};
+use std::fs;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
-fn trace() -> Command {
-    let mut c = Command::new(trace_bin());
-    c.env_remove("LD_LIBRARY_PATH");
-    c
+fn trace() -> TestCommand {
+    TestCommand::trace()
 }
 
 fn json(p: &std::path::Path) -> Value {
@@ -29,8 +26,7 @@ fn every_file_transport_names_the_same_image() {
         .arg("-o")
         .arg(&t)
         .args(["--", "/bin/cat", "/etc/debian_version"])
-        .output()
-        .unwrap();
+        .run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let f = fixtures();
     let sources = [
@@ -54,8 +50,7 @@ fn every_file_transport_names_the_same_image() {
             .arg(work.path().join(format!("o{i}")))
             .arg("--report")
             .arg(&report)
-            .output()
-            .unwrap();
+            .run();
         assert!(
             o.status.success(),
             "{src}: {}",
@@ -85,8 +80,7 @@ fn every_file_transport_names_the_same_image() {
             .arg(&t)
             .arg("-o")
             .arg(&out)
-            .output()
-            .unwrap();
+            .run();
         let e = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(125), "{src}: {e}");
         assert_eq!(e.lines().count(), 1, "{e}");
@@ -110,8 +104,7 @@ fn every_file_transport_names_the_same_image() {
             .arg(&t)
             .args(["-o", &target])
             .args(extra)
-            .output()
-            .unwrap();
+            .run();
         assert!(
             o.status.success(),
             "{target}: {}",
@@ -128,10 +121,7 @@ fn every_file_transport_names_the_same_image() {
         format!("oci:{}:app:1", oci.display()),
         format!("docker-archive:{}:app:1", da.display()),
     ] {
-        let o = Command::new("skopeo")
-            .args(["inspect", &r])
-            .output()
-            .unwrap();
+        let o = TestCommand::new("skopeo").args(["inspect", &r]).run();
         assert!(
             o.status.success(),
             "{r}: {}",
@@ -156,8 +146,7 @@ fn every_file_transport_names_the_same_image() {
             .arg(&t)
             .args(["-o", &target])
             .args(extra)
-            .output()
-            .unwrap();
+            .run();
         assert_eq!(o.status.code(), Some(125));
         assert!(!work.path().join("x1").exists() && !work.path().join("x2").exists());
     }

@@ -1,6 +1,5 @@
 //! `trace attach`: a container started by runc, a host process tree, a
 //! cgroup, all already running when the trace starts.
-mod common;
 
 use std::{
     fs,
@@ -8,25 +7,18 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
-fn attach(dir: &std::path::Path, target: &[&str]) -> Value {
+fn attach(dir: &std::path::Path, target: &[&str]) -> Trace {
     let out = dir.join("attach.json");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("attach")
         .args(target)
         .args(["--duration", "1.5", "-o"])
         .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&fs::read(&out).unwrap()).unwrap()
+        .expect_code(0);
+    read_trace_file(&out)
 }
 
 /// A runc container on the read-only fixture rootfs, looping over a file.
@@ -84,12 +76,12 @@ fn attach_to_a_runc_container_by_id_and_by_cgroup() {
     let dir = tempdir();
     let t = attach(dir.path(), &["--container", &c.id]);
     assert_complete(&t);
-    assert_eq!(t["scope"]["mode"], "cgroup");
+    assert_eq!(t.scope.mode, "cgroup");
     // Paths as the container sees them, and what it ran while we watched.
     assert!(has(&t, "/etc/debian_version", "open", "ok"));
-    let argvs: Vec<&Value> = execs(&t).iter().map(|e| &e["argv"]).collect();
+    let argvs: Vec<&[String]> = execs(&t).iter().map(|e| e.argv.as_slice()).collect();
     assert!(
-        argvs.contains(&&serde_json::json!(["cat", "/etc/debian_version"])),
+        argvs.contains(&&["cat", "/etc/debian_version"].map(String::from)[..]),
         "{argvs:?}"
     );
     // A loop is one exec entry per command line, not one per iteration.
@@ -99,7 +91,7 @@ fn attach_to_a_runc_container_by_id_and_by_cgroup() {
         "{argvs:?}"
     );
     // The same through its cgroup path.
-    let cg = t["scope"]["cgroup"].as_str().unwrap().to_string();
+    let cg = t.scope.cgroup.as_deref().unwrap().to_string();
     let t2 = attach(dir.path(), &["--cgroup", &cg]);
     assert!(has(&t2, "/etc/debian_version", "open", "ok"));
 }
@@ -130,14 +122,14 @@ fn attach_to_a_process_tree_and_nothing_else() {
     let _ = untraced.kill();
     let _ = traced.wait();
     let _ = untraced.wait();
-    assert_eq!(t["scope"]["mode"], "pids");
+    assert_eq!(t.scope.mode, "pids");
     assert!(has(&t, &mine.display().to_string(), "open", "ok"));
     assert!(file(&t, &other.display().to_string()).is_none());
 }
 
 #[test]
 fn attach_to_nothing_is_an_error() {
-    let o = Command::new(trace_bin())
+    let o = TestCommand::trace()
         .args([
             "attach",
             "--container",
@@ -145,15 +137,11 @@ fn attach_to_nothing_is_an_error() {
             "--duration",
             "1",
         ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(125));
+        .expect_code(125);
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(e.contains("no-such-container-xyz"), "{e}");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .args(["attach", "--pid", "999999999"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(125));
+        .expect_code(125);
 }

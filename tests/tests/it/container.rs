@@ -1,10 +1,9 @@
 //! `trace run --image`: a real OCI runtime (runc), the Debian fixture
 //! image, a test suite bound in from the host.
-mod common;
 
 use std::{fs, path::PathBuf, process::Command};
 
-use common::*;
+use crate::util::*;
 
 const SUITE: &str = r#"import unittest, json, decimal
 class T(unittest.TestCase):
@@ -55,14 +54,11 @@ fn only_the_container_is_traced_with_paths_as_it_saw_them() {
         assert!(r.stderr().contains("Ran 2 tests"), "{}", r.stderr());
         let t = r.trace();
         assert_complete(t);
-        assert_eq!(t["scope"]["bind_mounts"], serde_json::json!(["/suite"]));
+        assert_eq!(t.scope.bind_mounts, ["/suite"]);
         // One exec: the suite's. Not `runc run`, not `runc init`.
         let execs = execs(t);
         assert_eq!(execs.len(), 1, "{execs:?}");
-        assert_eq!(
-            execs[0]["argv"],
-            serde_json::json!(["/usr/bin/python3", "/suite/test_app.py"])
-        );
+        assert_eq!(execs[0].argv, ["/usr/bin/python3", "/suite/test_app.py"]);
         // Paths are the container's: the suite under /suite, not the host dir.
         assert!(has(t, "/suite/test_app.py", "open", "ok"));
         assert!(has(t, "/etc/debian_version", "open", "ok"));
@@ -113,7 +109,7 @@ fn exit_status_env_workdir_and_a_read_only_source() {
     assert!(
         accesses(t, "/etc/debian_version")
             .iter()
-            .any(|a| a["mode"] == "write"),
+            .any(|a| a.mode == Some(OpenMode::Write)),
         "{:?}",
         accesses(t, "/etc/debian_version")
     );
@@ -129,7 +125,7 @@ fn nothing_is_left_behind() {
         &["/bin/true"],
     );
     assert_eq!(r.code(), 0, "{}", r.stderr());
-    let cg = r.trace()["scope"]["cgroup"].as_str().unwrap().to_string();
+    let cg = r.trace().scope.cgroup.as_deref().unwrap().to_string();
     let name = cg.rsplit('/').next().unwrap().to_string();
     assert!(!std::path::Path::new(&cg).exists());
     for v1 in ["cpu", "memory", "pids", "devices"] {
@@ -142,10 +138,7 @@ fn nothing_is_left_behind() {
         );
     }
     // Other tests run containers at the same time: look for this one only.
-    let id = r.trace()["scope"]["container"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = r.trace().scope.container.as_deref().unwrap().to_string();
     let bundle = format!("trace-bundle-{}", id.strip_prefix("trace-").unwrap());
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&bundle), "overlay still mounted");
@@ -169,16 +162,15 @@ fn sigterm_reaches_the_container_and_everything_is_cleaned_up() {
         &["/bin/sh", "-c", "trap 'exit 143' TERM; sleep 30 & wait"],
     )
     .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    .spawn();
     std::thread::sleep(std::time::Duration::from_secs(3));
     // SAFETY: plain syscall on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
     let t = read_trace(dir.path()).expect("trace written");
-    assert_eq!(t["exit"]["code"], 143);
-    let id = t["scope"]["container"].as_str().unwrap().to_string();
+    assert_eq!(t.exit.code, 143);
+    let id = t.scope.container.as_deref().unwrap().to_string();
     let list = runc_list();
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&id));
     let bundle = format!("trace-bundle-{}", id.strip_prefix("trace-").unwrap());
@@ -350,8 +342,7 @@ fn killed_while_unpacking_the_image() {
         &["/bin/true"],
     )
     .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    .spawn();
     let pid = child.id();
     let tmp = std::env::temp_dir();
     kill_and_check("unpacking", child, dir.path(), || {
@@ -377,8 +368,7 @@ fn killed_while_the_container_runs() {
         &["/bin/sh", "-c", "touch /m/started; sleep 600 & wait"],
     )
     .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    .spawn();
     let started = shared.join("started");
     kill_and_check("running the container", child, dir.path(), || {
         started.exists()
@@ -396,8 +386,7 @@ fn killed_while_writing_the_trace() {
     )
     .env("TRACE_DEBUG_STALL_WRITE", "trace.json")
     .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    .spawn();
     let d = dir.path().to_path_buf();
     kill_and_check("writing the trace", child, dir.path(), || {
         fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).any(|e| {
@@ -414,15 +403,13 @@ fn killed_while_minimize_builds() {
     let image = fixtures().join("bookworm-rootfs");
     let dir = tempdir();
     let out = dir.path().join("min");
-    let child = Command::new(trace_bin())
+    let child = TestCommand::trace()
         .args(["minimize", "--image", image.to_str().unwrap(), "-o"])
         .arg(&out)
         .args(["--", "/bin/sh", "-c", "echo ok"])
         .env("TRACE_DEBUG_STALL_WRITE", "min")
-        .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let d = dir.path().to_path_buf();
     kill_and_check("building the minimal image", child, dir.path(), || {
         fs::read_dir(&d)
@@ -450,8 +437,7 @@ fn a_running_trace_is_never_swept() {
         ],
     )
     .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    .spawn();
     let started = shared.join("started");
     wait_for("running the container", &mut child, || started.exists());
     // Another trace starts (and sweeps) while this one runs.
@@ -462,7 +448,7 @@ fn a_running_trace_is_never_swept() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let t = read_trace(dir.path()).expect("trace written");
-    assert_eq!(t["exit"]["code"], 0);
+    assert_eq!(t.exit.code, 0);
 }
 
 // Container configuration the runtime would refuse only once started is
@@ -598,12 +584,9 @@ fn bad_container_configuration_is_an_error_of_trace() {
         );
     }
     // verify: an error, not a FAIL of the suite.
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["verify", "--image", img, "--env", "=x", "--", "/bin/true"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+        .expect_code(125);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "trace: error: --env =x: expected K=V with a non-empty name K\n"

@@ -3,16 +3,14 @@
 //! (cyclonedx-python-lib, spdx-tools), the NTIA minimum elements
 //! (ntia-conformance-checker) and an independent scanner (cdxgen, which
 //! reads image archives offline with trivy).
-mod common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
-    process::Command,
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn tool(var: &str) -> PathBuf {
@@ -23,15 +21,8 @@ fn tool(var: &str) -> PathBuf {
 
 const PY: &str = "import json, decimal\nprint(json.dumps({'d': str(decimal.Decimal('1.1') + 1)}))";
 
-fn ok(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+fn ok(cmd: &mut TestCommand) -> std::process::Output {
+    cmd.expect_success()
 }
 
 /// Traces `argv` chrooted into `root`; the trace is `dir/trace.json`.
@@ -42,7 +33,7 @@ fn trace_in(dir: &Path, root: &Path, argv: &[&str]) -> PathBuf {
 }
 
 fn build(cwd: &Path, args: &[&str]) -> String {
-    let out = ok(Command::new(trace_bin())
+    let out = ok(TestCommand::trace()
         .current_dir(cwd)
         .arg("build")
         .args(args));
@@ -57,7 +48,7 @@ fn json(path: &Path) -> Value {
 /// Unpacks `layout:tag` with umoci; returns the root filesystem.
 fn unpack(work: &Path, layout: &Path, tag: &str) -> PathBuf {
     let bundle = work.join(format!("bundle-{tag}"));
-    ok(Command::new("umoci")
+    ok(TestCommand::new("umoci")
         .args(["unpack", "--image"])
         .arg(format!("{}:{tag}", layout.display()))
         .arg(&bundle));
@@ -66,7 +57,7 @@ fn unpack(work: &Path, layout: &Path, tag: &str) -> PathBuf {
 
 fn validate(kind: &str, doc: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/validate_sbom.py");
-    ok(Command::new(tool("TRACE_SBOM_PYTHON"))
+    ok(TestCommand::new(tool("TRACE_SBOM_PYTHON"))
         .arg(script)
         .arg(kind)
         .arg(doc));
@@ -74,7 +65,7 @@ fn validate(kind: &str, doc: &Path) {
 
 fn ntia(doc: &Path) {
     let bin = tool("TRACE_SBOM_PYTHON").with_file_name("sbomcheck");
-    let out = ok(Command::new(bin)
+    let out = ok(TestCommand::new(bin)
         .args(["-c", "ntia", "-r", "json"])
         .arg(doc));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -166,7 +157,7 @@ fn sha256sums(root: &Path, paths: &BTreeSet<String>) -> BTreeMap<String, String>
     let mut out = BTreeMap::new();
     let list: Vec<&String> = paths.iter().collect();
     for chunk in list.chunks(500) {
-        let o = ok(Command::new("sha256sum").args(chunk.iter().map(|p| root.join(&p[1..]))));
+        let o = ok(TestCommand::new("sha256sum").args(chunk.iter().map(|p| root.join(&p[1..]))));
         for line in String::from_utf8_lossy(&o.stdout).lines() {
             let (h, p) = line.split_once("  ").unwrap();
             let p = Path::new(p).strip_prefix(root).unwrap();
@@ -414,7 +405,7 @@ fn sbom_bytes_are_deterministic_and_trace_sbom_agrees() {
 
     let min = work.join("a/min-cyclonedx-json.oci");
     let from = |p: &Path| {
-        let out = ok(Command::new(trace_bin())
+        let out = ok(TestCommand::trace()
             .args(["sbom", "--from"])
             .arg(format!("oci:{}:t", p.display())));
         out.stdout
@@ -500,7 +491,7 @@ fn pypi_distribution_appears_and_disappears_with_its_files() {
 
 /// (name, version, arch) of the binary deb packages cdxgen's scan lists.
 fn cdxgen_debs(image: &Path, out: &Path) -> BTreeSet<(String, String, String)> {
-    ok(Command::new(tool("TRACE_NODE"))
+    ok(TestCommand::new(tool("TRACE_NODE"))
         .arg(fs::canonicalize(tool("TRACE_CDXGEN")).unwrap())
         .args(["-t", "docker", "--no-install-deps", "-o"])
         .arg(out)
@@ -557,7 +548,7 @@ fn cdxgen_finds_the_same_os_packages() {
     let work = dir.path();
     let full = fixtures().join("bookworm-docker.tar");
     let ours_full = work.join("full.cdx.json");
-    ok(Command::new(trace_bin())
+    ok(TestCommand::trace()
         .args(["sbom", "--from"])
         .arg(&full)
         .arg("-o")
@@ -596,12 +587,10 @@ fn cdxgen_finds_the_same_os_packages() {
 fn bad_sbom_requests_fail_cleanly() {
     let dir = tempdir();
     let work = dir.path();
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .args(["sbom", "--from"])
         .arg(work.join("nothing"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+        .expect_code(125);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("trace: error: "), "{err}");
@@ -610,7 +599,7 @@ fn bad_sbom_requests_fail_cleanly() {
     let rootfs = fixtures().join("bookworm-rootfs");
     let trace = trace_in(work, &rootfs, &["/usr/bin/true"]);
     let img = work.join("img.oci");
-    let out = Command::new(trace_bin())
+    let out = TestCommand::trace()
         .arg("build")
         .args([
             "--from",
@@ -622,15 +611,13 @@ fn bad_sbom_requests_fail_cleanly() {
         ])
         .arg("--sbom")
         .arg(work.join("no/such/dir/x.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+        .expect_code(125);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("is not a directory"), "{err}");
     assert!(!img.exists());
 
-    let out = Command::new(trace_bin())
+    TestCommand::trace()
         .args([
             "build",
             "--from",
@@ -643,7 +630,5 @@ fn bad_sbom_requests_fail_cleanly() {
             "s.json",
             "--no-sbom",
         ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        .expect_code(2);
 }

@@ -2,7 +2,6 @@
 //! helper from tests/programs (compiled here with gcc) under `trace run` or
 //! `trace attach` with the real eBPF programs, and asserts the exact path,
 //! op, syscall and result recorded, or `complete: false` with its reason.
-mod common;
 
 use std::{
     fs,
@@ -12,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::{Value, json};
 
 /// A test's own directory (canonical, so it is the name the kernel uses).
@@ -76,7 +75,7 @@ fn ok_run(r: &Run) -> String {
 }
 
 /// Paths of entries some access of which matches `want`.
-fn entries_with(t: &Value, want: &Value) -> Vec<String> {
+fn entries_with(t: &Trace, want: &Value) -> Vec<String> {
     let mut v: Vec<String> = all_accesses(t)
         .into_iter()
         .filter(|(_, a)| access_matches(a, want))
@@ -86,12 +85,20 @@ fn entries_with(t: &Value, want: &Value) -> Vec<String> {
     v
 }
 
-fn pid_of_exec(t: &Value, exe: &str) -> u64 {
+fn pid_of_exec(t: &Trace, exe: &str) -> u32 {
     execs(t)
         .iter()
-        .find(|e| e["exe"] == exe)
-        .and_then(|e| e["pid"].as_u64())
-        .unwrap_or_else(|| panic!("no exec of {exe}: {}", t["execs"]))
+        .find(|e| e.exe.as_deref() == Some(exe))
+        .map(|e| e.pid)
+        .unwrap_or_else(|| panic!("no exec of {exe}: {:?}", t.execs))
+}
+
+/// The ia32 syscalls the trace recorded (its `syscalls.compat`).
+fn compat_syscalls(t: &Trace) -> &Syscalls {
+    t.syscalls
+        .as_ref()
+        .and_then(|s| s.compat.as_deref())
+        .unwrap_or_else(|| panic!("no compat syscalls: {:?}", t.syscalls))
 }
 
 // ---------------------------------------------------------------------
@@ -230,33 +237,24 @@ fn lost_records_do_not_suppress_their_repeats() {
         &[&prog, &w.p("many"), &N.to_string(), &marker],
     )
     .env("TRACE_DEBUG_STALL_READER", &marker)
-    .output()
-    .expect("trace runs");
-    let r = Run {
-        out,
-        trace: read_trace(&w.base),
-    };
+    .run();
+    let r = Run::new(out, &w.base);
     assert_eq!(ok_run(&r).trim(), format!("{N} {N}"));
     let t = r.trace();
     // The first pass overflowed the buffer, and the trace says so.
-    assert_eq!(t["complete"], false, "{}", t["lost_events"]);
-    let lost = t["lost_events"]["total"].as_u64().unwrap_or(0);
-    assert!(lost > 0, "{}", t["lost_events"]);
+    assert!(!t.complete, "{:?}", t.lost_events);
+    let lost = t.lost_events.total;
+    assert!(lost > 0, "{:?}", t.lost_events);
     assert!(
-        t["lost_events"]["by_cause"]["ringbuf_full"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
-        "{}",
-        t["lost_events"]
+        t.lost_events
+            .by_cause
+            .get("ringbuf_full")
+            .is_some_and(|n| *n > 0),
+        "{:?}",
+        t.lost_events
     );
-    let reasons = t["incomplete_reasons"].as_array().expect("reasons listed");
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.as_str().unwrap_or_default().contains("lost")),
-        "{reasons:?}"
-    );
+    let reasons = &t.incomplete_reasons;
+    assert!(reasons.iter().any(|r| r.contains("lost")), "{reasons:?}");
     // The second pass repeated every access: none may be missing.
     let want = json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true});
     let missing: Vec<usize> = (0..N)
@@ -508,7 +506,7 @@ fn io_uring_requests_are_recorded_with_their_results() {
         &w.p("u/a2"),
         &json!({"channel": "io_uring", "raw": "a2", "observed": true}),
     );
-    assert!(t.get("unobserved").is_none(), "{}", t["unobserved"]);
+    assert!(t.unobserved.is_empty(), "{:?}", t.unobserved);
 }
 
 #[test]
@@ -521,21 +519,19 @@ fn io_uring_request_without_completion_makes_the_trace_incomplete() {
     let out = ok_run(&r);
     assert!(out.starts_with("first completion: nop\n"), "{out}");
     let t = r.trace();
-    assert_eq!(t["complete"], false);
+    assert!(!t.complete);
     let pid = pid_of_exec(t, &prog);
-    let unobserved = t["unobserved"].as_array().expect("unobserved listed");
+    let unobserved = &t.unobserved;
     assert!(
-        unobserved.iter().any(|u| u["channel"] == "io_uring"
-            && u["op"] == "statx (no completion)"
-            && u["pid"] == pid
-            && u["count"] == 1),
+        unobserved.iter().any(|u| u.channel == "io_uring"
+            && u.op == "statx (no completion)"
+            && u.pid == pid
+            && u.count == 1),
         "{unobserved:?}"
     );
-    let reasons = t["incomplete_reasons"].as_array().expect("reasons");
+    let reasons = &t.incomplete_reasons;
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.as_str().unwrap_or_default().contains("io_uring")),
+        reasons.iter().any(|r| r.contains("io_uring")),
         "{reasons:?}"
     );
 }
@@ -605,21 +601,11 @@ fn ia32_binary_is_decoded_with_the_ia32_table() {
     // Nothing of the 32-bit process was read as an x86_64 syscall.
     let misread = entries_with(t, &json!({"syscall": "fstat"}));
     assert!(misread.is_empty(), "{misread:?}");
-    assert_eq!(t["counters"]["unreadable_paths"], 0, "{}", t["counters"]);
-    let compat = &t["syscalls"]["compat"];
-    assert_eq!(compat["arch"], "x86", "{}", t["syscalls"]);
-    let names: Vec<&str> = compat["names"]
-        .as_array()
-        .expect("compat names")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    let numbers: Vec<u64> = compat["numbers"]
-        .as_array()
-        .expect("compat numbers")
-        .iter()
-        .filter_map(Value::as_u64)
-        .collect();
+    assert_eq!(t.counters.unreadable_paths, 0, "{:?}", t.counters);
+    let compat = compat_syscalls(t);
+    assert_eq!(compat.arch, "x86", "{:?}", t.syscalls);
+    let names = &compat.names;
+    let numbers = &compat.numbers;
     for (name, nr) in [("write", 4), ("open", 5), ("stat64", 195), ("openat", 295)] {
         let i = names.iter().position(|n| *n == name);
         assert!(i.is_some(), "{name} not in compat {names:?}");
@@ -653,11 +639,11 @@ fn int80_from_a_64bit_binary_is_recorded_as_ia32() {
     // Only the one stat64: the ia32 write (x86_64's stat number) added none.
     let stats = matching(t, &statted, &json!({"op": "stat"}));
     assert_eq!(stats.len(), 1, "{stats:?}");
-    let compat = &t["syscalls"]["compat"];
-    assert_eq!(compat["arch"], "x86", "{}", t["syscalls"]);
-    let names = compat["names"].as_array().expect("compat names");
+    let compat = compat_syscalls(t);
+    assert_eq!(compat.arch, "x86", "{:?}", t.syscalls);
+    let names = &compat.names;
     for n in ["open", "stat64", "write", "close"] {
-        assert!(names.contains(&json!(n)), "{n} not in {names:?}");
+        assert!(names.iter().any(|x| x == n), "{n} not in {names:?}");
     }
 }
 
@@ -703,11 +689,11 @@ fn open_by_handle_and_open_tree_are_named_by_their_descriptor() {
         vec![f.clone()]
     );
     // open_tree's flags are not open(2)'s: its descriptor is for no I/O.
-    let no_io = |t: &Value| {
+    let no_io = |t: &Trace| {
         for a in matching(t, &tree, &json!({"syscall": "open_tree"})) {
             assert!(
-                a["mode"] != "write" && a["mode"] != "read-write",
-                "open_tree recorded as opened for writing: {a}"
+                a.mode != Some(OpenMode::Write) && a.mode != Some(OpenMode::ReadWrite),
+                "open_tree recorded as opened for writing: {a:?}"
             );
         }
     };
@@ -894,7 +880,7 @@ fn unix_socket_paths_are_recorded_and_abstract_names_are_not() {
     );
     let socket_paths: Vec<String> = all_accesses(t)
         .into_iter()
-        .filter(|(_, a)| a["op"] == "bind" || a["op"] == "connect")
+        .filter(|(_, a)| a.op == Op::Bind || a.op == Op::Connect)
         .map(|(p, _)| p.to_string())
         .filter(|p| *p != sock && *p != nosock)
         .collect();
@@ -1052,7 +1038,7 @@ fn metadata_changes_are_recorded() {
     e(&p[3], "chmod", "fchmodat");
     e(&p[4], "chown", "chown");
     let l = e(&lco, "chown", "lchown");
-    assert_eq!(l["nofollow"], true, "{l}");
+    assert!(l.nofollow, "{l:?}");
     e(&p[5], "chown", "fchownat");
     e(&p[6], "utime", "utimes");
     assert_eq!(fs::metadata(&p[0]).expect("tf").len(), 3);
@@ -1141,14 +1127,14 @@ fn readlink_of_a_regular_file_is_recorded_as_einval() {
 // 5. Exec through a descriptor.
 // ---------------------------------------------------------------------
 
-fn script_exec_check(t: &Value, script: &str, read: &str) {
+fn script_exec_check(t: &Trace, script: &str, read: &str) {
     let sh = canonical("/bin/sh");
     let e = execs(t)
         .iter()
-        .find(|e| e["interpreter"] == "/bin/sh")
-        .unwrap_or_else(|| panic!("no exec with interpreter /bin/sh: {}", t["execs"]));
-    assert_eq!(e["path"], script, "{e}");
-    assert_eq!(e["exe"], sh.as_str(), "{e}");
+        .find(|e| e.interpreter.as_deref() == Some("/bin/sh"))
+        .unwrap_or_else(|| panic!("no exec with interpreter /bin/sh: {:?}", t.execs));
+    assert_eq!(e.path, script, "{e:?}");
+    assert_eq!(e.exe.as_deref(), Some(sh.as_str()), "{e:?}");
     expect_access(t, script, &json!({"op": "exec", "result": "ok"}));
     // The script ran, and what it read was recorded.
     expect_access(t, read, &json!({"op": "open", "result": "ok"}));
@@ -1158,10 +1144,10 @@ fn script_exec_check(t: &Value, script: &str, read: &str) {
         .collect();
     assert!(dev_fd.is_empty(), "{dev_fd:?}");
     for e in execs(t) {
-        for k in ["path", "exe"] {
+        for (k, v) in [("path", Some(&e.path)), ("exe", e.exe.as_ref())] {
             assert!(
-                !e[k].as_str().unwrap_or_default().starts_with("/dev/fd"),
-                "exec {k}: {e}"
+                !v.is_some_and(|v| v.starts_with("/dev/fd")),
+                "exec {k}: {e:?}"
             );
         }
     }
@@ -1207,7 +1193,7 @@ fn pid_scope_follows_threads_after_the_leader_exits() {
     let r = w.run(&["--scope", "pids"], &[&prog, &w.p("le"), &N.to_string()]);
     assert_eq!(ok_run(&r), "worker done\n");
     let t = r.trace();
-    assert_eq!(t["scope"]["mode"], "pids");
+    assert_eq!(t.scope.mode, "pids");
     assert_complete(t);
     let want = json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true});
     let missing: Vec<usize> = (0..N)
@@ -1234,12 +1220,15 @@ fn pid_scope_follows_an_exec_from_a_non_leader_thread() {
     let want = json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true});
     expect_access(t, &f1, &want);
     expect_access(t, &f2, &want);
-    let argvs: Vec<&Value> = execs(t).iter().map(|e| &e["argv"]).collect();
+    let argvs: Vec<&[String]> = execs(t).iter().map(|e| e.argv.as_slice()).collect();
     assert!(
-        argvs.contains(&&json!(["sh", "-c", script])),
+        argvs.contains(&&["sh", "-c", &script].map(String::from)[..]),
         "the thread's exec missing: {argvs:?}"
     );
-    assert!(argvs.contains(&&json!(["cat", f1])), "{argvs:?}");
+    assert!(
+        argvs.contains(&&["cat".to_string(), f1.clone()][..]),
+        "{argvs:?}"
+    );
 }
 
 /// Starts `sh -c SCRIPT` (not traced) as pid `pid`, by setting the pid
@@ -1299,8 +1288,7 @@ fn pid_scope_never_touches_a_process_that_reused_a_traced_thread_id() {
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
-    .spawn()
-    .expect("trace runs");
+    .spawn();
     wait_for("the thread's id", || {
         fs::read_to_string(&tidfile).is_ok_and(|s| s.ends_with('\n'))
     });
@@ -1322,14 +1310,11 @@ fn pid_scope_never_touches_a_process_that_reused_a_traced_thread_id() {
     let still_alive = alive(tid);
     let _ = unrelated.kill();
     let _ = unrelated.wait();
-    let r = Run {
-        out,
-        trace: read_trace(&w.base),
-    };
+    let r = Run::new(out, &w.base);
     assert_eq!(ok_run(&r), "late");
     assert!(still_alive, "trace killed the unrelated process {tid}");
     let t = r.trace();
-    assert_eq!(t["scope"]["leftovers_killed"], 0);
+    assert_eq!(t.scope.leftovers_killed, 0);
     assert!(
         file(t, &unrelated_file).is_none(),
         "the unrelated process {tid} was traced"
@@ -1377,7 +1362,7 @@ fn wait_descendants_kills_only_live_traced_descendants() {
     let t = r.trace();
     assert!(!daemon_alive, "the traced daemon {daemon} was left running");
     assert!(bystander_alive, "the unrelated sleep was killed");
-    assert_eq!(t["scope"]["leftovers_killed"], 1, "{}", t["scope"]);
+    assert_eq!(t.scope.leftovers_killed, 1, "{:?}", t.scope);
 }
 
 // ---------------------------------------------------------------------
@@ -1413,20 +1398,15 @@ fn attach_records_what_the_process_already_held() {
         .to_string_lossy()
         .into_owned();
     let out_path = w.p("attach.json");
-    let o = Command::new(trace_bin())
+    let mut attach = TestCommand::trace();
+    attach
         .args(["attach", "--pid", &pid.to_string(), "--duration", "2", "-o"])
-        .arg(&out_path)
-        .output()
-        .expect("trace attach runs");
+        .arg(&out_path);
+    let o = attach.run();
     let _ = py.kill();
     let _ = py.wait();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let t: Value = serde_json::from_slice(&fs::read(&out_path).expect("trace")).expect("JSON");
+    assert_eq!(o.status.code(), Some(0), "{}", attach.report(&o));
+    let t = read_trace_file(Path::new(&out_path));
     assert_complete(&t);
     let pre = |path: &str, how: &str| {
         expect_access(
@@ -1473,7 +1453,7 @@ fn rootfs_copy(w: &Work) -> PathBuf {
 /// returns the unpacked root filesystem.
 fn build_and_unpack(w: &Work, root: &Path, trace: &Path) -> PathBuf {
     let out = w.base.join("out.oci");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("build")
         .arg("--from")
         .arg(root)
@@ -1482,14 +1462,7 @@ fn build_and_unpack(w: &Work, root: &Path, trace: &Path) -> PathBuf {
         .arg("-o")
         .arg(&out)
         .args(["--tag", "t", "--no-package-db"])
-        .output()
-        .expect("trace build runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "build: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_code(0);
     let bundle = w.base.join("bundle");
     let o = Command::new("umoci")
         .args(["unpack", "--image"])
@@ -1641,30 +1614,24 @@ open('/opt/new\nline').read()
     let hex: String = latin1.iter().map(|b| format!("{b:02x}")).collect();
     let entry = files(t)
         .iter()
-        .find(|f| f["path_hex"] == hex.as_str())
+        .find(|f| f.path_hex.as_deref() == Some(hex.as_str()))
         .unwrap_or_else(|| panic!("no entry with path_hex {hex}: {:?}", paths(t)));
     assert!(
-        entry["accesses"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|a| a["op"] == "open" && a["result"] == "ok")),
-        "{entry}"
+        entry
+            .accesses
+            .iter()
+            .any(|a| a.op == Op::Open && a.result == "ok"),
+        "{entry:?}"
     );
     expect_access(t, newline, &json!({"op": "open", "result": "ok"}));
     // The allowlist names each once, on one line, and build reads it back.
     let list = w.base.join("allow.list");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("allowlist")
         .arg(w.base.join("trace.json"))
         .args(["--from", &rootarg, "-o"])
         .arg(&list)
-        .output()
-        .expect("trace allowlist runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_code(0);
     let text = fs::read(&list).expect("allowlist");
     let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
     assert!(
@@ -1681,12 +1648,10 @@ open('/opt/new\nline').read()
     }
     // The text summary and the report show the names escaped the same way,
     // never a raw control character.
-    let o = Command::new(trace_bin())
+    let o = TestCommand::trace()
         .arg("report")
         .arg(w.base.join("trace.json"))
-        .output()
-        .expect("trace report runs");
-    assert_eq!(o.status.code(), Some(0));
+        .expect_code(0);
     let shown = String::from_utf8(o.stdout).expect("report is UTF-8");
     assert!(
         shown.contains("  /opt/new\\x0aline\n") && shown.contains("  /opt/caf\\xe9\n"),
@@ -1716,7 +1681,7 @@ open('/opt/new\nline').read()
     );
     ok_run(&r2);
     let out = w.base.join("from-list.oci");
-    let o = Command::new(trace_bin())
+    TestCommand::trace()
         .arg("build")
         .args(["--from", &rootarg, "--trace"])
         .arg(plain.join("trace.json"))
@@ -1725,14 +1690,7 @@ open('/opt/new\nline').read()
         .arg("-o")
         .arg(&out)
         .args(["--tag", "t", "--no-package-db"])
-        .output()
-        .expect("trace build runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .expect_code(0);
     let bundle = w.base.join("bundle-list");
     let o = Command::new("umoci")
         .args(["unpack", "--image"])
@@ -1935,7 +1893,7 @@ fn io_uring_sqpoll_submissions_are_recorded_in_both_scopes() {
     for scope in ["cgroup", "pids"] {
         let w = Work::new();
         let r = uring_run(&w, &["--scope", scope], "sqpoll");
-        assert_eq!(r.trace()["scope"]["mode"], scope);
+        assert_eq!(r.trace().scope.mode, scope);
         uring_two_checked(&w, &r);
     }
 }
@@ -1952,15 +1910,12 @@ fn io_uring_open_into_the_fixed_file_table_is_recorded_or_flagged() {
         &json!({"op": "open", "syscall": "openat", "result": "ok", "channel": "io_uring"}),
     )
     .is_empty();
-    let flagged = t["complete"] == false
-        && t["unobserved"]
-            .as_array()
-            .is_some_and(|u| u.iter().any(|u| u["channel"] == "io_uring"));
+    let flagged = !t.complete && t.unobserved.iter().any(|u| u.channel == "io_uring");
     assert!(
         recorded || flagged,
-        "a direct open neither recorded nor flagged: complete {} unobserved {} entry {:?}",
-        t["complete"],
-        t["unobserved"],
+        "a direct open neither recorded nor flagged: complete {} unobserved {:?} entry {:?}",
+        t.complete,
+        t.unobserved,
         accesses(t, &w.p("u/a"))
     );
 }
@@ -1998,10 +1953,10 @@ fn ia32_chdir_relative_open_and_exec() {
     );
     let e = execs(t)
         .iter()
-        .find(|e| e["path"] == fsops64.as_str())
-        .unwrap_or_else(|| panic!("exec of {fsops64} missing: {}", t["execs"]));
-    assert_eq!(e["exe"], fsops64.as_str());
-    assert_eq!(e["argv"], json!([fsops64]));
+        .find(|e| e.path == fsops64.as_str())
+        .unwrap_or_else(|| panic!("exec of {fsops64} missing: {:?}", t.execs));
+    assert_eq!(e.exe.as_deref(), Some(fsops64.as_str()));
+    assert_eq!(e.argv, [fsops64.as_str()]);
 }
 
 #[test]
@@ -2017,10 +1972,10 @@ fn fexecve_of_a_binary_names_the_binary() {
     assert_complete(t);
     let e = execs(t)
         .iter()
-        .find(|e| e["argv"] == json!([bin]))
-        .unwrap_or_else(|| panic!("no exec of {bin}: {}", t["execs"]));
-    assert_eq!(e["path"], bin.as_str(), "{e}");
-    assert_eq!(e["exe"], bin.as_str(), "{e}");
+        .find(|e| e.argv == [bin.as_str()])
+        .unwrap_or_else(|| panic!("no exec of {bin}: {:?}", t.execs));
+    assert_eq!(e.path, bin.as_str(), "{e:?}");
+    assert_eq!(e.exe.as_deref(), Some(bin.as_str()), "{e:?}");
     expect_access(t, &bin, &json!({"op": "exec", "result": "ok"}));
     let dev_fd: Vec<String> = paths(t)
         .into_iter()
@@ -2063,7 +2018,7 @@ fn a_descendant_working_after_the_command_exits_is_recorded() {
             &late,
             &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true}),
         );
-        assert_eq!(t["scope"]["leftovers_killed"], 0, "{scope}");
+        assert_eq!(t.scope.leftovers_killed, 0, "{scope}");
     }
 }
 
@@ -2086,20 +2041,15 @@ fn attach_records_every_process_thread_cwd_and_descriptor() {
     wait_for("the target to be ready", || Path::new(&ready).exists());
     let pid = target.id();
     let out_path = w.p("attach.json");
-    let o = Command::new(trace_bin())
+    let mut attach = TestCommand::trace();
+    attach
         .args(["attach", "--pid", &pid.to_string(), "--duration", "2", "-o"])
-        .arg(&out_path)
-        .output()
-        .expect("trace attach runs");
+        .arg(&out_path);
+    let o = attach.run();
     let _ = target.kill();
     let _ = target.wait();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let t: Value = serde_json::from_slice(&fs::read(&out_path).expect("trace")).expect("JSON");
+    assert_eq!(o.status.code(), Some(0), "{}", attach.report(&o));
+    let t = read_trace_file(Path::new(&out_path));
     assert_complete(&t);
     let pre = |path: &str, how: &str| {
         expect_access(
@@ -2185,19 +2135,17 @@ fn deep_open_checked(name: &str, depth: usize) {
     // Not named whole: then the trace must say so.
     let flagged_entries: Vec<usize> = files(t)
         .iter()
-        .filter(|e| e["truncated"] == true)
-        .map(|e| e["path"].as_str().unwrap_or_default().len())
+        .filter(|e| e.truncated)
+        .map(|e| e.path.len())
         .collect();
     assert!(
-        t["complete"] == false
-            && t["counters"]["truncated_paths"].as_u64().unwrap_or(0) > 0
-            && !flagged_entries.is_empty(),
+        !t.complete && t.counters.truncated_paths > 0 && !flagged_entries.is_empty(),
         "depth {depth} x {name:?} ({} bytes): open named {opened}, stat named {probed}, \
-         complete {}, reasons {}, truncated entries (path lengths) {flagged_entries:?}, \
+         complete {}, reasons {:?}, truncated entries (path lengths) {flagged_entries:?}, \
          raw-f entries {:?}",
         f.len(),
-        t["complete"],
-        t["incomplete_reasons"],
+        t.complete,
+        t.incomplete_reasons,
         entries_with(t, &json!({"raw": "f"}))
             .iter()
             .map(|p| p.len())
@@ -2372,10 +2320,7 @@ fn a_bind_from_outside_the_root_is_marked_outside_root() {
         .stdin(Stdio::null())
         .output()
         .expect("unshare runs");
-    let r = Run {
-        out,
-        trace: read_trace(&w.base),
-    };
+    let r = Run::new(out, &w.base);
     assert_eq!(ok_run(&r), "from the host");
     let t = r.trace();
     assert_complete(t);
@@ -2387,9 +2332,9 @@ fn a_bind_from_outside_the_root_is_marked_outside_root() {
         &json!({"op": "open", "syscall": "openat", "result": "ok", "observed": true,
                 "outside_root": true, "raw": "/mnt/host/f"}),
     );
-    let as_image: Vec<&Value> = matching(t, "/mnt/host/f", &json!({"result": "ok"}))
+    let as_image: Vec<&Access> = matching(t, "/mnt/host/f", &json!({"result": "ok"}))
         .into_iter()
-        .filter(|a| a["outside_root"] != true && a.get("mount").is_none())
+        .filter(|a| !a.outside_root && a.mount.is_none())
         .collect();
     assert!(
         as_image.is_empty(),
@@ -2507,16 +2452,12 @@ fn retargeted_from_outside(replace: impl FnOnce(&Work)) {
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
-    .spawn()
-    .expect("trace runs");
+    .spawn();
     wait_for("the first opens", || Path::new(&first).exists());
     replace(&w);
     fs::write(&go, "").expect("go");
     let out = trace.wait_with_output().expect("trace finishes");
-    let r = Run {
-        out,
-        trace: read_trace(&w.base),
-    };
+    let r = Run::new(out, &w.base);
     assert_eq!(
         ok_run(&r),
         format!(
@@ -2572,18 +2513,14 @@ fn the_same_script_rewritten_for_another_interpreter_is_seen_twice() {
     let trace = trace_cmd(&w.base, &[], &["sh", "-c", &cmd])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("trace runs");
+        .spawn();
     wait_for("the first run", || Path::new(&first).exists());
     // Rewritten in place by a process outside the trace: same inode, same
     // name, same command line; only the #! line differs.
     fs::write(&script, "#!/usr/bin/python3\nprint('py')\n").expect("rewrite");
     fs::write(&go, "").expect("go");
     let out = trace.wait_with_output().expect("trace finishes");
-    let r = Run {
-        out,
-        trace: read_trace(&w.base),
-    };
+    let r = Run::new(out, &w.base);
     assert_eq!(ok_run(&r), "sh\npy\n");
     let t = r.trace();
     assert_complete(t);
@@ -2592,14 +2529,13 @@ fn the_same_script_rewritten_for_another_interpreter_is_seen_twice() {
     for exe in [&python, &dash] {
         expect_access(t, exe, &json!({"op": "exec", "result": "ok", "exe": true}));
     }
-    let interpreters: Vec<&Value> = execs(t)
+    let interpreters: Vec<Option<&str>> = execs(t)
         .iter()
-        .filter(|e| e["path"] == script.as_str())
-        .map(|e| &e["interpreter"])
+        .filter(|e| e.path == script.as_str())
+        .map(|e| e.interpreter.as_deref())
         .collect();
     assert!(
-        interpreters.contains(&&json!("/bin/sh"))
-            && interpreters.contains(&&json!("/usr/bin/python3")),
+        interpreters.contains(&Some("/bin/sh")) && interpreters.contains(&Some("/usr/bin/python3")),
         "execs of {script}: {interpreters:?}"
     );
 }

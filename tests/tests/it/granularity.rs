@@ -3,16 +3,15 @@
 //! `file` level with no interpreter it never ran; a second, realistic
 //! workload fails at `file` and passes at the level that covers it;
 //! `--runs 3` names the file only some runs used.
-mod common;
 
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn apps_image() -> PathBuf {
@@ -37,11 +36,7 @@ fn workloads(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn trace_cli(args: &[&str]) -> Output {
-    Command::new(trace_bin())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("trace runs")
+    TestCommand::trace().args(args).run()
 }
 
 fn stderr(o: &Output) -> String {

@@ -1,16 +1,15 @@
 //! `trace minimize` and `trace verify` end to end: the Debian fixture
 //! image with python3, curl and nginx-light, three suites bound in from
 //! the host, runc.
-mod common;
 
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 fn full_image() -> PathBuf {
@@ -87,11 +86,7 @@ fn suite(name: &str, body: &str) -> tempfile::TempDir {
 }
 
 fn trace_cli(args: &[&str]) -> Output {
-    Command::new(trace_bin())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("trace runs")
+    TestCommand::trace().args(args).run()
 }
 
 /// `trace minimize` with the suite mounted at /suite; returns the output

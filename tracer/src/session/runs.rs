@@ -3,7 +3,7 @@
 //! unite the traces; what only some runs used is listed.
 use anyhow::Result;
 
-use super::run::{self, RunArgs};
+use super::run::{self, RunSpec};
 use crate::model::{
     merge,
     sometimes::{self, Sometimes},
@@ -15,18 +15,18 @@ pub fn label(i: usize) -> String {
     format!("run-{i}")
 }
 
-/// Runs `args` `n` times; returns the united trace (one run: its own
+/// Runs `spec` `n` times; returns the united trace (one run: its own
 /// trace) and each run's exit status.
-pub async fn execute(args: &RunArgs, n: usize) -> Result<(Trace, Vec<i32>)> {
+pub async fn execute(spec: &RunSpec, n: usize) -> Result<(Trace, Vec<i32>)> {
     if n <= 1 {
-        let t = run::execute(args).await?;
+        let t = run::execute(spec).await?;
         let code = t.exit.code;
         return Ok((t, vec![code]));
     }
     let mut inputs = Vec::new();
     let mut codes = Vec::new();
     for i in 1..=n {
-        let t = run::execute(args).await?;
+        let t = run::execute(spec).await?;
         codes.push(t.exit.code);
         inputs.push(merge::Input {
             label: label(i),
@@ -35,7 +35,7 @@ pub async fn execute(args: &RunArgs, n: usize) -> Result<(Trace, Vec<i32>)> {
     }
     let first = inputs[0].trace.scope.clone();
     let mut merged = merge::merge(inputs);
-    merged.command = args.command.clone();
+    merged.command = spec.command.clone();
     merged.scope.image = first.image;
     // The exit status of the first run that failed.
     merged.exit.code = codes.iter().copied().find(|&c| c != 0).unwrap_or(0);
