@@ -5,12 +5,8 @@
 //! it has exec'd in the container's mount namespace, so the engine's
 //! client and runtime are not recorded. The engine's init (`--init`) is
 //! taken out of the trace.
-use std::path::Path;
 
-use super::{
-    container as runc,
-    options::{BindMount, EnvVar},
-};
+use super::{container as runc, options::ContainerSpec};
 use crate::{
     engine::{self, Engine, EngineError, image::TempImage, owner},
     model::trace::{Exec, FileEntry, Trace},
@@ -104,16 +100,9 @@ impl Container for runc::Prepared {
 /// What to run, and how (the engine-independent part of the options).
 pub struct Request<'a> {
     pub image: &'a ImageRef,
+    /// Resolved from `options.engine` and the image ([`resolve`]).
     pub engine: Option<Engine>,
-    /// `--runtime`, for runc only.
-    pub runtime: Option<&'a Path>,
-    pub mounts: &'a [BindMount],
-    pub env: &'a [EnvVar],
-    pub workdir: Option<&'a str>,
-    pub user: Option<&'a str>,
-    pub network: Network,
-    pub seccomp: Option<&'a Path>,
-    pub engine_args: &'a [String],
+    pub options: &'a ContainerSpec,
     pub argv: &'a [String],
     /// The run's own cgroup, below the v2 root (`trace-…`).
     pub cgroup: &'a str,
@@ -123,18 +112,12 @@ pub struct Request<'a> {
 pub fn prepare(req: &Request) -> Result<Box<dyn Container>, RunError> {
     match req.engine {
         None => {
-            if !req.engine_args.is_empty() {
+            if !req.options.engine_args.is_empty() {
                 return Err(RunError::RuncOnly("--engine-arg"));
             }
             Ok(Box::new(runc::prepare(&runc::Request {
                 image: req.image,
-                runtime: req.runtime,
-                mounts: req.mounts,
-                env: req.env,
-                workdir: req.workdir,
-                user: req.user,
-                network_none: req.network == Network::None,
-                seccomp: req.seccomp,
+                options: req.options,
                 argv: req.argv,
                 cgroup_path: format!("/{}/ctr", req.cgroup),
             })?))
@@ -162,21 +145,22 @@ pub struct EngineContainer {
 }
 
 fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunError> {
-    if req.runtime.is_some() {
+    let o = req.options;
+    if o.runtime.is_some() {
         return Err(RunError::RuncOnly("--runtime"));
     }
     super::leftovers::record_engine(engine);
     // What the engine would refuse only once started (its exit status
     // would then look like the command's).
     runc::check_command(req.argv)?;
-    if let Some(w) = req.workdir
+    if let Some(w) = &o.workdir
         && !w.starts_with('/')
     {
         return Err(runc::ContainerError::BadWorkdir(w.to_string()).into());
     }
     let mut bind_targets = Vec::new();
     let mut flags: Vec<String> = Vec::new();
-    for m in req.mounts {
+    for m in &o.mounts {
         let (src, dst, ro) = (&m.src, &m.dst, m.read_only);
         if let Err(source) = std::fs::metadata(src) {
             return Err(RunError::MountSource {
@@ -191,16 +175,16 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
         flags.extend(["--mount".into(), spec]);
         bind_targets.push(dst.clone());
     }
-    for kv in req.env {
+    for kv in &o.envs {
         flags.extend(["--env".into(), kv.to_string()]);
     }
-    if let Some(w) = req.workdir {
-        flags.extend(["--workdir".into(), w.to_string()]);
+    if let Some(w) = &o.workdir {
+        flags.extend(["--workdir".into(), w.clone()]);
     }
-    if let Some(u) = req.user {
-        flags.extend(["--user".into(), u.to_string()]);
+    if let Some(u) = &o.user {
+        flags.extend(["--user".into(), u.clone()]);
     }
-    if let Some(p) = req.seccomp {
+    if let Some(p) = &o.seccomp {
         // As with runc: the filter is loaded right before the exec.
         flags.extend([
             "--security-opt".into(),
@@ -248,7 +232,7 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
         "--cgroup-parent".into(),
         format!("/{}", req.cgroup),
         "--network".into(),
-        match req.network {
+        match o.network {
             Network::Host => "host".into(),
             Network::None => "none".into(),
         },
@@ -260,7 +244,7 @@ fn prepare_engine(engine: Engine, req: &Request) -> Result<EngineContainer, RunE
         req.argv[0].clone(),
     ];
     argv.extend(flags);
-    argv.extend(req.engine_args.iter().cloned());
+    argv.extend(o.engine_args.iter().cloned());
     argv.push(image);
     argv.extend(req.argv[1..].iter().cloned());
     Ok(EngineContainer {

@@ -1,7 +1,13 @@
-//! The container options given on the command line (`--mount`, `--env`),
-//! parsed once into types: the runc and the Docker/Podman paths take the
-//! same values and never re-parse text.
-use std::{fmt, path::Path, str::FromStr};
+//! How a command runs in a container, as one value ([`ContainerSpec`])
+//! that the runc and the Docker/Podman paths both read; `--mount` and
+//! `--env` parsed once into types, never re-parsed from text.
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use super::engine::{EngineArg, Network};
 
 /// A malformed `--mount` or `--env`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +104,29 @@ impl fmt::Display for EnvVar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// How to run the command in a container (run, verify, minimize).
+#[derive(Clone, Debug, Default)]
+pub struct ContainerSpec {
+    /// Who runs the container; None: the engine the image is kept in,
+    /// else runc.
+    pub engine: Option<EngineArg>,
+    /// Further flags for `docker run` / `podman run`.
+    pub engine_args: Vec<String>,
+    /// The OCI runtime for runc (default: runc, else crun, from PATH).
+    pub runtime: Option<PathBuf>,
+    /// Bind mounts, `SRC:DST[:ro]`.
+    pub mounts: Vec<BindMount>,
+    /// Environment over the image's, `K=V`.
+    pub envs: Vec<EnvVar>,
+    /// Working directory over the image's.
+    pub workdir: Option<String>,
+    /// User over the image's, `uid[:gid]` or `name[:group]`.
+    pub user: Option<String>,
+    pub network: Network,
+    /// A seccomp profile (from `trace seccomp`) to apply.
+    pub seccomp: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -2,10 +2,7 @@
 //! reach userspace, and how a command runs in a container.
 use std::path::PathBuf;
 
-use crate::runtime::{
-    engine::{EngineArg, Network},
-    options::{BindMount, EnvVar},
-};
+pub use crate::runtime::options::ContainerSpec;
 
 /// The default kernel-to-userspace ring buffer: 8 MiB.
 pub const DEFAULT_RINGBUF: u32 = 8 * 1024 * 1024;
@@ -34,29 +31,6 @@ pub fn check_ringbuf_bytes(n: u32) -> Result<u32, String> {
         return Err(format!("{n} is not a power of two >= 4096"));
     }
     Ok(n)
-}
-
-/// How to run the command in a container (run, verify, minimize).
-#[derive(Clone, Debug, Default)]
-pub struct ContainerSpec {
-    /// Who runs the container; None: the engine the image is kept in,
-    /// else runc.
-    pub engine: Option<EngineArg>,
-    /// Further flags for `docker run` / `podman run`.
-    pub engine_args: Vec<String>,
-    /// The OCI runtime for runc (default: runc, else crun, from PATH).
-    pub runtime: Option<PathBuf>,
-    /// Bind mounts, `SRC:DST[:ro]`.
-    pub mounts: Vec<BindMount>,
-    /// Environment over the image's, `K=V`.
-    pub envs: Vec<EnvVar>,
-    /// Working directory over the image's.
-    pub workdir: Option<String>,
-    /// User over the image's, `uid[:gid]` or `name[:group]`.
-    pub user: Option<String>,
-    pub network: Network,
-    /// A seccomp profile (from `trace seccomp`) to apply.
-    pub seccomp: Option<PathBuf>,
 }
 
 /// The scope a run is followed in.

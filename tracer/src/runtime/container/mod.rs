@@ -18,11 +18,7 @@ use std::{
 
 use self::overlay::Overlay;
 pub use self::process::{UserError, check_command};
-use super::{
-    leftovers,
-    options::{BindMount, EnvVar},
-    unpack,
-};
+use super::{leftovers, options::ContainerSpec, unpack};
 use crate::source::{self, ImageRef, transport::TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,16 +75,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
 /// What to run, and how.
 pub struct Request<'a> {
     pub image: &'a ImageRef,
-    pub runtime: Option<&'a Path>,
-    pub mounts: &'a [BindMount],
-    pub env: &'a [EnvVar],
-    pub workdir: Option<&'a str>,
-    /// `uid[:gid]` or `name[:group]` over the image's User.
-    pub user: Option<&'a str>,
-    /// A network namespace of the container's own instead of the host's.
-    pub network_none: bool,
-    /// A seccomp profile (docker / OCI `linux.seccomp` format) to apply.
-    pub seccomp: Option<&'a Path>,
+    /// The runtime, mounts, environment, workdir, user, network and
+    /// seccomp profile (the engine fields are not runc's).
+    pub options: &'a ContainerSpec,
     pub argv: &'a [String],
     /// Cgroup path for the container, relative to the cgroup root (the
     /// trace's scope, so the container's processes are in it).
@@ -157,7 +146,7 @@ impl Drop for BundleDir {
 /// Opens the image, checks the configuration, lays out the overlay and
 /// writes the bundle.
 pub fn prepare(req: &Request) -> Result<Prepared, ContainerError> {
-    let runtime = find_runtime(req.runtime)?;
+    let runtime = find_runtime(req.options.runtime.as_deref())?;
     process::check_command(req.argv)?;
     let (image, cached) = crate::cache::open_for_run(req.image)?;
     // Everything the runtime would refuse is checked before the image is

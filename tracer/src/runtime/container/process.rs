@@ -25,9 +25,13 @@ pub fn resolve(
     fs: &dyn Rootfs,
     config: Option<&oci_spec::image::Config>,
 ) -> Result<Process, ContainerError> {
-    let env = environment(config.and_then(|c| c.env().clone()), req.env)?;
-    let cwd = workdir(req.workdir, config.and_then(|c| c.working_dir().as_deref()))?;
-    let (uid, gid) = match (req.user, config.and_then(|c| c.user().as_deref())) {
+    let o = req.options;
+    let env = environment(config.and_then(|c| c.env().clone()), &o.envs)?;
+    let cwd = workdir(
+        o.workdir.as_deref(),
+        config.and_then(|c| c.working_dir().as_deref()),
+    )?;
+    let (uid, gid) = match (o.user.as_deref(), config.and_then(|c| c.user().as_deref())) {
         (Some(u), _) => {
             user(fs, u).map_err(|why| ContainerError::BadUser(format!("--user {u:?}"), why))?
         }

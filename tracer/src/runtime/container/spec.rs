@@ -12,11 +12,12 @@ use super::{
     ContainerError, Request, io_err,
     process::{self, Process},
 };
-use crate::runtime::options::BindMount;
+use crate::runtime::{engine::Network, options::BindMount};
 
 /// The bind mounts, checked to exist; with their destinations.
 pub fn binds(req: &Request) -> Result<Vec<(Mount, String)>, ContainerError> {
-    req.mounts
+    req.options
+        .mounts
         .iter()
         .map(|m| Ok((bind(m)?, m.dst.clone())))
         .collect()
@@ -24,7 +25,7 @@ pub fn binds(req: &Request) -> Result<Vec<(Mount, String)>, ContainerError> {
 
 /// The seccomp profile the request names, read and parsed.
 pub fn seccomp(req: &Request) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, ContainerError> {
-    let Some(profile) = req.seccomp else {
+    let Some(profile) = &req.options.seccomp else {
         return Ok(None);
     };
     let text = fs::read(profile).map_err(io_err(profile.display().to_string()))?;
@@ -70,7 +71,7 @@ pub fn build(
         // Share the host's network: a server and its client in the suite
         // talk over loopback, which a new network namespace has down.
         if let Some(ns) = linux.namespaces_mut()
-            && !req.network_none
+            && req.options.network != Network::None
         {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
         }
