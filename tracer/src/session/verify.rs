@@ -11,7 +11,7 @@ use super::{
 use crate::{
     closure::resolve::resolve,
     model::trace::{Op, Trace},
-    source::ImageRef,
+    source::{ImageRef, rootfs::Rootfs},
 };
 
 /// A command to run in an image.
@@ -38,10 +38,9 @@ pub struct Outcome {
     pub creates: Vec<super::hints::CreateHint>,
 }
 
-/// Paths the run looked for and did not find, which exist in `full`.
-pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
-    let image = crate::cache::open_for_read(full).context("reading the full image")?;
-    let fs = image.rootfs.as_ref();
+/// Paths the run looked for and did not find, which exist in the full
+/// image `fs`.
+pub fn missing_in(trace: &Trace, fs: &dyn Rootfs) -> Vec<String> {
     let mut out = Vec::new();
     for f in &trace.files {
         let path = Path::new(&f.path);
@@ -56,7 +55,7 @@ pub fn missing_in(trace: &Trace, full: &ImageRef) -> Result<Vec<String>> {
             out.push(f.path.clone());
         }
     }
-    Ok(out)
+    out
 }
 
 /// Runs the command in the image; on failure, with a full image, finds
@@ -87,7 +86,7 @@ pub async fn check(spec: &VerifySpec) -> Result<Outcome> {
             let asked = super::hints::asked_names(&stderr);
             listed = super::hints::listed(&trace, m.rootfs.as_ref(), f.rootfs.as_ref(), &asked);
             creates = super::hints::create_parents(&trace, m.rootfs.as_ref(), f.rootfs.as_ref());
-            missing_in(&trace, full)?
+            missing_in(&trace, f.rootfs.as_ref())
         }
         _ => Vec::new(),
     };
