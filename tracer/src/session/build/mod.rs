@@ -140,13 +140,15 @@ pub fn build(spec: &BuildSpec) -> Result<Report> {
         Some(_) => Some(gather_sbom(spec, &plan, &image, fs, &paths)?),
         None => None,
     };
-    let delivered = deliver(spec, &plan, &image, fs, &paths)?;
+    let sizes = Sizes::of(fs, &paths);
+    let delivered = deliver(spec, &plan, &image, fs, &paths, sizes.bytes)?;
     let mut report = make_report(Made {
         spec,
         plan: &plan,
         image: &image,
         fs,
         paths: &paths,
+        sizes,
         kept: &kept,
         delivered: &delivered,
         packages: db.filter(|_| !spec.image.no_package_db),
@@ -273,13 +275,10 @@ fn deliver(
     image: &Image,
     fs: &dyn Rootfs,
     paths: &BTreeSet<PathBuf>,
+    to_write: u64,
 ) -> Result<target::Delivered> {
-    let mut to_write = DataBytes::default();
-    for m in paths.iter().filter_map(|p| fs.meta(p).ok().flatten()) {
-        to_write.add(&m);
-    }
     let counted =
-        crate::progress::Counted::new(fs, crate::progress::bytes("building", Some(to_write.total)));
+        crate::progress::Counted::new(fs, crate::progress::bytes("building", Some(to_write)));
     plan.deliver(output::Spec {
         rootfs: &counted,
         paths,
@@ -291,6 +290,35 @@ fn deliver(
     .with_context(|| format!("writing {}", spec.output))
 }
 
+/// The kept regular files' sizes, each file's metadata read once: the
+/// progress bar's total and the report's.
+struct Sizes<'a> {
+    /// Each hardlinked file counted once.
+    bytes: u64,
+    /// Largest first.
+    files: Vec<(u64, &'a Path)>,
+}
+
+impl<'a> Sizes<'a> {
+    fn of(fs: &dyn Rootfs, paths: &'a BTreeSet<PathBuf>) -> Sizes<'a> {
+        let mut bytes = DataBytes::default();
+        let mut files = Vec::new();
+        for p in paths {
+            if let Ok(Some(meta)) = fs.meta(p)
+                && meta.kind == Kind::Regular
+            {
+                bytes.add(&meta);
+                files.push((meta.size, p.as_path()));
+            }
+        }
+        files.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        Sizes {
+            bytes: bytes.total,
+            files,
+        }
+    }
+}
+
 /// Everything the report is made from.
 struct Made<'a> {
     spec: &'a BuildSpec,
@@ -298,6 +326,7 @@ struct Made<'a> {
     image: &'a Image,
     fs: &'a dyn Rootfs,
     paths: &'a BTreeSet<PathBuf>,
+    sizes: Sizes<'a>,
     kept: &'a Kept,
     delivered: &'a target::Delivered,
     packages: Option<packages::PackageDb>,
@@ -306,18 +335,6 @@ struct Made<'a> {
 
 fn make_report(m: Made) -> Report {
     let (fs, kept) = (m.fs, m.kept);
-    // Sizes count each hardlinked file once.
-    let mut after_bytes = DataBytes::default();
-    let mut sizes: Vec<(u64, &Path)> = Vec::new();
-    for p in m.paths {
-        if let Ok(Some(meta)) = fs.meta(p)
-            && meta.kind == Kind::Regular
-        {
-            after_bytes.add(&meta);
-            sizes.push((meta.size, p));
-        }
-    }
-    sizes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     let listed = m.spec.image.keep.listed.then(|| listed_size(fs, kept));
     let mut by_reason = BTreeMap::new();
     for r in kept.paths.values() {
@@ -343,10 +360,12 @@ fn make_report(m: Made) -> Report {
             entries: m.image.total_entries,
         },
         after: Size {
-            bytes: after_bytes.total,
+            bytes: m.sizes.bytes,
             entries: m.paths.len() as u64,
         },
-        largest: sizes
+        largest: m
+            .sizes
+            .files
             .iter()
             .take(10)
             .map(|(b, p)| Largest {
