@@ -18,22 +18,12 @@ use crate::{
 pub struct CaptureArgs {
     /// Size of the kernel-to-userspace ring buffer in bytes (a power of two,
     /// at least 4096). Raise it if a run reports lost events.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RINGBUF, value_parser = parse_ringbuf_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = spec::DEFAULT_RINGBUF, value_parser = parse_ringbuf_size)]
     pub ringbuf_size: u32,
     /// Kernel BTF to read struct offsets from, for kernels built without
     /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub).
     #[arg(long, value_name = "FILE", default_value = crate::capture::offsets::VMLINUX_BTF)]
     pub btf: PathBuf,
-}
-
-impl Default for CaptureArgs {
-    fn default() -> Self {
-        let d = CaptureSpec::default();
-        CaptureArgs {
-            ringbuf_size: d.ringbuf_bytes,
-            btf: d.btf,
-        }
-    }
 }
 
 impl From<&CaptureArgs> for CaptureSpec {
@@ -44,8 +34,6 @@ impl From<&CaptureArgs> for CaptureSpec {
         }
     }
 }
-
-const DEFAULT_RINGBUF: u32 = spec::DEFAULT_RINGBUF;
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let n: u32 = s

@@ -290,8 +290,8 @@ mod tests {
             assert_eq!((c.ringbuf_size, c.btf.to_str()), (65536, Some("/x/btf")));
             let args: Vec<&str> = head.iter().chain(tail).copied().collect();
             let c = capture(parse(&args).unwrap());
-            let d = CaptureArgs::default();
-            assert_eq!((c.ringbuf_size, c.btf), (d.ringbuf_size, d.btf));
+            let d = crate::session::CaptureSpec::default();
+            assert_eq!((c.ringbuf_size, c.btf), (d.ringbuf_bytes, d.btf));
             let args: Vec<&str> = head
                 .iter()
                 .chain(&["--ringbuf-size", "5000"])
