@@ -39,7 +39,7 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("image cache: {what}: {source}")]
+    #[error("image cache: {what}")]
     Io {
         what: String,
         #[source]
