@@ -3,23 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::{
     output,
     session::build::{self, BuildSpec, ImageSpec},
     source::{self, ImageRef},
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutFormat {
-    /// OCI image layout directory.
-    Oci,
-    /// OCI image layout as a tar file.
-    OciArchive,
-    /// `docker save` format, for `docker load` / `podman load`.
-    DockerArchive,
-}
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -54,7 +44,7 @@ pub struct BuildArgs {
 pub struct ImageArgs {
     /// For a plain output path (default: oci).
     #[arg(long, value_enum)]
-    pub format: Option<OutFormat>,
+    pub format: Option<output::Format>,
     /// Image name, e.g. `app:minimal`.
     #[arg(long, value_name = "NAME:TAG")]
     pub tag: Option<String>,
@@ -76,20 +66,10 @@ pub struct ImageArgs {
     pub sbom: super::sbom::SbomOpts,
 }
 
-impl From<OutFormat> for output::Format {
-    fn from(f: OutFormat) -> output::Format {
-        match f {
-            OutFormat::Oci => output::Format::Oci,
-            OutFormat::OciArchive => output::Format::OciArchive,
-            OutFormat::DockerArchive => output::Format::DockerArchive,
-        }
-    }
-}
-
 impl From<&ImageArgs> for ImageSpec {
     fn from(a: &ImageArgs) -> ImageSpec {
         ImageSpec {
-            format: a.format.map(Into::into),
+            format: a.format,
             tag: a.tag.clone(),
             include: a.include.clone(),
             exclude: a.exclude.clone(),

@@ -2,7 +2,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::{
     args::{CaptureArgs, ContainerArgs},
@@ -13,23 +13,12 @@ use crate::{
     source::{self, ImageRef},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ScopeArg {
-    /// A cgroup v2 made for the run when cgroup v2 is mounted, else pids.
-    Auto,
-    /// A cgroup v2 made for the run (follows everything, even re-parented
-    /// daemons).
-    Cgroup,
-    /// Follow forks from the command's pid (no cgroup v2 needed).
-    Pids,
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub out: TraceOutput,
     #[arg(long, value_enum, default_value = "auto")]
-    pub scope: ScopeArg,
+    pub scope: ScopeMode,
     /// After the command exits, keep tracing its leftover descendants for up
     /// to this many seconds, then kill them.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::args::parse_seconds)]
@@ -57,22 +46,12 @@ pub struct RunArgs {
     pub cmd: super::args::CommandArg,
 }
 
-impl From<ScopeArg> for ScopeMode {
-    fn from(s: ScopeArg) -> ScopeMode {
-        match s {
-            ScopeArg::Auto => ScopeMode::Auto,
-            ScopeArg::Cgroup => ScopeMode::Cgroup,
-            ScopeArg::Pids => ScopeMode::Pids,
-        }
-    }
-}
-
 impl RunArgs {
     /// The session these arguments describe.
     pub fn spec(&self) -> RunSpec {
         RunSpec {
             command: self.cmd.command.clone(),
-            scope: self.scope.into(),
+            scope: self.scope,
             wait_descendants: self.wait_descendants,
             image: self.image.clone(),
             container: (&self.container).into(),

@@ -29,6 +29,7 @@ use crate::source::rootfs::Rootfs;
 
 /// How the image is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// OCI image layout directory (`oci:DIR[:TAG]`).
     Oci,

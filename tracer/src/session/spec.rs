@@ -35,12 +35,14 @@ pub fn check_ringbuf_bytes(n: u32) -> Result<u32, String> {
 
 /// The scope a run is followed in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ScopeMode {
     /// A cgroup v2 made for the run when cgroup v2 is mounted, else pids.
     #[default]
     Auto,
-    /// A cgroup v2 made for the run (follows re-parented daemons too).
+    /// A cgroup v2 made for the run (follows everything, even re-parented
+    /// daemons).
     Cgroup,
-    /// Follow forks from the command's pid.
+    /// Follow forks from the command's pid (no cgroup v2 needed).
     Pids,
 }
