@@ -50,6 +50,20 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a number of seconds >= 0"))
 }
 
+/// `90s`, `30m`, `12h`, `7d`: a number and a unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (like 90s, 30m, 12h or 7d)");
+    let unit = match s.as_bytes().last() {
+        Some(b's') => 1,
+        Some(b'm') => 60,
+        Some(b'h') => 3600,
+        Some(b'd') => 86400,
+        _ => return Err(bad()),
+    };
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| bad())?;
+    n.checked_mul(unit).map(Duration::from_secs).ok_or_else(bad)
+}
+
 /// [`parse_seconds`], and more than zero.
 pub fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
     match parse_seconds(s)? {
@@ -127,7 +141,7 @@ impl From<&ContainerArgs> for ContainerSpec {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_positive_seconds, parse_seconds};
+    use super::{parse_duration, parse_positive_seconds, parse_seconds};
 
     #[test]
     fn seconds_parse_with_fractions_and_refuse_the_rest() {
@@ -142,5 +156,15 @@ mod tests {
             parse_positive_seconds("0.25"),
             Ok(Duration::from_millis(250))
         );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        for bad in ["", "d", "7", "1.5h", "-1d", "7w"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -32,22 +32,8 @@ pub struct PruneArgs {
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     pub keep_size: Option<u64>,
     /// Remove the entries not used for DUR (`90s`, `30m`, `12h`, `7d`).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = super::args::parse_duration)]
     pub older_than: Option<Duration>,
-}
-
-/// `90s`, `30m`, `12h`, `7d`: a number and a unit.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (like 90s, 30m, 12h or 7d)");
-    let unit = match s.as_bytes().last() {
-        Some(b's') => 1,
-        Some(b'm') => 60,
-        Some(b'h') => 3600,
-        Some(b'd') => 86400,
-        _ => return Err(bad()),
-    };
-    let n: u64 = s[..s.len() - 1].parse().map_err(|_| bad())?;
-    n.checked_mul(unit).map(Duration::from_secs).ok_or_else(bad)
 }
 
 fn when(t: Option<SystemTime>) -> String {
@@ -106,19 +92,4 @@ pub fn run(args: CacheArgs) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
-        for bad in ["", "d", "7", "1.5h", "-1d", "7w"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 }
