@@ -156,6 +156,9 @@ pub struct Capture {
     /// False when the io_uring tracepoints could not be attached: any use
     /// of io_uring then goes unrecorded, which `unobserved` says.
     uring_traced: bool,
+    /// Held while `TRACE_DEBUG_BPF_STATS` asks for the programs' run time:
+    /// the kernel counts it only while some such fd is open.
+    run_stats: Option<std::os::fd::OwnedFd>,
 }
 
 impl Capture {
@@ -181,6 +184,8 @@ impl Capture {
         });
         let mut loader = loader_without_btf();
         crate::timing::mark("loader made");
+        let run_stats = std::env::var_os(RUN_STATS_ENV)
+            .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
         let (offsets, uring_specs) = offsets
             .join()
             .map_err(|_| CaptureError::Missing("kernel offsets (BTF reader panicked)"))??;
@@ -280,6 +285,7 @@ impl Capture {
             _finish: finish_map,
             links,
             uring_traced,
+            run_stats,
         })
     }
 
@@ -482,6 +488,9 @@ impl Capture {
     /// counter.
     pub fn finish(&mut self, collector: &mut Collector) -> Result<Totals, CaptureError> {
         self.drain(collector);
+        if self.run_stats.is_some() {
+            print_run_stats(&self.ebpf);
+        }
         let (seen, deduplicated) = self.stats()?;
         let syscalls = self.syscalls()?;
         Ok(Totals {
@@ -586,6 +595,23 @@ const RECORDS_ENV: &str = "TRACE_DEBUG_RECORDS";
 
 /// Test and profiling hook: print each program's verifier effort.
 const VERIFIER_STATS_ENV: &str = "TRACE_DEBUG_VERIFIER_STATS";
+
+/// Profiling hook: print each program's run count and mean run time (ns)
+/// at the end of the capture.
+const RUN_STATS_ENV: &str = "TRACE_DEBUG_BPF_STATS";
+
+fn print_run_stats(ebpf: &Ebpf) {
+    for (name, p) in ebpf.programs() {
+        if let Some(info) = p.fd().ok().and_then(|fd| prog_info(fd.as_fd())) {
+            let mean = info.run_time_ns.checked_div(info.run_cnt).unwrap_or(0);
+            eprintln!(
+                "trace: debug: {name}: {} runs, {:.1} ms in all, {mean} ns each",
+                info.run_cnt,
+                info.run_time_ns as f64 / 1e6
+            );
+        }
+    }
+}
 
 fn print_verifier_stats(ebpf: &Ebpf) {
     for (name, p) in ebpf.programs() {
