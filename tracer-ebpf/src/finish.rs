@@ -18,7 +18,8 @@ use tracer_common::{
 use crate::{
     event, kernel,
     maps::{
-        DEDUP, FAST, FINISH, HASH, PENDING, Pending, count_loss, count_stat, generation, scratch,
+        FINISH, HASH, PENDING, Pending, count_loss, count_stat, dedup_has, dedup_mark, fast_mark,
+        generation, scratch,
     },
 };
 
@@ -56,9 +57,6 @@ pub fn pending() -> Option<*mut Pending> {
     Some(p)
 }
 
-// Map inserts take references here on purpose: by value, the key and the
-// value are copied to the stack first, with a byte loop.
-#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 pub fn run(_ctx: &RawTracePointContext) {
     let (Some(p), Some(buf)) = (PENDING.get_ptr_mut(0), scratch()) else {
@@ -141,22 +139,22 @@ pub fn run(_ctx: &RawTracePointContext) {
         event::submit(buf, pos);
         return;
     };
-    if unsafe { DEDUP.get(key) }.is_some() {
+    if dedup_has(&key) {
         count_stat(stats::DEDUPLICATED);
         // The same record came through another way: remember this one.
         if p.fast != 0 && generation() == p.fast_seen.generation {
-            let _ = FAST.insert(&p.fast_key, &p.fast_seen, 0);
+            fast_mark(&p.fast_key, &p.fast_seen);
         }
         return;
     }
     // Marked only once sent: a record lost to a full ring buffer must not
     // hide the next identical access.
     if event::submit(buf, pos) {
-        let _ = DEDUP.insert(&key, &1, 0);
+        dedup_mark(&key);
         // The names walked are the ones the generation the key was made
         // under gives: if a rename or mount came in between, forget it.
         if p.fast != 0 && generation() == p.fast_seen.generation {
-            let _ = FAST.insert(&p.fast_key, &p.fast_seen, 0);
+            fast_mark(&p.fast_key, &p.fast_seen);
         }
     }
 }

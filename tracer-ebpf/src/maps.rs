@@ -347,11 +347,38 @@ pub fn inflight_slot(tid: u32) -> Option<*mut Inflight> {
 }
 
 /// Records already sent, by a 128-bit hash of everything they say but
-/// who said it. Marked only once a record is in the ring buffer. Not
-/// preallocated (that cost start-up time); when it is full, new records
-/// are simply sent every time, never lost.
+/// who said it: a direct-mapped cache (slot = low bits of the hash, the
+/// whole hash stored). Marked only once a record is in the ring buffer.
+/// A plain array rather than a hash map: a hash map insert allocates and
+/// takes a bucket lock, and was half the programs' time on file-heavy
+/// work. Two records sharing a slot evict each other; an evicted record
+/// is only sent again (userspace keeps each once), never lost.
 #[map]
-pub static DEDUP: HashMap<[u64; 2], u8> = HashMap::with_max_entries(262_144, BPF_F_NO_PREALLOC);
+pub static DEDUP: Array<[u64; 2]> = Array::with_max_entries(DEDUP_SLOTS, 0);
+pub const DEDUP_SLOTS: u32 = 1 << 18;
+
+/// The record with this hash was sent (and its slot not taken since).
+#[inline(always)]
+pub fn dedup_has(key: &[u64; 2]) -> bool {
+    // An empty slot holds zeros: a zero hash is never taken as seen.
+    if key[0] | key[1] == 0 {
+        return false;
+    }
+    let Some(s) = DEDUP.get_ptr(key[0] as u32 & (DEDUP_SLOTS - 1)) else {
+        return false;
+    };
+    unsafe { (*s)[0] == key[0] && (*s)[1] == key[1] }
+}
+
+#[inline(always)]
+pub fn dedup_mark(key: &[u64; 2]) {
+    if let Some(s) = DEDUP.get_ptr_mut(key[0] as u32 & (DEDUP_SLOTS - 1)) {
+        unsafe {
+            (*s)[0] = key[0];
+            (*s)[1] = key[1];
+        }
+    }
+}
 
 /// Slot 0: bumped whenever any task on the machine makes a syscall that
 /// can change what existing names lead to (`spec_flags::NS_CHANGE`, an
@@ -397,9 +424,69 @@ pub struct FastSeen {
 /// dentries its walks would start from (see `syscalls::fast_key`). A hit
 /// whose dentries still look the same and whose generation is current is
 /// a repeat, dropped before the record is built. Marked only once sent.
+/// Direct-mapped like `DEDUP`; each slot carries a check word over its
+/// key and value, so a slot read while another CPU rewrites it (a key of
+/// one record with part of another's value) is never taken for a hit.
 #[map]
-pub static FAST: HashMap<[u64; 2], FastSeen> =
-    HashMap::with_max_entries(131_072, BPF_F_NO_PREALLOC);
+pub static FAST: Array<FastSlot> = Array::with_max_entries(FAST_SLOTS, 0);
+pub const FAST_SLOTS: u32 = 1 << 16;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FastSlot {
+    pub key: [u64; 2],
+    pub seen: FastSeen,
+    pub check: u64,
+}
+
+#[inline(always)]
+fn fast_check(key: &[u64; 2], seen: &FastSeen) -> u64 {
+    let words = [
+        key[0],
+        key[1],
+        seen.generation,
+        seen.obs.inode,
+        seen.obs.parent,
+        seen.obs.hash_len,
+        seen.base.inode,
+        seen.base.parent,
+        seen.base.hash_len,
+    ];
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for w in words {
+        let x = (h ^ w).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        h = x ^ (x >> 29);
+    }
+    // Never the check of an empty slot.
+    h | 1
+}
+
+/// A record with this key was sent while its dentries looked as they do
+/// now (`seen`).
+#[inline(always)]
+pub fn fast_hit(key: &[u64; 2], seen: &FastSeen) -> bool {
+    let Some(s) = FAST.get_ptr(key[0] as u32 & (FAST_SLOTS - 1)) else {
+        return false;
+    };
+    let s = unsafe { &*s };
+    s.key[0] == key[0] && s.key[1] == key[1] && s.seen == *seen && s.check == fast_check(key, seen)
+}
+
+#[inline(always)]
+pub fn fast_mark(key: &[u64; 2], seen: &FastSeen) {
+    let Some(s) = FAST.get_ptr_mut(key[0] as u32 & (FAST_SLOTS - 1)) else {
+        return;
+    };
+    // Field by field: a whole-struct copy compiles to a byte loop.
+    unsafe {
+        (*s).key[0] = key[0];
+        (*s).key[1] = key[1];
+        (*s).seen.generation = seen.generation;
+        (*s).seen.obs = seen.obs;
+        (*s).seen.base = seen.base;
+        (*s).check = fast_check(key, seen);
+    }
+}
 
 /// Thread groups being traced (`Config::arm`), by tgid, with their start
 /// time. Children of armed processes are armed at fork.

@@ -20,8 +20,8 @@ use crate::{
     conf, copy, event, finish,
     kernel::{self, still_valid},
     maps::{
-        DentryLook, ENTRY, EXITING, ExitWork, FAST, FastSeen, INFLIGHT, INFLIGHT_SLOTS, Inflight,
-        KRef, PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved,
+        DentryLook, ENTRY, EXITING, ExitWork, FastSeen, INFLIGHT, INFLIGHT_SLOTS, Inflight, KRef,
+        PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved, fast_hit,
         generation, inflight_slot, scratch, spec,
     },
     scope::{self, in_base_scope},
@@ -585,9 +585,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         && root.is_some()
         && let Some((key, seen)) = fast_key(w, x, task, stop, arg_flags, arg_flags2)
     {
-        if let Some(old) = unsafe { FAST.get(key) }
-            && *old == seen
-        {
+        if fast_hit(&key, &seen) {
             count_stat(stats::DEDUPLICATED);
             return false;
         }
