@@ -65,16 +65,18 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let spec = args.spec();
     let trace = if args.runs <= 1 {
         // One run: its files go straight from the collector to the output.
-        let (trace, files) = session::run::execute_streamed(&spec).await?;
+        let (trace, files, teardown) = session::run::execute_streamed(&spec).await?;
+        let trace = args.out.write_streamed(trace, files)?;
+        crate::timing::mark("trace written");
+        teardown.wait();
         crate::timing::mark("capture torn down");
-        args.out.write_streamed(trace, files)?
+        trace
     } else {
         let (trace, _) = runs::execute(&spec, args.runs as usize).await?;
-        crate::timing::mark("capture torn down");
         args.out.write(&trace)?;
+        crate::timing::mark("trace written");
         trace
     };
-    crate::timing::mark("trace written");
     eprint!("{}", runs::describe(&trace));
     Ok(trace.exit.code)
 }

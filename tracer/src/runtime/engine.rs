@@ -68,7 +68,7 @@ pub enum RunError {
 }
 
 /// A container ready to start; dropping it removes what it made.
-pub trait Container {
+pub trait Container: Send {
     /// The command that runs the container in the foreground.
     fn command_argv(&self) -> &[String];
     /// Destinations of `--mount` (and the engine's own mounts): never part

@@ -7,5 +7,6 @@ pub mod container;
 pub mod engine;
 pub mod leftovers;
 pub mod options;
+pub mod priority;
 pub mod status;
 pub mod unpack;

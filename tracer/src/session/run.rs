@@ -15,7 +15,7 @@ use crate::{
     model::trace::{ExitInfo, ScopeInfo, Trace},
     runtime::{
         child::{self, Join},
-        engine, status,
+        engine, priority, status,
     },
     source::ImageRef,
 };
@@ -85,14 +85,62 @@ enum ScopeHandle {
 /// Runs the command under the trace and returns what it used; the
 /// command's own status is in `trace.exit`.
 pub async fn execute(spec: &RunSpec) -> Result<Trace> {
-    let (mut trace, files) = execute_streamed(spec).await?;
+    let (mut trace, files, teardown) = execute_streamed(spec).await?;
     files.collect_into(&mut trace);
+    teardown.wait();
     Ok(trace)
 }
 
+/// The end of a run that is left once its records are read: detaching
+/// the programs and freeing the maps, removing the container and the
+/// cgroup. Done on a thread of its own while the trace is written, and
+/// waited for by [`Teardown::wait`] or on drop, so nothing outlives the
+/// run.
+pub struct Teardown(Option<std::thread::JoinHandle<()>>);
+
+impl Teardown {
+    fn start(
+        capture: Capture,
+        container: Option<Box<dyn engine::Container>>,
+        handle: ScopeHandle,
+    ) -> Teardown {
+        let undo = move || {
+            drop(capture);
+            // The runtime's state and the overlay go before the cgroup does.
+            drop(container);
+            drop(handle);
+        };
+        // If no thread can be made, the closure is dropped here, and with
+        // it everything in order, right away.
+        Teardown(
+            std::thread::Builder::new()
+                .name("teardown".into())
+                .spawn(undo)
+                .ok(),
+        )
+    }
+
+    pub fn wait(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(h) = self.0.take() {
+            // A panic in a drop was already reported on stderr.
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
 /// [`execute`] with the files left in the collector, to be read in path
-/// order.
-pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files)> {
+/// order, and the teardown still running.
+pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files, Teardown)> {
     let Some(program) = spec.command.first() else {
         bail!("no command to run");
     };
@@ -163,6 +211,7 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files)> {
     // Handlers first: a signal sent as soon as the command runs must be
     // passed on, not kill trace with its default action.
     let signals = Signals::new()?;
+    let mut raised = None;
     let exit = match child::spawn(
         container
             .as_ref()
@@ -170,7 +219,11 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files)> {
         join,
         spec.root.as_deref(),
     ) {
-        Ok(child) => supervise(child, signals, &mut capture, &mut collector).await?,
+        Ok(child) => {
+            // Only now: the command keeps its own priority.
+            raised = priority::raise();
+            supervise(child, signals, &mut capture, &mut collector).await?
+        }
         Err(e) => {
             // As a shell reports it: 127 not found, 126 found but not
             // runnable.
@@ -193,6 +246,7 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files)> {
         drain_descendants(&handle, &mut capture, &mut collector, spec.wait_descendants).await;
     crate::timing::mark("command and descendants done");
     let totals = capture.finish(&mut collector)?;
+    drop(raised);
     crate::timing::mark("last records read");
     let (mut trace, mut files) = collector.finish_streamed(RunInfo {
         command: spec.command.clone(),
@@ -221,11 +275,7 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files)> {
         c.finish(&mut trace);
         files = files.without(c.foreign_file());
     }
-    drop(capture);
-    // The runtime's state and the overlay go before the cgroup does.
-    drop(container);
-    drop(handle);
-    Ok((trace, files))
+    Ok((trace, files, Teardown::start(capture, container, handle)))
 }
 
 /// The signals `trace run` passes on to the command.
