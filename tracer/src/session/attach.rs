@@ -88,6 +88,9 @@ pub async fn attach(spec: &AttachSpec) -> Result<(Trace, Files)> {
     };
     let mut collector = Collector::new();
     collector.add_preexisting(&crate::capture::preexisting::scan(&present));
+    // trace attach spawns nothing while it follows: the reader keeps up
+    // with the processes it follows.
+    let raised = crate::runtime::priority::raise();
     follow(
         &mut capture,
         &mut collector,
@@ -96,6 +99,7 @@ pub async fn attach(spec: &AttachSpec) -> Result<(Trace, Files)> {
     )
     .await?;
     let totals = capture.finish(&mut collector)?;
+    drop(raised);
     drop(capture);
     let mut command = vec!["attach".to_string()];
     command.extend(target.label);
