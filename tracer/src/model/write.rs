@@ -144,16 +144,95 @@ pub fn write_json_streamed(
         let f = f?;
         w.write_all(if first { b"[\n    " } else { b",\n    " })?;
         first = false;
-        let entry = serde_json::to_vec_pretty(&f).map_err(std::io::Error::other)?;
-        for (i, line) in entry.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                w.write_all(b"\n    ")?;
-            }
-            w.write_all(line)?;
-        }
+        // Serialized in place, already at its depth: no copy per entry.
+        let mut ser = serde_json::Serializer::with_formatter(&mut *w, Nested::at(2));
+        serde::Serialize::serialize(&f, &mut ser).map_err(std::io::Error::other)?;
     }
     w.write_all(if first { b"[]" } else { b"\n  ]" })?;
     w.write_all(&head[files_key + 2..])
+}
+
+/// serde_json's pretty layout (two spaces a level) for a value that sits
+/// `depth` levels deep in the document.
+struct Nested {
+    depth: usize,
+    has_value: bool,
+}
+
+impl Nested {
+    fn at(depth: usize) -> Nested {
+        Nested {
+            depth,
+            has_value: false,
+        }
+    }
+
+    fn indent<W: ?Sized + Write>(&self, w: &mut W) -> std::io::Result<()> {
+        for _ in 0..self.depth {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + Write>(&mut self, w: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + Write>(&mut self, w: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            w.write_all(b"\n")?;
+            self.indent(w)?;
+        }
+        w.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        self.indent(w)
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 /// Just the fields that say which format a file is.
@@ -464,7 +543,11 @@ mod tests {
                     ..Access::new(Op::Stat, "stat")
                 })
                 .collect(),
-            seen_in: Vec::new(),
+            seen_in: if n == 2 {
+                vec!["a.json".into(), "b.json".into()]
+            } else {
+                Vec::new()
+            },
         };
         for files in [
             vec![],
