@@ -323,7 +323,8 @@ fn append_all<W: Write>(
 /// Where the tar stream goes: through gzip or straight to the file, both
 /// hashed as stored.
 enum Sink {
-    Gzip(GzEncoder<HashWriter<io::BufWriter<File>>>),
+    // Boxed: zlib-rs's encoder state is large beside a plain writer.
+    Gzip(Box<GzEncoder<HashWriter<io::BufWriter<File>>>>),
     Plain(HashWriter<io::BufWriter<File>>),
 }
 
@@ -363,12 +364,12 @@ pub(super) fn write_layer(
     let stored = HashWriter::new(io::BufWriter::new(out));
     let sink = if gzip {
         // mtime 0, no file name, fixed OS byte and level: reproducible.
-        Sink::Gzip(
+        Sink::Gzip(Box::new(
             GzBuilder::new()
                 .mtime(0)
                 .operating_system(255)
                 .write(stored, Compression::new(GZIP_LEVEL)),
-        )
+        ))
     } else {
         Sink::Plain(stored)
     };
