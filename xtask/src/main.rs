@@ -2,6 +2,7 @@
 //! Every command does its own set-up first, so each works on a fresh
 //! machine.
 mod bench;
+mod bench_image;
 mod cmd;
 mod cross;
 mod fixtures;
@@ -38,7 +39,8 @@ enum Task {
     /// Set up, build, and trace the demo test suite shipped in examples/.
     Demo,
     /// Set up, build (release) and measure what tracing costs: the fixed
-    /// cost, the reference workload, a Python suite, 1M opens.
+    /// cost, the reference workload, a Python suite, 1M opens, then the
+    /// image rows (build, run --image, minimize).
     Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -66,11 +68,21 @@ enum Task {
         #[arg(long, default_value_t = 2000)]
         rate: u64,
     },
-    /// Time `trace build` from the Debian python3 rootfs fixture.
-    BenchBuild {
+    /// Only the image rows of `bench`: `trace build`, `run --image` and
+    /// `minimize` of the Debian python3 fixture, first time and cached.
+    BenchImage {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+}
+
+/// The Debian python3 rootfs and its docker archive (made if missing).
+fn image_fixtures() -> Result<bench_image::Fixtures> {
+    let (_, _, docker_archive) = fixtures::debian_images()?;
+    Ok(bench_image::Fixtures {
+        rootfs: fixtures::debian_rootfs()?,
+        docker_archive,
+    })
 }
 
 fn trace_bin(profile: &str) -> PathBuf {
@@ -180,11 +192,10 @@ fn real_main() -> Result<()> {
             build_release()?;
             soak::soak(&trace_bin("release"), minutes, rate)
         }
-        Task::BenchBuild { runs } => {
+        Task::BenchImage { runs } => {
             setup::setup(setup::TEST_PACKAGES)?;
-            fixtures::ensure_all()?;
             build_release()?;
-            bench::bench_build(&trace_bin("release"), &fixtures::debian_rootfs()?, runs)
+            bench_image::images(&trace_bin("release"), &image_fixtures()?, runs)
         }
         Task::Bench { runs, against } => {
             setup::setup(&[
@@ -196,8 +207,10 @@ fn real_main() -> Result<()> {
                     "/usr/lib/python3.11/test/test_json/__init__.py",
                 ),
             ])?;
+            setup::setup(setup::TEST_PACKAGES)?;
             build_release()?;
-            bench::bench(&trace_bin("release"), against.as_deref(), runs)
+            bench::bench(&trace_bin("release"), against.as_deref(), runs)?;
+            bench_image::images(&trace_bin("release"), &image_fixtures()?, runs)
         }
     }
 }
