@@ -515,6 +515,64 @@ fn not_root_is_one_clear_error() {
 }
 
 #[test]
+fn btf_offsets_are_kept_for_the_rest_of_the_boot() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    // A BTF file of its own: no earlier run kept offsets for it.
+    let btf = base.join("vmlinux");
+    fs::copy("/sys/kernel/btf/vmlinux", &btf).unwrap();
+    fs::create_dir(base.join("sub")).unwrap();
+    fs::write(base.join("data.txt"), "x").unwrap();
+    // A relative open: its path is walked from the cwd's dentry, with the
+    // offsets read or kept.
+    let script = format!("cd {}/sub && cat ../data.txt", base.display());
+    let data = format!("{}/data.txt", base.display());
+    let mut phases = Vec::new();
+    for _ in 0..2 {
+        let mut c = trace_cmd(
+            dir.path(),
+            &["--btf", btf.to_str().unwrap()],
+            &["sh", "-c", &script],
+        );
+        c.env("TRACE_DEBUG_TIMING", "1");
+        let r = Run::new(c.run(), dir.path());
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        let t = r.trace();
+        assert_complete(t);
+        assert!(has(t, &data, "open", "ok"), "{:?}", paths(t));
+        assert!(paths(t).iter().all(|p| p.starts_with('/')));
+        phases.push(
+            [
+                "offsets read from BTF",
+                "offsets kept from earlier in this boot",
+            ]
+            .into_iter()
+            .find(|p| r.stderr().contains(p))
+            .unwrap_or("neither"),
+        );
+    }
+    assert_eq!(
+        phases,
+        [
+            "offsets read from BTF",
+            "offsets kept from earlier in this boot"
+        ]
+    );
+    // Another file (even with the same bytes) is another kernel's BTF.
+    let other = base.join("vmlinux2");
+    fs::copy(&btf, &other).unwrap();
+    let mut c = trace_cmd(dir.path(), &["--btf", other.to_str().unwrap()], &["true"]);
+    c.env("TRACE_DEBUG_TIMING", "1");
+    let r = Run::new(c.run(), dir.path());
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("offsets read from BTF"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
 fn missing_or_malformed_btf_is_one_clear_error() {
     let dir = tempdir();
     let r = run_in(dir.path(), &["--btf", "/nonexistent/vmlinux"], &["true"]);

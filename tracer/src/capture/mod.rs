@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod collect;
 pub mod decode;
 pub mod offsets;
+pub mod offsets_cache;
 pub mod preexisting;
 pub mod store;
 
@@ -132,6 +133,12 @@ const ATTACH_URING: [(&str, &str); 2] = [
     ("uring_submit", "io_uring_submit_req"),
 ];
 
+/// The kernel offsets a capture starts with.
+enum Offsets {
+    Kept(offsets_cache::Offsets),
+    Reading(std::thread::JoinHandle<Result<offsets_cache::Offsets, btf::BtfError>>),
+}
+
 /// How often the reader looks at the ring buffer between wake-ups.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -171,25 +178,41 @@ impl Capture {
             Scope::Cgroup { id, level } => (scope_mode::CGROUP, id, level),
             Scope::Pids => (scope_mode::PIDS, 0, 0),
         };
-        // aya's EbpfLoader::new() parses the kernel's BTF itself (~15 ms)
-        // and cannot be told not to; read our offsets on a thread meanwhile.
-        let btf_path = btf.to_path_buf();
-        let offsets = std::thread::spawn(move || -> Result<_, btf::BtfError> {
-            let btf = btf::Btf::from_file_for(&btf_path, offsets::STRUCTS)?;
-            crate::timing::mark("our BTF index built");
-            let offsets = offsets::from_btf(&btf)?;
-            let uring = offsets::uring_specs(&btf).unwrap_or([UringSpec::UNKNOWN; URING_OPS]);
-            crate::timing::mark("our offsets looked up");
-            Ok((offsets, uring))
-        });
+        // Kept by an earlier run of this boot, or read from BTF on a thread
+        // while the loader is made.
+        let offsets = match offsets_cache::load(btf) {
+            Some(kept) => Offsets::Kept(kept),
+            None => {
+                let btf_path = btf.to_path_buf();
+                Offsets::Reading(std::thread::spawn(move || {
+                    let btf = btf::Btf::from_file_for(&btf_path, offsets::STRUCTS)?;
+                    crate::timing::mark("our BTF index built");
+                    let offsets = offsets::from_btf(&btf)?;
+                    let uring =
+                        offsets::uring_specs(&btf).unwrap_or([UringSpec::UNKNOWN; URING_OPS]);
+                    crate::timing::mark("our offsets looked up");
+                    Ok((offsets, uring))
+                }))
+            }
+        };
         let mut loader = loader_without_btf();
         crate::timing::mark("loader made");
         let run_stats = std::env::var_os(RUN_STATS_ENV)
             .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
-        let (offsets, uring_specs) = offsets
-            .join()
-            .map_err(|_| CaptureError::Missing("kernel offsets (BTF reader panicked)"))??;
-        crate::timing::mark("offsets read from BTF");
+        let (offsets, uring_specs) = match offsets {
+            Offsets::Kept(kept) => {
+                crate::timing::mark("offsets kept from earlier in this boot");
+                kept
+            }
+            Offsets::Reading(reading) => {
+                let read = reading
+                    .join()
+                    .map_err(|_| CaptureError::Missing("kernel offsets (BTF reader panicked)"))??;
+                offsets_cache::store(btf, &read);
+                crate::timing::mark("offsets read from BTF");
+                read
+            }
+        };
         let (arm_mode, root_pid) = match opts.arm {
             Arm::Always { root_pid } => (arm::ALWAYS, root_pid),
             Arm::OnExec => (arm::ON_EXEC, 0),
