@@ -135,7 +135,7 @@ const ATTACH_URING: [(&str, &str); 2] = [
 
 /// The kernel offsets a capture starts with.
 enum Offsets {
-    Kept(offsets_cache::Offsets),
+    Kept(Box<offsets_cache::Offsets>),
     Reading(std::thread::JoinHandle<Result<offsets_cache::Offsets, btf::BtfError>>),
 }
 
@@ -181,7 +181,7 @@ impl Capture {
         // Kept by an earlier run of this boot, or read from BTF on a thread
         // while the loader is made.
         let offsets = match offsets_cache::load(btf) {
-            Some(kept) => Offsets::Kept(kept),
+            Some(kept) => Offsets::Kept(Box::new(kept)),
             None => {
                 let btf_path = btf.to_path_buf();
                 Offsets::Reading(std::thread::spawn(move || {
@@ -202,7 +202,7 @@ impl Capture {
         let (offsets, uring_specs) = match offsets {
             Offsets::Kept(kept) => {
                 crate::timing::mark("offsets kept from earlier in this boot");
-                kept
+                *kept
             }
             Offsets::Reading(reading) => {
                 let read = reading
