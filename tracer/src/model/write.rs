@@ -140,13 +140,18 @@ pub fn write_json_streamed(
     let files_key = at + MARKER.len() - 2;
     w.write_all(&head[..files_key])?;
     let mut first = true;
+    let mut entry = Vec::new();
     for f in files {
         let f = f?;
         w.write_all(if first { b"[\n    " } else { b",\n    " })?;
         first = false;
-        // Serialized in place, already at its depth: no copy per entry.
-        let mut ser = serde_json::Serializer::with_formatter(&mut *w, Nested::at(2));
+        // Serialized already at its depth into a buffer kept across
+        // entries (a Vec takes serde_json's many small writes inline; the
+        // output behind `dyn Write` gets one per entry).
+        entry.clear();
+        let mut ser = serde_json::Serializer::with_formatter(&mut entry, Nested::at(2));
         serde::Serialize::serialize(&f, &mut ser).map_err(std::io::Error::other)?;
+        w.write_all(&entry)?;
     }
     w.write_all(if first { b"[]" } else { b"\n  ]" })?;
     w.write_all(&head[files_key + 2..])
@@ -168,8 +173,12 @@ impl Nested {
     }
 
     fn indent<W: ?Sized + Write>(&self, w: &mut W) -> std::io::Result<()> {
-        for _ in 0..self.depth {
-            w.write_all(b"  ")?;
+        const SPACES: &[u8; 64] = &[b' '; 64];
+        let mut n = self.depth * 2;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            w.write_all(&SPACES[..k])?;
+            n -= k;
         }
         Ok(())
     }
