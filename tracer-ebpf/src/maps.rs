@@ -424,9 +424,11 @@ pub struct FastSeen {
 /// dentries its walks would start from (see `syscalls::fast_key`). A hit
 /// whose dentries still look the same and whose generation is current is
 /// a repeat, dropped before the record is built. Marked only once sent.
-/// Direct-mapped like `DEDUP`; each slot carries a check word over its
-/// key and value, so a slot read while another CPU rewrites it (a key of
-/// one record with part of another's value) is never taken for a hit.
+/// Direct-mapped like `DEDUP`. A slot holds the key and a 64-bit hash of
+/// the key with what the dentries looked like (`FastSeen`): a hit needs
+/// both to match. A slot read while another CPU rewrites it (the key of
+/// one record, the hash of another) matches nothing; an empty one
+/// neither (the hash is never 0).
 #[map]
 pub static FAST: Array<FastSlot> = Array::with_max_entries(FAST_SLOTS, 0);
 pub const FAST_SLOTS: u32 = 1 << 16;
@@ -435,12 +437,11 @@ pub const FAST_SLOTS: u32 = 1 << 16;
 #[derive(Clone, Copy)]
 pub struct FastSlot {
     pub key: [u64; 2],
-    pub seen: FastSeen,
-    pub check: u64,
+    pub seen: u64,
 }
 
 #[inline(always)]
-fn fast_check(key: &[u64; 2], seen: &FastSeen) -> u64 {
+fn seen_hash(key: &[u64; 2], seen: &FastSeen) -> u64 {
     let words = [
         key[0],
         key[1],
@@ -457,7 +458,6 @@ fn fast_check(key: &[u64; 2], seen: &FastSeen) -> u64 {
         let x = (h ^ w).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         h = x ^ (x >> 29);
     }
-    // Never the check of an empty slot.
     h | 1
 }
 
@@ -469,7 +469,7 @@ pub fn fast_hit(key: &[u64; 2], seen: &FastSeen) -> bool {
         return false;
     };
     let s = unsafe { &*s };
-    s.key[0] == key[0] && s.key[1] == key[1] && s.seen == *seen && s.check == fast_check(key, seen)
+    s.key[0] == key[0] && s.key[1] == key[1] && s.seen == seen_hash(key, seen)
 }
 
 #[inline(always)]
@@ -477,14 +477,10 @@ pub fn fast_mark(key: &[u64; 2], seen: &FastSeen) {
     let Some(s) = FAST.get_ptr_mut(key[0] as u32 & (FAST_SLOTS - 1)) else {
         return;
     };
-    // Field by field: a whole-struct copy compiles to a byte loop.
     unsafe {
         (*s).key[0] = key[0];
         (*s).key[1] = key[1];
-        (*s).seen.generation = seen.generation;
-        (*s).seen.obs = seen.obs;
-        (*s).seen.base = seen.base;
-        (*s).check = fast_check(key, seen);
+        (*s).seen = seen_hash(key, seen);
     }
 }
 
