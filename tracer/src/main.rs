@@ -15,16 +15,16 @@ fn main() {
     tracer::source::archive::set_limits(cli.limits.limits());
     tracer::cache::set_enabled(!cli.no_cache);
     // Every command that may make cgroups, containers or temporary files
-    // first removes what killed runs left, then records its own (and a
-    // supervisor removes them if this process is killed). Before any
-    // thread exists: the supervisor is forked.
+    // records its own (and a supervisor removes them if this process is
+    // killed), and removes what killed runs left while it works. Before
+    // any thread exists: the supervisor is forked.
     if cli.command.makes_leftovers() {
-        leftovers::sweep_stale();
         if let Err(e) = leftovers::init(true) {
             eprintln!("trace: error: {}", with_causes(&e));
             std::process::exit(TRACE_FAILED);
         }
-        tracer::timing::mark("stale state swept, supervisor started");
+        leftovers::sweep_stale_in_background();
+        tracer::timing::mark("supervisor started, stale state being swept");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -35,8 +35,58 @@ pub struct Cgroup2Mount {
 /// Finds the cgroup v2 mount, preferring `/sys/fs/cgroup`, then the hybrid
 /// layout's `/sys/fs/cgroup/unified`, then any other.
 pub fn find_mount() -> Result<Option<Cgroup2Mount>, CgroupError> {
-    let text = fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::Mountinfo)?;
+    let text = mountinfo().map_err(CgroupError::Mountinfo)?;
     Ok(find_in_mountinfo(&text))
+}
+
+/// `/proc/self/mountinfo`, read once per process: where the cgroup
+/// hierarchies are mounted does not change while a run is set up and torn
+/// down, and on a host with a thousand mounts each read takes over a
+/// millisecond. A forked process (the supervisor) reads its own.
+fn mountinfo() -> Result<std::borrow::Cow<'static, str>, std::io::Error> {
+    use std::borrow::Cow;
+    static TEXT: std::sync::OnceLock<(u32, String)> = std::sync::OnceLock::new();
+    let pid = std::process::id();
+    if let Some((owner, text)) = TEXT.get() {
+        if *owner == pid {
+            return Ok(Cow::Borrowed(text));
+        }
+        // Kept by the parent before a fork: read afresh every time.
+        return read_mountinfo_text().map(Cow::Owned);
+    }
+    let text = read_mountinfo_text()?;
+    Ok(match TEXT.set((pid, text)) {
+        Ok(()) => Cow::Borrowed(TEXT.get().map_or("", |(_, t)| t.as_str())),
+        Err((_, text)) => Cow::Owned(text),
+    })
+}
+
+/// Reads `/proc/self/mountinfo` as bytes: a mount point need not be UTF-8,
+/// and one that is not must not make the whole table unreadable (reading
+/// it as a string failed, and a sweep then saw no mounts at all).
+pub fn read_mountinfo() -> Result<Vec<u8>, std::io::Error> {
+    read_whole(&mut fs::File::open("/proc/self/mountinfo")?, 64 * 1024)
+}
+
+/// Everything `r` gives, asked for in reads of `chunk` bytes.
+fn read_whole(r: &mut impl std::io::Read, chunk: usize) -> Result<Vec<u8>, std::io::Error> {
+    let mut read = vec![0u8; chunk.max(1)];
+    let mut whole = Vec::new();
+    loop {
+        match r.read(&mut read) {
+            Ok(0) => return Ok(whole),
+            Ok(n) => whole.extend_from_slice(&read[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`read_mountinfo`] as text. A cgroup hierarchy's mount point is ASCII
+/// wherever one is mounted by convention; another mount point that is not
+/// UTF-8 must not make the whole table unreadable.
+fn read_mountinfo_text() -> Result<String, std::io::Error> {
+    read_mountinfo().map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 pub fn find_in_mountinfo(text: &str) -> Option<Cgroup2Mount> {
@@ -78,8 +128,9 @@ pub struct RunCgroup {
 /// Mount points of the cgroup v1 hierarchies (hybrid layout). A container
 /// runtime given a cgroup path creates it in each of them too.
 pub fn v1_mounts() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mountinfo")
+    mountinfo()
         .unwrap_or_default()
+        .as_ref()
         .lines()
         .filter_map(|line| {
             let (pre, post) = line.split_once(" - ")?;
@@ -246,6 +297,27 @@ mod tests {
     const UNIFIED: &str = "\
 40 25 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw
 41 25 0:31 /user.slice/x /mnt/cg rw - cgroup2 cgroup2 rw";
+
+    /// Gives at most 100 bytes a read, as procfs gives a page.
+    struct Dribble<'a>(&'a [u8]);
+    impl std::io::Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(100).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_reads_are_read_whole_and_the_table_is_bytes() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(read_whole(&mut Dribble(&data), 64).unwrap(), data);
+        assert_eq!(read_whole(&mut Dribble(b""), 64).unwrap(), b"");
+        let table = read_mountinfo().unwrap();
+        assert!(table.ends_with(b"\n"));
+        assert!(find_mount().unwrap().is_some(), "this host has cgroup v2");
+    }
 
     #[test]
     fn finds_hybrid_and_unified_layouts() {

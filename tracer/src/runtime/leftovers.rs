@@ -93,8 +93,36 @@ pub fn init(supervise: bool) -> Result<(), LeftoverError> {
     Ok(())
 }
 
-/// Removes this run's owner directory: everything it made is gone.
+/// The sweep of dead owners' leftovers, while it runs beside this run.
+static SWEEPING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(None);
+
+/// [`sweep_stale`] on a thread of its own, finished by [`finish`]: what a
+/// dead owner left is named by its token, so removing it does not have to
+/// hold up this run's start (it reads every cgroup root, the runtime's
+/// state, the temporary directory and the mount table, and may wait for a
+/// dead owner's supervisor). Call after [`init`] (which forks).
+pub fn sweep_stale_in_background() {
+    let spawned = std::thread::Builder::new()
+        .name("trace-sweep".into())
+        .spawn(sweep_stale);
+    match spawned {
+        Ok(handle) => {
+            if let Ok(mut slot) = SWEEPING.lock() {
+                *slot = Some(handle);
+            }
+        }
+        Err(_) => sweep_stale(),
+    }
+}
+
+/// Waits for the sweep [`sweep_stale_in_background`] started, then removes
+/// this run's owner directory: everything it made is gone.
 pub fn finish() {
+    let sweeping = SWEEPING.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(handle) = sweeping {
+        let _ = handle.join();
+    }
     if RECORDS.get().is_some() {
         let _ = fs::remove_dir_all(owners_dir().join(token()));
     }
@@ -205,18 +233,21 @@ fn entries(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// Mount points, from /proc/self/mountinfo (octal escapes undone).
+/// Mount points, from /proc/self/mountinfo (octal escapes undone; bytes,
+/// as a mount point need not be UTF-8).
 fn mount_points() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
+    mount_points_in(&cgroup::read_mountinfo().unwrap_or_default())
+}
+
+fn mount_points_in(table: &[u8]) -> Vec<PathBuf> {
+    table
+        .split(|&c| c == b'\n')
+        .filter_map(|l| l.split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(4))
         .map(|m| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape(m))))
         .collect()
 }
 
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
+fn unescape(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -541,7 +572,19 @@ mod tests {
             r.engines.into_iter().collect::<Vec<_>>(),
             vec![Engine::Docker]
         );
-        assert_eq!(unescape(r"/tmp/a\040b"), b"/tmp/a b");
-        assert_eq!(unescape(r"/x\\"), br"/x\\");
+        assert_eq!(unescape(br"/tmp/a\040b"), b"/tmp/a b");
+        assert_eq!(unescape(br"/x\\"), br"/x\\");
+        // A mount point that is not UTF-8 is read, and keeps its bytes.
+        let table = b"22 1 0:5 / / rw - ext4 /dev/vda rw\n\
+            61 22 0:50 / /tmp/trace-bundle-1-2-0/ro\xff\\040x rw,relatime - overlay none rw\n";
+        assert_eq!(
+            mount_points_in(table),
+            vec![
+                PathBuf::from("/"),
+                PathBuf::from(std::ffi::OsStr::from_bytes(
+                    b"/tmp/trace-bundle-1-2-0/ro\xff x"
+                )),
+            ]
+        );
     }
 }
