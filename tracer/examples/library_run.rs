@@ -5,7 +5,7 @@ use tracer::session::{RunSpec, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let command: Vec<String> = std::env::args().skip(1).collect();
+    let command: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     anyhow::ensure!(!command.is_empty(), "usage: library_run CMD [ARGS...]");
     let trace = run::execute(&RunSpec::new(command)).await?;
     for f in &trace.files {

@@ -145,3 +145,48 @@ fn attach_to_nothing_is_an_error() {
         .args(["attach", "--pid", "999999999"])
         .expect_code(125);
 }
+
+#[test]
+fn attach_follows_a_process_whose_name_is_not_utf8() {
+    // A process may give itself any bytes as its name (prctl
+    // PR_SET_NAME); /proc/PID/stat read as text then failed and the
+    // process was left out of the scope.
+    let base = tempdir();
+    let read = base.path().join("read.txt");
+    let ready = base.path().join("ready");
+    fs::write(&read, "x").unwrap();
+    let py = format!(
+        "import ctypes, time\n\
+         ctypes.CDLL(None).prctl(15, b'\\xff\\xfehidden', 0, 0, 0)\n\
+         open('{ready}', 'w').close()\n\
+         while True:\n    open('{read}').read(); time.sleep(0.05)\n",
+        ready = ready.display(),
+        read = read.display()
+    );
+    let mut tree = Command::new("sh")
+        .arg("-c")
+        .arg("python3 -c \"$1\" & wait")
+        .arg("sh")
+        .arg(&py)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ready.exists(), "the renamed process never started");
+    let dir = tempdir();
+    let t = attach(dir.path(), &["--pid", &tree.id().to_string()]);
+    // The whole group: sh and its python child.
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-P", &tree.id().to_string()])
+        .status();
+    let _ = tree.kill();
+    let _ = tree.wait();
+    assert_eq!(t.scope.mode, "pids");
+    assert!(
+        has(&t, &read.display().to_string(), "open", "ok"),
+        "the renamed process's opens are missing"
+    );
+}

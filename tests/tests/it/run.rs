@@ -672,3 +672,104 @@ fn a_trace_larger_than_memory_keeps_every_access() {
     let missed = seen.iter().filter(|s| !**s).count();
     assert_eq!(missed, 0, "{missed} of {count} names not in the trace");
 }
+
+#[test]
+fn a_mount_point_that_is_not_utf8_does_not_stop_a_run() {
+    use std::os::unix::ffi::OsStrExt;
+    // Reading the mount table as text failed on such a name: every run on
+    // that host stopped with "cannot read /proc/self/mountinfo".
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let file = base.join("f");
+    fs::write(&file, "x").unwrap();
+    let bad = base.join(std::ffi::OsStr::from_bytes(b"mnt\xff"));
+    fs::create_dir(&bad).unwrap();
+    // In a mount namespace of its own (gone with its last process).
+    let script = r#"mount -t tmpfs none "$1" && grep -q mnt /proc/self/mountinfo && exec "$2" run -o "$3" -- cat "$4""#;
+    let mut c = TestCommand::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&bad)
+        .arg(trace_bin())
+        .arg(base.join("trace.json"))
+        .arg(&file)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null());
+    let r = Run::new(c.run(), &base);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "x");
+    let t = r.trace();
+    assert_complete(t);
+    assert_eq!(t.scope.mode, "cgroup");
+    assert!(has(t, &file.display().to_string(), "open", "ok"), "{t:?}");
+}
+
+#[test]
+fn arguments_that_are_not_utf8_reach_the_command() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let name = b"caf\xe9.txt";
+    let file = base.join(std::ffi::OsStr::from_bytes(name));
+    fs::write(&file, "latin-1").unwrap();
+    let mut c = trace_cmd(&base, &[], &["cat"]);
+    c.arg(&file);
+    let r = Run::new(c.run(), &base);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "latin-1");
+    let t = r.trace();
+    assert_complete(t);
+    let hex: String = file
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let entry = files(t)
+        .iter()
+        .find(|f| f.path_hex.as_deref() == Some(hex.as_str()))
+        .unwrap_or_else(|| panic!("no entry with path_hex {hex}: {:?}", paths(t)));
+    assert!(
+        entry
+            .accesses
+            .iter()
+            .any(|a| a.op == Op::Open && a.result == "ok"),
+        "{entry:?}"
+    );
+    // The trace names the command as an exec's argv is named.
+    assert_eq!(t.command[0], "cat");
+    assert!(t.command[1].ends_with("caf\u{fffd}.txt"), "{:?}", t.command);
+
+    // In a container the arguments are JSON strings: refused, in one
+    // line, before anything runs.
+    let image = fixtures().join("bookworm-oci");
+    let out = dir.path().join("in-image.json");
+    let o = TestCommand::trace()
+        .arg("run")
+        .arg("--image")
+        .arg(&image)
+        .arg("-o")
+        .arg(&out)
+        .args(["--", "cat"])
+        .arg(&file)
+        .expect_code(125);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("argument 2") && e.contains("caf\u{fffd}.txt"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    let o = TestCommand::trace()
+        .arg("minimize")
+        .arg("--image")
+        .arg(&image)
+        .arg("-o")
+        .arg(dir.path().join("min.tar"))
+        .args(["--", "cat"])
+        .arg(&file)
+        .expect_code(125);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("is not UTF-8"), "{e}");
+    assert!(!dir.path().join("min.tar").exists());
+}

@@ -76,9 +76,18 @@ pub fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
 /// the first word that is not an option (its own options untouched).
 #[derive(Clone, Debug, Args)]
 pub struct CommandArg {
-    /// The command and its arguments.
+    /// The command and its arguments. Any bytes: an argument need not be
+    /// UTF-8 (a file name in Latin-1, say) for a command run on the host.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl CommandArg {
+    /// The command as strings, for a container: an OCI process's
+    /// arguments are JSON strings, so one that is not UTF-8 is refused.
+    pub fn utf8(&self) -> anyhow::Result<Vec<String>> {
+        crate::session::run::utf8_command(&self.command)
+    }
 }
 
 /// How to run the command in a container; shared by run, verify and

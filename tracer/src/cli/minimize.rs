@@ -42,21 +42,21 @@ pub struct MinimizeArgs {
 }
 
 impl MinimizeArgs {
-    pub fn spec(&self) -> MinimizeSpec {
-        MinimizeSpec {
+    pub fn spec(&self) -> anyhow::Result<MinimizeSpec> {
+        Ok(MinimizeSpec {
             image: self.image.clone(),
             output: self.output.clone(),
             build: (&self.build).into(),
             container: (&self.container).into(),
             capture: (&self.capture).into(),
             runs: self.runs,
-            command: self.cmd.command.clone(),
-        }
+            command: self.cmd.utf8()?,
+        })
     }
 }
 
 pub async fn run(args: MinimizeArgs) -> Result<i32> {
-    let (full, report, o, paths) = match minimize::minimize(&args.spec()).await? {
+    let (full, report, o, paths) = match minimize::minimize(&args.spec()?).await? {
         Minimized::FailedInFull { full, artifacts } => {
             eprintln!(
                 "trace minimize: the command failed in the full image (exit {}); nothing built. Trace: {}",
@@ -80,7 +80,7 @@ pub async fn run(args: MinimizeArgs) -> Result<i32> {
         .collect();
     execs.sort();
     execs.dedup();
-    eprintln!("trace minimize: {}", args.cmd.command.join(" "));
+    eprintln!("trace minimize: {}", args.cmd.utf8()?.join(" "));
     eprintln!("                 {:>14}  {:>14}", "full", "minimal");
     eprintln!(
         "  size           {:>14}  {:>14}   ({:.1}x smaller)",

@@ -33,19 +33,19 @@ pub struct VerifyArgs {
 }
 
 impl VerifyArgs {
-    pub fn spec(&self) -> VerifySpec {
-        VerifySpec {
+    pub fn spec(&self) -> anyhow::Result<VerifySpec> {
+        Ok(VerifySpec {
             image: self.image.clone(),
             full: self.full.clone(),
             container: (&self.container).into(),
             capture: (&self.capture).into(),
-            command: self.cmd.command.clone(),
-        }
+            command: self.cmd.utf8()?,
+        })
     }
 }
 
 pub async fn run(args: VerifyArgs) -> Result<i32> {
-    let o = verify::check(&args.spec()).await?;
+    let o = verify::check(&args.spec()?).await?;
     if let Some(out) = &args.output {
         write::write_atomic(out, &write::to_json(&o.trace))?;
     }

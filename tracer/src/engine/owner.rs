@@ -10,14 +10,7 @@ pub const TEMP_REPO: &str = "localhost/trace-tmp";
 
 /// The start time of `pid` (field 22 of /proc/PID/stat).
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The comm field may hold spaces and parens: fields follow the last ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    crate::runtime::proc_stat::read(pid).map(|s| s.start_ticks)
 }
 
 /// This process's token.

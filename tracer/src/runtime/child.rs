@@ -1,6 +1,6 @@
 //! Spawning the command inside the trace scope.
 use std::{
-    ffi::CString,
+    ffi::{CString, OsString},
     io,
     os::{
         fd::{OwnedFd, RawFd},
@@ -132,7 +132,7 @@ fn join_scope(join: &PreExec) -> io::Result<()> {
 /// Starts `argv` with inherited stdio, already inside the scope, and
 /// chrooted into `root` when given (the program and PATH are then looked
 /// up inside it).
-pub fn spawn(argv: &[String], join: Join, root: Option<&std::path::Path>) -> io::Result<Child> {
+pub fn spawn(argv: &[OsString], join: Join, root: Option<&std::path::Path>) -> io::Result<Child> {
     let pre_exec = match join {
         Join::Cgroup(dir) => match clone3_or_enosys(argv, &dir, root) {
             Ok(s) => {
@@ -177,7 +177,7 @@ pub fn spawn(argv: &[String], join: Join, root: Option<&std::path::Path>) -> io:
 const NO_CLONE3_ENV: &str = "TRACE_DEBUG_NO_CLONE3";
 
 fn clone3_or_enosys(
-    argv: &[String],
+    argv: &[OsString],
     dir: &std::path::Path,
     root: Option<&std::path::Path>,
 ) -> io::Result<clone3::Spawned> {
@@ -188,7 +188,7 @@ fn clone3_or_enosys(
 }
 
 /// The portable path: fork with std, join the scope in a pre-exec hook.
-fn spawn_pre_exec(argv: &[String], join: PreExec, root: Option<CString>) -> io::Result<Child> {
+fn spawn_pre_exec(argv: &[OsString], join: PreExec, root: Option<CString>) -> io::Result<Child> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?;
@@ -223,15 +223,7 @@ fn spawn_pre_exec(argv: &[String], join: PreExec, root: Option<CString>) -> io::
 /// The start time of `pid` in clock ticks since boot (`/proc/PID/stat`
 /// field 22), which is `task->start_boottime` divided down.
 fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The comm field may hold spaces and parens: fields resume after the
-    // last ')'; starttime is field 22, the 20th after it.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    super::proc_stat::read(pid).map(|s| s.start_ticks)
 }
 
 /// Converts the kernel's `start_boottime` (ns) to `/proc`'s ticks.

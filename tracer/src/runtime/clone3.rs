@@ -70,7 +70,7 @@ pub struct Spawned {
 /// Forks `argv` into the cgroup at `cgroup_dir` and execs it there.
 /// `Err` with the exec errno when no candidate could be executed; with
 /// ENOSYS, EINVAL or E2BIG when the kernel lacks `clone3`/`CLONE_INTO_CGROUP`.
-pub fn spawn(argv: &[String], cgroup_dir: &Path, root: Option<&Path>) -> io::Result<Spawned> {
+pub fn spawn(argv: &[OsString], cgroup_dir: &Path, root: Option<&Path>) -> io::Result<Spawned> {
     let prog = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?;

@@ -8,5 +8,6 @@ pub mod engine;
 pub mod leftovers;
 pub mod options;
 pub mod priority;
+pub mod proc_stat;
 pub mod status;
 pub mod unpack;

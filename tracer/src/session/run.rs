@@ -1,6 +1,6 @@
 //! A run: a command started inside a fresh scope (a cgroup made for it,
 //! or the pids it forks), traced until it and its descendants end.
-use std::{io::IsTerminal, path::PathBuf, time::Duration};
+use std::{ffi::OsString, io::IsTerminal, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,8 +23,9 @@ use crate::{
 /// What to run and how to follow it.
 #[derive(Clone, Debug)]
 pub struct RunSpec {
-    /// The command and its arguments (at least the program).
-    pub command: Vec<String>,
+    /// The command and its arguments (at least the program); any bytes on
+    /// the host, UTF-8 in a container.
+    pub command: Vec<OsString>,
     pub scope: ScopeMode,
     /// After the command exits, how long to keep tracing its leftover
     /// descendants before killing them.
@@ -42,7 +43,7 @@ pub const DEFAULT_WAIT_DESCENDANTS: Duration = Duration::from_secs(10);
 
 impl RunSpec {
     /// `command` on the host, with every default.
-    pub fn new(command: Vec<String>) -> RunSpec {
+    pub fn new(command: Vec<OsString>) -> RunSpec {
         RunSpec {
             command,
             scope: ScopeMode::Auto,
@@ -66,9 +67,34 @@ impl RunSpec {
             image: Some(image.clone()),
             container: container.clone(),
             capture: capture.clone(),
-            ..RunSpec::new(command.to_vec())
+            ..RunSpec::new(command.iter().map(OsString::from).collect())
         }
     }
+}
+
+/// `command` as strings; the first argument that is not UTF-8 is named.
+pub fn utf8_command(command: &[std::ffi::OsString]) -> anyhow::Result<Vec<String>> {
+    command
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.to_str().map(str::to_string).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "argument {} of the command ({}) is not UTF-8, and a container's arguments are strings; run it on the host, or pass the name another way",
+                    i + 1,
+                    a.to_string_lossy()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The command as the trace records it (as an exec's argv is recorded).
+pub fn lossy(command: &[OsString]) -> Vec<String> {
+    command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Test hook: do not read the ring buffer until the command has exited
@@ -144,6 +170,13 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files, Teardown)
     let Some(program) = spec.command.first() else {
         bail!("no command to run");
     };
+    // Named in messages as the terminal may show it.
+    let program = crate::model::escape::text(&program.to_string_lossy());
+    // Before anything is made: a container's arguments are strings.
+    let utf8_argv = match &spec.image {
+        Some(_) => utf8_command(&spec.command)?,
+        None => Vec::new(),
+    };
     crate::capture::preflight(&spec.capture.btf)?;
     if let Some(root) = &spec.root
         && !root.is_dir()
@@ -188,7 +221,7 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files, Teardown)
             image,
             engine,
             options: &spec.container,
-            argv: &spec.command,
+            argv: &utf8_argv,
             cgroup: &cg.name(),
         })?),
     };
@@ -212,13 +245,11 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files, Teardown)
     // passed on, not kill trace with its default action.
     let signals = Signals::new()?;
     let mut raised = None;
-    let exit = match child::spawn(
-        container
-            .as_ref()
-            .map_or(spec.command.as_slice(), |c| c.command_argv()),
-        join,
-        spec.root.as_deref(),
-    ) {
+    let argv: Vec<OsString> = match &container {
+        Some(c) => c.command_argv().iter().map(OsString::from).collect(),
+        None => spec.command.clone(),
+    };
+    let exit = match child::spawn(&argv, join, spec.root.as_deref()) {
         Ok(child) => {
             // Only now: the command keeps its own priority.
             raised = priority::raise();
@@ -249,7 +280,7 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files, Teardown)
     drop(raised);
     crate::timing::mark("last records read");
     let (mut trace, mut files) = collector.finish_streamed(RunInfo {
-        command: spec.command.clone(),
+        command: lossy(&spec.command),
         exit: exit.clone(),
         scope: ScopeInfo {
             mode: match &handle {

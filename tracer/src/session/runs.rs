@@ -35,7 +35,7 @@ pub async fn execute(spec: &RunSpec, n: usize) -> Result<(Trace, Vec<i32>)> {
     }
     let first = inputs[0].trace.scope.clone();
     let mut merged = merge::merge(inputs);
-    merged.command = spec.command.clone();
+    merged.command = super::run::lossy(&spec.command);
     merged.scope.image = first.image;
     // The exit status of the first run that failed.
     merged.exit.code = codes.iter().copied().find(|&c| c != 0).unwrap_or(0);
