@@ -310,6 +310,9 @@ pub mod channel {
     pub const IO_URING: u8 = 1;
     /// x32 syscalls (x86_64 with `__X32_SYSCALL_BIT`).
     pub const X32: u8 = 2;
+    /// A traced process moved to a cgroup outside the scope: what it does
+    /// from then on is not seen. `op` is 0.
+    pub const CGROUP_MOVE: u8 = 3;
 }
 
 /// Key of the `UNOBSERVED` counters.
@@ -410,6 +413,18 @@ pub struct KernelOffsets {
     /// 1 when the io_uring offsets above were found in BTF; 0: every
     /// io_uring request is counted as unobserved.
     pub uring_known: u32,
+    /// `cgroup.root`, `cgroup_root.hierarchy_id`, `cgroup.level`,
+    /// `cgroup.ancestors` (an array of `struct cgroup *`, Linux 6.1 on),
+    /// `cgroup.kn` and `kernfs_node.id`: where a task was moved to, to tell
+    /// a move out of the scope.
+    pub cgroup_root: u32,
+    pub root_hierarchy_id: u32,
+    pub cgroup_level: u32,
+    pub cgroup_ancestors: u32,
+    pub cgroup_kn: u32,
+    pub kn_id: u32,
+    /// 1 when those were found; 0: moves out of the scope go unseen.
+    pub cgroup_known: u32,
 }
 
 /// Load-time configuration, a read-only global of the eBPF object.

@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod cgroup_move;
 mod copy;
 mod event;
 mod exec;
@@ -49,6 +50,13 @@ pub fn finish(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     exec::on_exec(&ctx);
+    0
+}
+
+/// A task moved between cgroups (`cgroup_attach_task`).
+#[raw_tracepoint(tracepoint = "cgroup_attach_task")]
+pub fn cgroup_attach(ctx: RawTracePointContext) -> i32 {
+    cgroup_move::on_attach(&ctx);
     0
 }
 

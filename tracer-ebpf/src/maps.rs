@@ -55,6 +55,13 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
     filename_name: 0,
     cqe_res: 0,
     uring_known: 0,
+    cgroup_root: 0,
+    root_hierarchy_id: 0,
+    cgroup_level: 0,
+    cgroup_ancestors: 0,
+    cgroup_kn: 0,
+    kn_id: 0,
+    cgroup_known: 0,
 };
 
 /// Set by the loader (`override_global`). Read one field at a time with

@@ -773,3 +773,49 @@ fn arguments_that_are_not_utf8_reach_the_command() {
     assert!(e.contains("is not UTF-8"), "{e}");
     assert!(!dir.path().join("min.tar").exists());
 }
+
+#[test]
+fn a_process_that_leaves_the_cgroup_makes_the_trace_incomplete() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let file = base.join("after-the-move");
+    fs::write(&file, "x").unwrap();
+    // The v2 mount and this run's cgroup, as the traced shell sees them.
+    let cg = r#"m=$(findmnt -n -t cgroup2 -o TARGET | head -n1); cg=$m$(sed -n 's/^0:://p' /proc/self/cgroup)"#;
+
+    // Into a cgroup below the run's own: still in scope, still recorded.
+    let inside = format!(
+        "{cg}; mkdir \"$cg/sub\" && echo $$ > \"$cg/sub/cgroup.procs\" && cat {}",
+        file.display()
+    );
+    let r = run_in(&base, &["--scope", "cgroup"], &["sh", "-c", &inside]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    assert_complete(t);
+    assert!(has(t, &file.display().to_string(), "open", "ok"));
+
+    // To the hierarchy's root: out of the scope. What it opens then is
+    // not seen, and the trace must say so rather than claim it is whole.
+    let outside = format!(
+        "{cg}; echo $$ > \"$m/cgroup.procs\" && cat {}",
+        file.display()
+    );
+    let r = run_in(&base, &["--scope", "cgroup"], &["sh", "-c", &outside]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    assert!(!t.complete, "a move out of the scope went unnoticed");
+    assert!(
+        t.incomplete_reasons
+            .iter()
+            .any(|w| w.contains("moved to a cgroup outside the scope")),
+        "{:?}",
+        t.incomplete_reasons
+    );
+    let moved: Vec<_> = t
+        .unobserved
+        .iter()
+        .filter(|u| u.channel == "cgroup")
+        .collect();
+    assert_eq!(moved.len(), 1, "{:?}", t.unobserved);
+    assert!(moved[0].pid > 0);
+}

@@ -768,7 +768,12 @@ impl Collector {
             *by_channel.entry(u.channel.as_str()).or_default() += u.count;
         }
         for (channel, n) in by_channel {
-            reasons.push(format!("{n} {channel} accesses seen but not recorded"));
+            reasons.push(match channel {
+                "cgroup" => format!(
+                    "{n} traced process(es) moved to a cgroup outside the scope; what they did after was not traced"
+                ),
+                _ => format!("{n} {channel} accesses seen but not recorded"),
+            });
         }
         let trace = Trace {
             format: FORMAT_NAME.to_string(),

@@ -132,6 +132,10 @@ const ATTACH_URING: [(&str, &str); 2] = [
     ("uring_complete", "io_uring_complete"),
     ("uring_submit", "io_uring_submit_req"),
 ];
+/// Tells a traced process moving out of the scope (cgroup scope only).
+/// Where it cannot be loaded or attached such a move goes unseen, as on
+/// kernels before 6.1 (docs/capture.md): the run itself goes on.
+const ATTACH_CGROUP_MOVE: (&str, &str) = ("cgroup_attach", "cgroup_attach_task");
 
 /// The kernel offsets a capture starts with.
 enum Offsets {
@@ -286,6 +290,11 @@ impl Capture {
                     Err(_) => uring_traced = false,
                 }
             }
+        }
+        let (prog, tracepoint) = ATTACH_CGROUP_MOVE;
+        let loaded = ebpf.program(prog).is_some_and(|p| p.fd().is_ok());
+        if loaded && let Ok(link) = attach(&mut ebpf, prog, tracepoint) {
+            links.push(link);
         }
         crate::timing::mark("attached");
         if std::env::var_os(VERIFIER_STATS_ENV).is_some() {
@@ -474,9 +483,11 @@ impl Capture {
                 channel: match k.channel {
                     channel::IO_URING => "io_uring".into(),
                     channel::X32 => "x32".into(),
+                    channel::CGROUP_MOVE => "cgroup".into(),
                     other => format!("channel_{other}"),
                 },
                 op: match k.channel {
+                    channel::CGROUP_MOVE => "moved out of the scope".into(),
                     channel::IO_URING if k.op == 0xffff => "any (io_uring structs unknown)".into(),
                     channel::IO_URING => format!("op_{}", k.op),
                     _ => format!("syscall_{}", k.op),
@@ -673,7 +684,7 @@ fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> Option<aya_obj::generated::bpf_
 /// 3.4, 3.2, 1.7, 1.5, 0.8, 0.4, 0.2 and 0.1 ms). Handing them out in
 /// this order to one worker per CPU ends the loading soonest; a program
 /// missing here is loaded last.
-const VERIFY_ORDER: [&str; 8] = [
+const VERIFY_ORDER: [&str; 9] = [
     "sys_exit",
     "finish",
     "uring_submit",
@@ -681,6 +692,7 @@ const VERIFY_ORDER: [&str; 8] = [
     "process_exec",
     "uring_complete",
     "process_fork",
+    "cgroup_attach",
     "process_exit",
 ];
 
@@ -746,6 +758,8 @@ fn load_all(ebpf: &mut Ebpf) -> Result<bool, CaptureError> {
         if let Err(source) = r {
             if ATTACH_URING.iter().any(|(p, _)| *p == name) {
                 uring_loaded = false;
+            } else if name == ATTACH_CGROUP_MOVE.0 {
+                // Left unattached below.
             } else {
                 return Err(CaptureError::Program { name, source });
             }

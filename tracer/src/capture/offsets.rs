@@ -40,6 +40,9 @@ pub const STRUCTS: &[&str] = &[
     "io_xattr",
     "io_connect",
     "io_bind",
+    "cgroup",
+    "cgroup_root",
+    "kernfs_node",
 ];
 
 pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
@@ -105,7 +108,32 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         k.cqe_res = r[4];
         k.uring_known = u32::from(uring_specs(btf).is_ok());
     }
+    // Kernels before 6.1 keep ancestor ids, not pointers: there a move out
+    // of the scope goes unseen (docs/capture.md).
+    if let Ok(c) = cgroup_offsets(btf) {
+        [
+            k.cgroup_root,
+            k.root_hierarchy_id,
+            k.cgroup_level,
+            k.cgroup_ancestors,
+            k.cgroup_kn,
+            k.kn_id,
+        ] = c;
+        k.cgroup_known = 1;
+    }
     Ok(k)
+}
+
+fn cgroup_offsets(btf: &Btf) -> Result<[u32; 6], BtfError> {
+    let o = |ty: &str, m: &str| btf.member_offset(ty, m);
+    Ok([
+        o("cgroup", "root")?,
+        o("cgroup_root", "hierarchy_id")?,
+        o("cgroup", "level")?,
+        o("cgroup", "ancestors")?,
+        o("cgroup", "kn")?,
+        o("kernfs_node", "id")?,
+    ])
 }
 
 fn uring_request(btf: &Btf) -> Result<[u32; 5], BtfError> {
@@ -320,6 +348,11 @@ mod tests {
             o.uring_known, 1,
             "io_uring structs found in this kernel's BTF"
         );
+        if !cfg!(target_arch = "aarch64") {
+            assert_eq!(o.cgroup_known, 1, "cgroup structs found");
+            // `ancestors[]` ends the struct, after `kn` and `level`.
+            assert!(o.cgroup_ancestors > o.cgroup_kn && o.cgroup_ancestors > o.cgroup_level);
+        }
         let btf = super::Btf::from_file(std::path::Path::new(super::VMLINUX_BTF)).unwrap();
         let specs = super::uring_specs(&btf).unwrap();
         // io_open { struct file *file; int dfd; ... }

@@ -108,7 +108,8 @@ impl Syscalls {
 /// A count of accesses the capture could not record.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Unobserved {
-    /// `io_uring`, `x32`.
+    /// `io_uring`, `x32`; `cgroup`: a traced process moved out of the
+    /// scope's cgroup.
     pub channel: String,
     /// The operation (`openat`, `op_63`, `syscall_2`).
     pub op: String,

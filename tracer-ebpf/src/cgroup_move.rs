@@ -1,0 +1,58 @@
+//! A traced process moved to a cgroup outside the scope (it wrote its pid
+//! into another `cgroup.procs`, or systemd moved it into a scope unit of
+//! its own): from then on its syscalls fail the scope test and go unseen,
+//! so the move itself is counted, and the trace says it is incomplete.
+use aya_ebpf::programs::RawTracePointContext;
+use tracer_common::{arm, channel, scope_mode};
+
+use crate::{
+    conf,
+    kernel::{read_u32, read_u64},
+    maps::{ARMED, count_unobserved},
+    scope,
+};
+
+/// The deepest level `cgroup.ancestors` is read at: the verifier needs a
+/// bound, and no hierarchy is nested this deep in practice.
+const MAX_LEVEL: u32 = 64;
+
+/// `cgroup_attach_task(struct cgroup *dst_cgrp, const char *path,
+/// struct task_struct *task, bool threadgroup)`, after the move.
+#[inline(always)]
+pub fn on_attach(ctx: &RawTracePointContext) {
+    if conf!(scope_mode) != scope_mode::CGROUP || conf!(offsets.cgroup_known) == 0 {
+        return;
+    }
+    let dst: u64 = ctx.arg(0);
+    let task: u64 = ctx.arg(2);
+    // Only the v2 hierarchy (id 0) decides the scope; a v1 controller's
+    // own tree (a container runtime joins those too) does not.
+    let root = read_u64(dst + conf!(offsets.cgroup_root) as u64);
+    if root == 0 || read_u32(root + conf!(offsets.root_hierarchy_id) as u64) != 0 {
+        return;
+    }
+    let ours_level = conf!(cgroup_level);
+    let level = read_u32(dst + conf!(offsets.cgroup_level) as u64);
+    if level >= ours_level && ours_level < MAX_LEVEL {
+        let at = dst + conf!(offsets.cgroup_ancestors) as u64 + 8 * ours_level as u64;
+        let ancestor = read_u64(at);
+        let kn = read_u64(ancestor + conf!(offsets.cgroup_kn) as u64);
+        if ancestor != 0
+            && kn != 0
+            && read_u64(kn + conf!(offsets.kn_id) as u64) == conf!(cgroup_id)
+        {
+            // Still below the run's cgroup (a container's own cgroup).
+            return;
+        }
+    }
+    let tgid = read_u32(task + conf!(offsets.task_tgid) as u64);
+    // Ours: an armed process, or (attach) one moved by a process in scope.
+    let ours = if conf!(arm) == arm::ALWAYS {
+        scope::in_base_scope()
+    } else {
+        unsafe { ARMED.get(tgid).is_some() }
+    };
+    if ours {
+        count_unobserved(channel::CGROUP_MOVE, 0, tgid);
+    }
+}
