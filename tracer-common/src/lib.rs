@@ -423,6 +423,10 @@ pub struct KernelOffsets {
     pub cgroup_ancestors: u32,
     pub cgroup_kn: u32,
     pub kn_id: u32,
+    /// `task_struct.cgroups` and `css_set.dfl_cgrp`: the v2 cgroup a new
+    /// child was born into (`clone3(CLONE_INTO_CGROUP)`).
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
     /// 1 when those were found; 0: moves out of the scope go unseen.
     pub cgroup_known: u32,
 }

@@ -16,34 +16,63 @@ use crate::{
 /// bound, and no hierarchy is nested this deep in practice.
 const MAX_LEVEL: u32 = 64;
 
-/// `cgroup_attach_task(struct cgroup *dst_cgrp, const char *path,
-/// struct task_struct *task, bool threadgroup)`, after the move.
+/// Whether the cgroup at `cgrp` is a v2 cgroup outside the run's.
 #[inline(always)]
-pub fn on_attach(ctx: &RawTracePointContext) {
-    if conf!(scope_mode) != scope_mode::CGROUP || conf!(offsets.cgroup_known) == 0 {
-        return;
-    }
-    let dst: u64 = ctx.arg(0);
-    let task: u64 = ctx.arg(2);
+fn outside_scope(cgrp: u64) -> bool {
     // Only the v2 hierarchy (id 0) decides the scope; a v1 controller's
     // own tree (a container runtime joins those too) does not.
-    let root = read_u64(dst + conf!(offsets.cgroup_root) as u64);
+    let root = read_u64(cgrp + conf!(offsets.cgroup_root) as u64);
     if root == 0 || read_u32(root + conf!(offsets.root_hierarchy_id) as u64) != 0 {
-        return;
+        return false;
     }
     let ours_level = conf!(cgroup_level);
-    let level = read_u32(dst + conf!(offsets.cgroup_level) as u64);
+    let level = read_u32(cgrp + conf!(offsets.cgroup_level) as u64);
     if level >= ours_level && ours_level < MAX_LEVEL {
-        let at = dst + conf!(offsets.cgroup_ancestors) as u64 + 8 * ours_level as u64;
+        let at = cgrp + conf!(offsets.cgroup_ancestors) as u64 + 8 * ours_level as u64;
         let ancestor = read_u64(at);
         let kn = read_u64(ancestor + conf!(offsets.cgroup_kn) as u64);
         if ancestor != 0
             && kn != 0
             && read_u64(kn + conf!(offsets.kn_id) as u64) == conf!(cgroup_id)
         {
-            // Still below the run's cgroup (a container's own cgroup).
-            return;
+            // Below the run's cgroup (a container's own cgroup).
+            return false;
         }
+    }
+    true
+}
+
+/// Whether moves out of the scope can be told here.
+#[inline(always)]
+pub fn watched() -> bool {
+    conf!(scope_mode) == scope_mode::CGROUP && conf!(offsets.cgroup_known) != 0
+}
+
+/// A child a traced process made with `clone3(CLONE_INTO_CGROUP)` in a
+/// cgroup outside the scope: counted as a move of the child.
+#[inline(always)]
+pub fn on_fork(child: u64, child_tgid: u32) {
+    let css = read_u64(child + conf!(offsets.task_cgroups) as u64);
+    if css == 0 {
+        return;
+    }
+    let cgrp = read_u64(css + conf!(offsets.css_set_dfl_cgrp) as u64);
+    if cgrp != 0 && outside_scope(cgrp) {
+        count_unobserved(channel::CGROUP_MOVE, 0, child_tgid);
+    }
+}
+
+/// `cgroup_attach_task(struct cgroup *dst_cgrp, const char *path,
+/// struct task_struct *task, bool threadgroup)`, after the move.
+#[inline(always)]
+pub fn on_attach(ctx: &RawTracePointContext) {
+    if !watched() {
+        return;
+    }
+    let dst: u64 = ctx.arg(0);
+    let task: u64 = ctx.arg(2);
+    if !outside_scope(dst) {
+        return;
     }
     let tgid = read_u32(task + conf!(offsets.task_tgid) as u64);
     // Ours: an armed process, or (attach) one moved by a process in scope.

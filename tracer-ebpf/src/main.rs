@@ -81,7 +81,11 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let pids = conf!(scope_mode) == scope_mode::PIDS && unsafe { SCOPE_PIDS.get(tgid) }.is_some();
     let armed = conf!(arm) != arm::ALWAYS && unsafe { ARMED.get(tgid) }.is_some();
-    if !pids && !armed {
+    // A child born outside the run's cgroup (`clone3(CLONE_INTO_CGROUP)`)
+    // is out of the scope from its first instruction.
+    let watched =
+        cgroup_move::watched() && (armed || (conf!(arm) == arm::ALWAYS && scope::in_base_scope()));
+    if !pids && !armed && !watched {
         return 0;
     }
     let child: u64 = ctx.arg(1);
@@ -95,6 +99,9 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     if pid != child_tgid {
         // A new thread of a traced process: covered by its tgid.
         return 0;
+    }
+    if watched {
+        cgroup_move::on_fork(child, pid);
     }
     let start = kernel::start_time(child);
     if pids {

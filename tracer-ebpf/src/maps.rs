@@ -61,6 +61,8 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_ancestors: 0,
     cgroup_kn: 0,
     kn_id: 0,
+    task_cgroups: 0,
+    css_set_dfl_cgrp: 0,
     cgroup_known: 0,
 };
 

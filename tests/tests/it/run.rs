@@ -811,11 +811,46 @@ fn a_process_that_leaves_the_cgroup_makes_the_trace_incomplete() {
         "{:?}",
         t.incomplete_reasons
     );
+    // The shell that moved, and `cat`, which it forked out there.
+    let moved: Vec<_> = t
+        .unobserved
+        .iter()
+        .filter(|u| u.channel == "cgroup")
+        .collect();
+    assert!(!moved.is_empty(), "{:?}", t.unobserved);
+    assert!(
+        moved
+            .iter()
+            .all(|u| u.pid > 0 && u.op == "moved out of the scope")
+    );
+    assert!(!has(t, &file.display().to_string(), "open", "ok"));
+
+    // A child born straight into another cgroup, clone3(CLONE_INTO_CGROUP):
+    // below the run's it is traced, at the root it is out of the scope.
+    let prog = build_c("clone_into_cgroup", &base, "clone_into_cgroup", &[]);
+    let born = |target: &str| {
+        let script = format!(
+            "{cg}; mkdir -p \"$cg/kids\" && exec {} \"{target}\" {}",
+            prog.display(),
+            file.display()
+        );
+        let r = run_in(&base, &["--scope", "cgroup"], &["sh", "-c", &script]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        assert_eq!(r.stdout(), "child ok\n");
+        r
+    };
+    let r = born("$cg/kids");
+    let t = r.trace();
+    assert_complete(t);
+    assert!(has(t, &file.display().to_string(), "open", "ok"));
+    let r = born("$m");
+    let t = r.trace();
+    assert!(!t.complete, "a child born outside the scope went unnoticed");
     let moved: Vec<_> = t
         .unobserved
         .iter()
         .filter(|u| u.channel == "cgroup")
         .collect();
     assert_eq!(moved.len(), 1, "{:?}", t.unobserved);
-    assert!(moved[0].pid > 0);
+    assert!(!has(t, &file.display().to_string(), "open", "ok"));
 }

@@ -43,6 +43,7 @@ pub const STRUCTS: &[&str] = &[
     "cgroup",
     "cgroup_root",
     "kernfs_node",
+    "css_set",
 ];
 
 pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
@@ -118,13 +119,15 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
             k.cgroup_ancestors,
             k.cgroup_kn,
             k.kn_id,
+            k.task_cgroups,
+            k.css_set_dfl_cgrp,
         ] = c;
         k.cgroup_known = 1;
     }
     Ok(k)
 }
 
-fn cgroup_offsets(btf: &Btf) -> Result<[u32; 6], BtfError> {
+fn cgroup_offsets(btf: &Btf) -> Result<[u32; 8], BtfError> {
     let o = |ty: &str, m: &str| btf.member_offset(ty, m);
     Ok([
         o("cgroup", "root")?,
@@ -133,6 +136,8 @@ fn cgroup_offsets(btf: &Btf) -> Result<[u32; 6], BtfError> {
         o("cgroup", "ancestors")?,
         o("cgroup", "kn")?,
         o("kernfs_node", "id")?,
+        o("task_struct", "cgroups")?,
+        o("css_set", "dfl_cgrp")?,
     ])
 }
 
