@@ -237,7 +237,68 @@ pub fn spawn_started(dir: &Path, script: &str) -> Child {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = std::fs::remove_file(&marker);
+    // The marker is touched before `exec`: wait until the script's own
+    // program runs, or a signal sent now may reach the shell instead.
+    let program = script.split_whitespace().next().unwrap_or_default();
+    let name: String = program
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(15)
+        .collect();
+    while !descendant_named(child.id(), &name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the traced command never ran {program}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     child
+}
+
+/// Whether some descendant of `root` has the command name `name`.
+fn descendant_named(root: u32, name: &str) -> bool {
+    // pid -> (parent, comm), from /proc/PID/stat: "pid (comm) state ppid".
+    let mut procs = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (
+            stat.iter().position(|&b| b == b'('),
+            stat.iter().rposition(|&b| b == b')'),
+        ) else {
+            continue;
+        };
+        let comm = String::from_utf8_lossy(&stat[open + 1..close]).into_owned();
+        let rest = String::from_utf8_lossy(&stat[close + 1..]).into_owned();
+        let Some(ppid) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        procs.insert(pid, (ppid, comm));
+    }
+    procs.iter().any(|(&pid, (_, comm))| {
+        if comm != name {
+            return false;
+        }
+        let mut at = pid;
+        for _ in 0..64 {
+            match procs.get(&at) {
+                Some(&(parent, _)) if parent == root => return true,
+                Some(&(parent, _)) if parent > 1 => at = parent,
+                _ => return false,
+            }
+        }
+        false
+    })
 }
 
 pub fn run_in(dir: &Path, extra: &[&str], cmd: &[&str]) -> Run {
