@@ -280,7 +280,10 @@ pub mod loss {
     pub const URING_FULL: u32 = 5;
     /// The table of unobserved accesses was full: some went uncounted.
     pub const UNOBSERVED_FULL: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// A process could not be added to the table of traced (or armed)
+    /// processes: what it did from then on went unseen.
+    pub const PROCESS_TABLE_FULL: u32 = 7;
+    pub const COUNT: u32 = 8;
     pub const NAMES: [&str; COUNT as usize] = [
         "ringbuf_full",
         "inflight_full",
@@ -289,6 +292,7 @@ pub mod loss {
         "scratch_clobbered",
         "uring_inflight_full",
         "unobserved_table_full",
+        "process_table_full",
     ];
 }
 

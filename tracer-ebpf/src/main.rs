@@ -20,9 +20,9 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_common::{arm, scope_mode};
+use tracer_common::{arm, loss, scope_mode};
 
-use crate::maps::{ARMED, SCOPE_PIDS};
+use crate::maps::{ARMED, SCOPE_PIDS, count_loss};
 
 // Raw tracepoints, not the per-syscall `syscalls:*` ones: those attach
 // through perf events, and detaching each waits for an RCU grace period
@@ -104,11 +104,13 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
         cgroup_move::on_fork(child, pid);
     }
     let start = kernel::start_time(child);
-    if pids {
-        let _ = SCOPE_PIDS.insert(pid, start, 0);
+    // A child left out of a full table would go unseen: counted, so the
+    // trace says it is incomplete.
+    if pids && SCOPE_PIDS.insert(pid, start, 0).is_err() {
+        count_loss(loss::PROCESS_TABLE_FULL);
     }
-    if armed {
-        let _ = ARMED.insert(pid, start, 0);
+    if armed && ARMED.insert(pid, start, 0).is_err() {
+        count_loss(loss::PROCESS_TABLE_FULL);
     }
     0
 }

@@ -1,11 +1,11 @@
 //! Is the current task one of the traced ones? And what is the scope's
 //! root, which every recorded path is relative to?
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_ancestor_cgroup_id};
-use tracer_common::{ScopeRoot, arm, scope_mode};
+use tracer_common::{ScopeRoot, arm, loss, scope_mode};
 
 use crate::{
     conf, kernel,
-    maps::{ARMED, KRef, ROOT, SCOPE_PIDS},
+    maps::{ARMED, KRef, ROOT, SCOPE_PIDS, count_loss},
 };
 
 /// In scope, and armed unless the configuration traces at once.
@@ -37,7 +37,10 @@ pub fn arm_at_exec(task: u64) -> bool {
         return false;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let _ = ARMED.insert(tgid, kernel::start_time(task), 0);
+    if ARMED.insert(tgid, kernel::start_time(task), 0).is_err() {
+        // This syscall is seen; the process's later ones would not be.
+        count_loss(loss::PROCESS_TABLE_FULL);
+    }
     true
 }
 

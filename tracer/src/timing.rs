@@ -27,3 +27,10 @@ pub fn mark(phase: &str) {
         );
     }
 }
+
+/// Like `mark`, for a phase whose name is only worth building when timing.
+pub fn mark_with(phase: impl FnOnce() -> String) {
+    if enabled() {
+        mark(&phase());
+    }
+}

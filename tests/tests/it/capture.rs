@@ -268,6 +268,51 @@ fn lost_records_do_not_suppress_their_repeats() {
     );
 }
 
+/// Eight children alive at once, each reading its own file after a
+/// moment, under a table of traced processes with room for `table`.
+fn many_children_run(w: &Work, table: Option<&str>) -> Run {
+    for i in 0..8 {
+        w.file(&format!("kids/f{i}"), "x");
+    }
+    let script = format!(
+        "for i in 0 1 2 3 4 5 6 7; do sh -c \"sleep 0.3; cat {}/f$i\" & done; wait",
+        w.p("kids")
+    );
+    let mut cmd = trace_cmd(&w.base, &[], &["/bin/sh", "-c", &script]);
+    if let Some(n) = table {
+        cmd.env("TRACE_DEBUG_PROCESS_TABLE", n);
+    }
+    Run::new(cmd.run(), &w.base)
+}
+
+#[test]
+fn a_full_process_table_makes_the_trace_incomplete() {
+    // With room: every child's file is there, and nothing is lost.
+    let w = Work::new();
+    let r = many_children_run(&w, None);
+    assert_eq!(ok_run(&r).trim(), "x".repeat(8));
+    let t = r.trace();
+    assert!(t.complete, "{:?}", t.incomplete_reasons);
+    for i in 0..8 {
+        let f = w.p(&format!("kids/f{i}"));
+        assert!(!matching(t, &f, &json!({"op": "open"})).is_empty(), "{f}");
+    }
+    // Room for 4: the children past it go unseen, and the trace says so
+    // rather than claim it saw everything.
+    let w = Work::new();
+    let r = many_children_run(&w, Some("4"));
+    assert_eq!(ok_run(&r).trim(), "x".repeat(8));
+    let t = r.trace();
+    assert!(!t.complete, "a full table went unreported");
+    let full = t.lost_events.by_cause.get("process_table_full").copied();
+    assert!(full.is_some_and(|n| n > 0), "{:?}", t.lost_events);
+    let reasons = &t.incomplete_reasons;
+    assert!(
+        reasons.iter().any(|r| r.contains("process_table_full")),
+        "{reasons:?}"
+    );
+}
+
 // ---------------------------------------------------------------------
 // 2. Paths are observed, not rebuilt.
 // ---------------------------------------------------------------------

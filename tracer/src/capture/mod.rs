@@ -238,6 +238,15 @@ impl Capture {
             offsets,
         };
         let specs = abis::specs();
+        let process_table = std::env::var(PROCESS_TABLE_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n > 0);
+        if let Some(n) = process_table {
+            loader
+                .map_max_entries("ARMED", n)
+                .map_max_entries("SCOPE_PIDS", n);
+        }
         // No BTF relocation: the programs use no CO-RE (offsets come in
         // through CONFIG).
         let mut ebpf = loader
@@ -627,6 +636,11 @@ fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
 /// Debugging hook: print every record as decoded.
 const RECORDS_ENV: &str = "TRACE_DEBUG_RECORDS";
 
+/// Test hook: room for this many processes in the tables of traced and
+/// armed processes (32768 otherwise), to show that a full table is
+/// reported.
+const PROCESS_TABLE_ENV: &str = "TRACE_DEBUG_PROCESS_TABLE";
+
 /// Test and profiling hook: print each program's verifier effort.
 const VERIFIER_STATS_ENV: &str = "TRACE_DEBUG_VERIFIER_STATS";
 
@@ -736,6 +750,7 @@ fn load_all(ebpf: &mut Ebpf) -> Result<bool, CaptureError> {
                             Ok(p) => p.load(),
                             Err(e) => Err(e),
                         };
+                        crate::timing::mark_with(|| format!("  {name} verified"));
                         done.push((name, r));
                     }
                 })
