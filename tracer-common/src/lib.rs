@@ -268,7 +268,8 @@ pub mod loss {
     pub const RINGBUF_FULL: u32 = 0;
     /// Too many syscalls in flight: one was not followed to its exit.
     pub const INFLIGHT_FULL: u32 = 1;
-    /// Scratch memory was unavailable (should not happen).
+    /// Scratch memory was unavailable, or a syscall's registers could
+    /// not be read (neither should happen).
     pub const NO_SCRATCH: u32 = 2;
     /// The tail call into the `finish` program failed.
     pub const TAIL_CALL: u32 = 3;

@@ -33,14 +33,76 @@ pub fn current_task() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
+/// `N` consecutive words at `addr`; all zero if unreadable.
+///
+/// Each `bpf_probe_read_kernel` costs a helper call and an address check
+/// (most of the programs' time on a stat-heavy workload), so fields that
+/// lie side by side are read together. The layouts are checked against
+/// the offsets from BTF: `CONFIG` is read-only, so the verifier keeps one
+/// branch, and a kernel laid out otherwise gets the field-by-field reads.
+#[inline(always)]
+fn read_words<const N: usize>(addr: u64) -> [u64; N] {
+    unsafe { bpf_probe_read_kernel(addr as *const [u64; N]) }.unwrap_or([0; N])
+}
+
+/// A `struct path` at `addr`: (mnt, dentry).
+#[inline(always)]
+fn path_at(addr: u64) -> (u64, u64) {
+    let (m, d) = (
+        conf!(offsets.path_mnt) as u64,
+        conf!(offsets.path_dentry) as u64,
+    );
+    if d == m + 8 {
+        let [mnt, dentry] = read_words::<2>(addr + m);
+        (mnt, dentry)
+    } else {
+        (read_u64(addr + m), read_u64(addr + d))
+    }
+}
+
 /// A `struct path` at `addr`, with its dentry's inode.
 #[inline(always)]
 fn read_path(addr: u64) -> KRef {
-    let dentry = read_u64(addr + conf!(offsets.path_dentry) as u64);
+    let (mnt, dentry) = path_at(addr);
     KRef {
-        mnt: read_u64(addr + conf!(offsets.path_mnt) as u64),
+        mnt,
         dentry,
         inode: inode_of(dentry),
+    }
+}
+
+/// The fields of a dentry that naming and looking at it need.
+pub struct DentryHead {
+    pub parent: u64,
+    pub hash_len: u64,
+    /// `d_name.name`.
+    pub name: u64,
+    pub inode: u64,
+}
+
+/// `d_parent`, `d_name` and `d_inode`: consecutive words on the kernels
+/// `trace` knows, then one read.
+#[inline(always)]
+pub fn dentry_head(dentry: u64) -> DentryHead {
+    let p = conf!(offsets.dentry_parent) as u64;
+    let hash_len = (conf!(offsets.dentry_name) + conf!(offsets.qstr_hash_len)) as u64;
+    let name = (conf!(offsets.dentry_name) + conf!(offsets.qstr_name)) as u64;
+    let inode = conf!(offsets.dentry_inode) as u64;
+    if hash_len == p + 8 && name == p + 16 && inode == p + 24 {
+        let [parent, hash_len, name, inode] = read_words::<4>(dentry + p);
+        DentryHead {
+            parent,
+            hash_len,
+            name,
+            inode,
+        }
+    } else {
+        DentryHead {
+            parent: read_u64(dentry + p),
+            hash_len: read_u64(dentry + hash_len),
+            name: read_u64(dentry + name),
+            inode: read_u64(dentry + inode),
+        }
     }
 }
 
@@ -66,12 +128,11 @@ pub fn look(dentry: u64) -> DentryLook {
     if dentry == 0 {
         return DentryLook::default();
     }
+    let h = dentry_head(dentry);
     DentryLook {
-        inode: read_u64(dentry + conf!(offsets.dentry_inode) as u64),
-        parent: read_u64(dentry + conf!(offsets.dentry_parent) as u64),
-        hash_len: read_u64(
-            dentry + (conf!(offsets.dentry_name) + conf!(offsets.qstr_hash_len)) as u64,
-        ),
+        inode: h.inode,
+        parent: h.parent,
+        hash_len: h.hash_len,
     }
 }
 
@@ -85,10 +146,10 @@ pub fn fs_of(task: u64) -> u64 {
 /// long as it is the root, so it needs no check.
 #[inline(always)]
 pub fn root_of(fs: u64) -> KRef {
-    let addr = fs + conf!(offsets.fs_root) as u64;
+    let (mnt, dentry) = path_at(fs + conf!(offsets.fs_root) as u64);
     KRef {
-        mnt: read_u64(addr + conf!(offsets.path_mnt) as u64),
-        dentry: read_u64(addr + conf!(offsets.path_dentry) as u64),
+        mnt,
+        dentry,
         inode: 0,
     }
 }
@@ -106,11 +167,21 @@ pub fn fd_file(task: u64, fd: i64) -> u64 {
     }
     let files = read_u64(task + conf!(offsets.task_files) as u64);
     let fdt = read_u64(files + conf!(offsets.files_fdt) as u64);
-    let max = read_u32(fdt + conf!(offsets.fdt_max_fds) as u64);
-    if fd as u64 >= max as u64 {
+    let (max_off, fd_off) = (
+        conf!(offsets.fdt_max_fds) as u64,
+        conf!(offsets.fdt_fd) as u64,
+    );
+    // `unsigned int max_fds` in the low half of the word before `fd`
+    // (little-endian: the architectures `trace` supports).
+    let (max, fds) = if fd_off == max_off + 8 {
+        let [max, fds] = read_words::<2>(fdt + max_off);
+        (max & 0xffff_ffff, fds)
+    } else {
+        (read_u32(fdt + max_off) as u64, read_u64(fdt + fd_off))
+    };
+    if fd as u64 >= max {
         return 0;
     }
-    let fds = read_u64(fdt + conf!(offsets.fdt_fd) as u64);
     read_u64(fds + (fd as u64) * 8)
 }
 
@@ -194,7 +265,8 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         c.end = walk_end::ROOT as u64;
         return 1;
     }
-    let parent = dentry_parent(c.dentry);
+    let head = dentry_head(c.dentry);
+    let parent = head.parent;
     if c.on_root_sb == 0 {
         let sb = dentry_sb(c.dentry);
         if sb == c.root_sb && sb != 0 {
@@ -235,7 +307,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         c.end = walk_end::TRUNCATED as u64;
         return 1;
     }
-    let name = read_u64(c.dentry + (conf!(offsets.dentry_name) + conf!(offsets.qstr_name)) as u64);
+    let name = head.name;
     let n = unsafe {
         bpf_probe_read_kernel_str(
             (*buf).data.as_mut_ptr().add(pos & DATA_MASK) as *mut c_void,

@@ -284,6 +284,9 @@ pub struct ExitWork {
     pub abs1: u64,
     /// Set when the syscall turned out to name nothing to record.
     pub skip: u64,
+    /// The first path's length plus one when `fast_key` has already read
+    /// it whole into the scratch record (0: not read yet).
+    pub read1: u64,
     /// The `FAST` key and what its dentries look like, when this syscall
     /// can be looked up there (`fast` 0: it cannot).
     pub fast: u64,

@@ -257,12 +257,17 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
         (*w).task = task;
         (*w).fs = fs;
         let regs: u64 = ctx.arg(0);
-        // One read of the registers rather than one per argument.
-        let _ = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+        // One read of the registers rather than one per argument. Should
+        // it fail, the arguments would be the last syscall's: not followed.
+        if aya_ebpf::helpers::generated::bpf_probe_read_kernel(
             (*w).regs.as_mut_ptr() as *mut c_void,
             128,
             regs as *const c_void,
-        );
+        ) != 0
+        {
+            count_loss(loss::NO_SCRATCH);
+            return;
+        }
         bpf_loop(1, entry_arg_step as *mut c_void, core::ptr::null_mut(), 0);
         if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
             // A filesystem's source ("tmpfs", "overlay", a device) is not
@@ -331,6 +336,11 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
                 }
                 w.raw1 = n as u64;
                 w.abs1 = (first == b'/') as u64;
+            } else if w.read1 != 0 {
+                // Read once already, for the FAST key: the same bytes.
+                let n = (w.read1 - 1) as usize & (PATH_MAX - 1);
+                w.raw1 = n as u64;
+                w.abs1 = (n > 0 && unsafe { *data } == b'/') as u64;
             } else if w.path1 != 0 {
                 let (n, cut, bad) = read_user_path(data, 0, w.path1, PATH_MAX as u32);
                 if cut {
@@ -448,7 +458,7 @@ fn fast_key(
     stop: u64,
     arg_flags: u64,
     arg_flags2: u64,
-) -> Option<([u64; 2], FastSeen)> {
+) -> Option<([u64; 2], FastSeen, usize)> {
     let c = x.spec.class;
     let buf = scratch()?;
     let data = unsafe { (*buf).data.as_mut_ptr() };
@@ -506,7 +516,7 @@ fn fast_key(
         n as u64,
     ];
     let key = finish::hash_with(&words, n)?;
-    Some((key, seen))
+    Some((key, seen, n))
 }
 
 /// `raw_syscalls:sys_exit(struct pt_regs *regs, long ret)`: also runs for
@@ -579,12 +589,14 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     // A repeat of a record already sent is dropped before it is built.
     w.ret = ret;
     w.fast = 0;
+    unsafe { core::ptr::write_volatile(&raw mut w.read1, 0) };
     let root = scope::root();
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
     if fast_eligible(x)
         && root.is_some()
-        && let Some((key, seen)) = fast_key(w, x, task, stop, arg_flags, arg_flags2)
+        && let Some((key, seen, n)) = fast_key(w, x, task, stop, arg_flags, arg_flags2)
     {
+        w.read1 = n as u64 + 1;
         if fast_hit(&key, &seen) {
             count_stat(stats::DEDUPLICATED);
             return false;
