@@ -552,8 +552,13 @@ pub fn on_exit(ctx: &RawTracePointContext) {
 #[inline(always)]
 fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> bool {
     let regs: u64 = ctx.arg(0);
-    let nr = unsafe { bpf_probe_read_kernel((regs + conf!(offsets.regs_nr) as u64) as *const u64) }
-        .unwrap_or(u64::MAX);
+    let read =
+        unsafe { bpf_probe_read_kernel((regs + conf!(offsets.regs_nr) as u64) as *const u64) };
+    let Ok(nr) = read else {
+        // Which syscall this is cannot be told: not dropped silently.
+        count_loss(loss::NO_SCRATCH);
+        return false;
+    };
     if nr as u32 != x.nr {
         // An entry left by a syscall whose exit was never seen (one that
         // began before tracing did): not this syscall's.
