@@ -36,8 +36,8 @@ pub fn current_task() -> u64 {
 /// `N` consecutive words at `addr`; all zero if unreadable.
 ///
 /// Each `bpf_probe_read_kernel` costs a helper call and an address check
-/// (most of the programs' time on a stat-heavy workload), so fields that
-/// lie side by side are read together. The layouts are checked against
+/// (the programs' largest single cost on a stat-heavy workload), so
+/// fields that lie side by side are read together. The layouts are checked against
 /// the offsets from BTF: `CONFIG` is read-only, so the verifier keeps one
 /// branch, and a kernel laid out otherwise gets the field-by-field reads.
 #[inline(always)]
