@@ -24,5 +24,16 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         aya_build::Toolchain::default(),
-    )
+    )?;
+    // A digest of the object, so that programs kept loaded by one build
+    // of `trace` are never reused by another (`capture::kept`).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").context("OUT_DIR")?);
+    let object = std::fs::read(out.join("tracer")).context("reading the built eBPF object")?;
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&object, &mut h);
+    println!(
+        "cargo:rustc-env=TRACER_EBPF_DIGEST={:016x}",
+        std::hash::Hasher::finish(&h)
+    );
+    Ok(())
 }

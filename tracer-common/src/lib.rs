@@ -442,18 +442,30 @@ pub struct KernelOffsets {
 pub struct Config {
     pub scope_mode: u32,
     pub cgroup_level: u32,
-    pub cgroup_id: u64,
     /// Wake the reader when more than this many bytes are waiting; below
     /// it the reader finds records on its own polling timer.
     pub ringbuf_wakeup_bytes: u64,
     /// An [`arm`] value.
     pub arm: u32,
     pub host_mntns: u32,
+    pub offsets: KernelOffsets,
+}
+
+/// What changes from one capture to the next, in the `RUN` map rather
+/// than in [`Config`], so that programs verified once can be kept loaded
+/// and reused by later captures with other cgroups and targets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunConfig {
+    /// The scope's cgroup (`scope_mode::CGROUP`); 0 matches no task.
+    pub cgroup_id: u64,
     /// `arm::ALWAYS`: the process whose root is the scope's root (the
     /// attach target); 0: the first traced task's.
     pub root_pid: u32,
-    pub _pad: u32,
-    pub offsets: KernelOffsets,
+    /// This capture's number, never 0 and never the previous capture's
+    /// with the same kept programs: what an earlier capture left in the
+    /// maps (in-flight entries, dedup slots) is told by its number.
+    pub epoch: u32,
 }
 
 /// What each syscall number records, per ABI: `SPECS[abi * 512 + nr]`, a
@@ -546,6 +558,7 @@ mod user {
     unsafe impl aya::Pod for super::UringSpec {}
     unsafe impl aya::Pod for super::UnobservedKey {}
     unsafe impl aya::Pod for super::ScopeRoot {}
+    unsafe impl aya::Pod for super::RunConfig {}
 }
 
 /// Open and `AT_*` flag values, per architecture (`asm-generic/fcntl.h`

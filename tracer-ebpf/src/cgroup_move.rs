@@ -8,7 +8,7 @@ use tracer_common::{arm, channel, scope_mode};
 use crate::{
     conf,
     kernel::{read_u32, read_u64},
-    maps::{ARMED, count_unobserved},
+    maps::{ARMED, count_unobserved, run},
     scope,
 };
 
@@ -31,9 +31,7 @@ fn outside_scope(cgrp: u64) -> bool {
         let at = cgrp + conf!(offsets.cgroup_ancestors) as u64 + 8 * ours_level as u64;
         let ancestor = read_u64(at);
         let kn = read_u64(ancestor + conf!(offsets.cgroup_kn) as u64);
-        if ancestor != 0
-            && kn != 0
-            && read_u64(kn + conf!(offsets.kn_id) as u64) == conf!(cgroup_id)
+        if ancestor != 0 && kn != 0 && read_u64(kn + conf!(offsets.kn_id) as u64) == run().cgroup_id
         {
             // Below the run's cgroup (a container's own cgroup).
             return false;

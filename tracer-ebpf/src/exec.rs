@@ -13,7 +13,7 @@ use tracer_common::{AT_FDCWD, PATH_MAX, arm, flags, kind, stats, walk_end};
 use crate::{
     conf, event, finish,
     kernel::{self, read_u64, still_valid},
-    maps::{KRef, count_stat, inflight_slot},
+    maps::{KRef, count_stat, epoch, inflight_slot},
     scope::{self, in_base_scope},
 };
 
@@ -54,7 +54,7 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     };
     let x = unsafe { &mut *x };
     // The entry of this exec, if it was seen; a mismatch is someone else's.
-    let own = x.tid == old_tid;
+    let own = x.tid == old_tid && x.epoch == epoch();
     let (id, abi, dirfd1, flags0) = if own {
         (x.spec.id, x.abi, x.dirfd1, x.flags)
     } else {

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use tracer_common::{
-    Config, EventBuf, KernelOffsets, SPECS_LEN, ScopeRoot, StartTime, SyscallSpec, URING_OPS,
-    UnobservedKey, UringSpec, UringSpecs, abi, loss, stats,
+    Config, EventBuf, KernelOffsets, RunConfig, SPECS_LEN, ScopeRoot, StartTime, SyscallSpec,
+    URING_OPS, UnobservedKey, UringSpec, UringSpecs, abi, loss, stats,
 };
 
 const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
@@ -72,12 +72,9 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
 pub static CONFIG: Config = Config {
     scope_mode: 0,
     cgroup_level: 0,
-    cgroup_id: 0,
     ringbuf_wakeup_bytes: 0,
     arm: 0,
     host_mntns: 0,
-    root_pid: 0,
-    _pad: 0,
     offsets: ZERO_OFFSETS,
 };
 
@@ -159,7 +156,9 @@ pub struct Inflight {
     /// (an entry whose exit was never seen must not be taken for a later
     /// syscall's).
     pub nr: u32,
-    pub _pad2: u32,
+    /// The capture that saved it (`RunConfig::epoch`): the slots of kept
+    /// programs may still hold an earlier capture's entries.
+    pub epoch: u32,
     pub dirfd1: i32,
     pub dirfd2: i32,
     pub bad_dirfd: u32,
@@ -369,6 +368,17 @@ pub fn inflight_slot(tid: u32) -> Option<*mut Inflight> {
 pub static DEDUP: Array<[u64; 2]> = Array::with_max_entries(DEDUP_SLOTS, 0);
 pub const DEDUP_SLOTS: u32 = 1 << 18;
 
+/// A record's hash as `DEDUP` keeps it: mixed with this capture's number,
+/// so that what an earlier capture of kept programs sent is not taken
+/// for sent by this one.
+#[inline(always)]
+pub fn dedup_key(hash: [u64; 2]) -> [u64; 2] {
+    [
+        hash[0] ^ u64::from(epoch()).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        hash[1],
+    ]
+}
+
 /// The record with this hash was sent (and its slot not taken since).
 #[inline(always)]
 pub fn dedup_has(key: &[u64; 2]) -> bool {
@@ -506,6 +516,24 @@ pub static ARMED: HashMap<u32, StartTime> = HashMap::with_max_entries(32768, BPF
 #[map]
 pub static SCOPE_PIDS: HashMap<u32, StartTime> =
     HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
+
+/// Slot 0: this capture's cgroup and target, written by the loader
+/// before anything is attached.
+#[map]
+pub static RUN: Array<RunConfig> = Array::with_max_entries(1, 0);
+
+/// This capture's [`RunConfig`] (zeros if unreadable: no cgroup, no
+/// target).
+#[inline(always)]
+pub fn run() -> RunConfig {
+    RUN.get(0).copied().unwrap_or_default()
+}
+
+/// [`RunConfig::epoch`].
+#[inline(always)]
+pub fn epoch() -> u32 {
+    RUN.get(0).map_or(0, |r| r.epoch)
+}
 
 /// Slot 0: the scope's root, set once by the first armed exec (or by
 /// `Config::root_pid`'s first event).

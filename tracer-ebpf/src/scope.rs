@@ -5,7 +5,7 @@ use tracer_common::{ScopeRoot, arm, loss, scope_mode};
 
 use crate::{
     conf, kernel,
-    maps::{ARMED, KRef, ROOT, SCOPE_PIDS, count_loss},
+    maps::{ARMED, KRef, ROOT, RUN, SCOPE_PIDS, count_loss, run},
 };
 
 /// In scope, and armed unless the configuration traces at once.
@@ -51,8 +51,12 @@ pub fn in_base_scope() -> bool {
     if mode == scope_mode::CGROUP {
         // Ancestor, not current: processes that move into a child cgroup
         // (a container runtime, systemd-run) stay in scope.
+        let Some(run) = RUN.get(0) else {
+            return false;
+        };
         let id = unsafe { bpf_get_current_ancestor_cgroup_id(conf!(cgroup_level) as i32) };
-        id == conf!(cgroup_id)
+        // 0 is also what a task above the scope's level gets.
+        id == run.cgroup_id && id != 0
     } else if mode == scope_mode::PIDS {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         unsafe { SCOPE_PIDS.get(tgid).is_some() }
@@ -94,7 +98,7 @@ pub fn maybe_root_from_target(task: u64) {
     if conf!(arm) != arm::ALWAYS {
         return;
     }
-    let target = conf!(root_pid);
+    let target = run().root_pid;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if target != 0 && tgid != target {
         return;

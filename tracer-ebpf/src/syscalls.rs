@@ -21,8 +21,8 @@ use crate::{
     kernel::{self, still_valid},
     maps::{
         DentryLook, ENTRY, EXITING, ExitWork, FastSeen, INFLIGHT, INFLIGHT_SLOTS, Inflight, KRef,
-        PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved, fast_hit,
-        generation, inflight_slot, scratch, spec,
+        PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved, epoch,
+        fast_hit, generation, inflight_slot, scratch, spec,
     },
     scope::{self, in_base_scope},
 };
@@ -238,7 +238,8 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
     // rest of the entry.
     unsafe {
         let held = (*i).tid;
-        if held != 0 && held != tid {
+        let epoch = epoch();
+        if held != 0 && held != tid && (*i).epoch == epoch {
             // Another thread's syscall, 16384 ids away, is in flight in
             // this slot: this one is not followed, and says so.
             count_loss(loss::INFLIGHT_FULL);
@@ -276,6 +277,7 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
         }
         bpf_loop(1, entry_base_step as *mut c_void, core::ptr::null_mut(), 0);
         // Valid from here on.
+        (*i).epoch = epoch;
         (*i).tid = tid;
     }
 }
@@ -535,7 +537,7 @@ pub fn on_exit(ctx: &RawTracePointContext) {
     // sys_exit does not run twice at once on one CPU: the work slot is
     // ours; the entry's slot is this thread's while its tid is in it.
     let (w, x) = unsafe { (&mut *w, &mut *x) };
-    if x.tid != tid {
+    if x.tid != tid || x.epoch != epoch() {
         return;
     }
     w.slot = tid & (INFLIGHT_SLOTS - 1);

@@ -46,11 +46,17 @@ struct Cost {
 /// Runs `argv` to completion; its wall time, and the CPU time and peak RSS
 /// of its whole tree from wait4.
 fn run_once(argv: &[String]) -> Result<Cost> {
+    run_once_with(argv, &[])
+}
+
+/// [`run_once`] with extra environment variables.
+fn run_once_with(argv: &[String], env: &[(&str, &str)]) -> Result<Cost> {
     let start = Instant::now();
     // In the temp dir: CPython's tests leave `@test_*_tmp` directories in
     // their cwd when a run is cut short.
     let child = Command::new(&argv[0])
         .args(&argv[1..])
+        .envs(env.iter().copied())
         .current_dir(std::env::temp_dir())
         .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
@@ -177,29 +183,38 @@ fn compare(
     Ok(())
 }
 
-/// The fixed cost: `trace run -- true` minus untraced `true`.
+/// The fixed cost: `trace run -- true` minus untraced `true`, with the
+/// programs kept loaded by the run before (what a user's second and later
+/// runs cost), and loaded afresh every time (`TRACE_KEEP_PROGRAMS=0`:
+/// what the first run of a boot costs).
 fn fixed_cost(bins: &[(String, PathBuf)], out: &Path, runs: usize) -> Result<()> {
-    let t = |argv: &[String]| run_once(argv).map(|c| c.wall);
+    let t = |argv: &[String], env: &[(&str, &str)]| run_once_with(argv, env).map(|c| c.wall);
     let truth = vec!["/usr/bin/true".to_string()];
+    let modes: [(&str, &[(&str, &str)]); 2] =
+        [("kept", &[]), ("fresh", &[("TRACE_KEEP_PROGRAMS", "0")])];
     let mut base = Vec::new();
-    let mut per: Vec<Vec<Duration>> = vec![Vec::new(); bins.len()];
+    let mut per: Vec<Vec<Duration>> = vec![Vec::new(); bins.len() * modes.len()];
     for _ in 0..runs {
-        base.push(t(&truth)?);
+        base.push(t(&truth, &[])?);
         for (i, (_, bin)) in bins.iter().enumerate() {
             let mut argv = trace_config("", bin, out).prefix;
             argv.push("/usr/bin/true".into());
-            per[i].push(t(&argv)?);
+            for (m, (_, env)) in modes.iter().enumerate() {
+                per[i * modes.len() + m].push(t(&argv, env)?);
+            }
         }
     }
     let base = median(base);
     println!("fixed cost: `trace run -- true` minus untraced `true`, median of {runs}");
     for (i, (name, _)) in bins.iter().enumerate() {
-        let m = median(per[i].clone());
-        println!(
-            "  {:<14} {:>8.1} ms",
-            name,
-            (m.as_secs_f64() - base.as_secs_f64()) * 1000.0
-        );
+        for (m, (mode, _)) in modes.iter().enumerate() {
+            let med = median(per[i * modes.len() + m].clone());
+            println!(
+                "  {:<14} {:>8.1} ms  (programs {mode})",
+                name,
+                (med.as_secs_f64() - base.as_secs_f64()) * 1000.0
+            );
+        }
     }
     Ok(())
 }

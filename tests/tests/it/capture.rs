@@ -2628,3 +2628,117 @@ fn io_uring_links_symlinks_and_connects_are_recorded() {
         json!({"op": "connect", "syscall": "connect", "result": "ENOENT"}),
     );
 }
+
+// ---------------------------------------------------------------------
+// Programs kept loaded between captures (`capture::kept`).
+// ---------------------------------------------------------------------
+
+/// A process-table size no other test uses: these tests' captures get a
+/// kept set of their own (the size is part of its key).
+const KEPT_TABLE: &str = "32001";
+const REUSED: &str = "programs kept by an earlier capture reset";
+const VERIFIED: &str = "programs verified";
+
+fn kept_cmd(w: &Work, script: &str) -> TestCommand {
+    let mut cmd = trace_cmd(&w.base, &[], &["/bin/sh", "-c", script]);
+    cmd.env("TRACE_DEBUG_PROCESS_TABLE", KEPT_TABLE)
+        .env("TRACE_DEBUG_TIMING", "1");
+    cmd
+}
+
+fn paths(t: &Trace) -> std::collections::BTreeSet<String> {
+    t.files.iter().map(|f| f.path.clone()).collect()
+}
+
+/// Serialises the tests below: each expects to find the set free.
+static KEPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn kept_programs_start_each_capture_afresh() {
+    let _one = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Work::new();
+    let (a, b, c) = (w.file("a", "a"), w.file("b", "b"), w.file("c", "c"));
+    // Keeps a set (or reuses one an earlier test run of this boot kept).
+    let r = Run::new(kept_cmd(&w, &format!("cat {a} {b}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "ab");
+    // Reuses it: the files the first capture saw are seen again (its dedup
+    // state is not this one's), and nothing is counted twice or lost.
+    let r = Run::new(kept_cmd(&w, &format!("cat {a} {b} {c}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "abc");
+    assert!(r.stderr().contains(REUSED), "{}", r.stderr());
+    let kept = r.trace();
+    assert_complete(kept);
+    for f in [&a, &b, &c] {
+        assert!(!matching(kept, f, &json!({"op": "open"})).is_empty(), "{f}");
+    }
+    // The same files as programs loaded afresh see.
+    let mut fresh = kept_cmd(&w, &format!("cat {a} {b} {c}"));
+    fresh.env("TRACE_KEEP_PROGRAMS", "0");
+    let f = Run::new(fresh.run(), &w.base);
+    assert_eq!(ok_run(&f), "abc");
+    assert!(f.stderr().contains(VERIFIED), "{}", f.stderr());
+    assert!(!f.stderr().contains(REUSED), "{}", f.stderr());
+    assert_eq!(paths(kept), paths(f.trace()));
+}
+
+#[test]
+fn a_capture_killed_while_using_kept_programs_leaves_nothing_stale() {
+    let _one = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Work::new();
+    let a = w.file("a", "a");
+    let marker = w.p("opened");
+    let mut child = kept_cmd(&w, &format!("cat {a}; touch {marker}; exec sleep 30"))
+        .stderr(Stdio::null())
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Path::new(&marker).exists() {
+        assert!(Instant::now() < deadline, "the traced command never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The next capture reuses the set the killed one held, and sees the
+    // file again, whole.
+    let r = Run::new(kept_cmd(&w, &format!("cat {a}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "a");
+    assert!(r.stderr().contains(REUSED), "{}", r.stderr());
+    let t = r.trace();
+    assert_complete(t);
+    assert!(!matching(t, &a, &json!({"op": "open"})).is_empty());
+}
+
+#[test]
+fn a_capture_beside_one_using_the_kept_programs_loads_its_own() {
+    let _one = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Work::new();
+    let (a, b) = (w.file("a", "a"), w.file("b", "b"));
+    let marker = w.p("opened");
+    let first = Work::new();
+    let mut child = kept_cmd(&first, &format!("cat {a}; touch {marker}; sleep 2"))
+        .stderr(Stdio::null())
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Path::new(&marker).exists() {
+        assert!(Instant::now() < deadline, "the traced command never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = Run::new(kept_cmd(&w, &format!("cat {b}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "b");
+    assert!(r.stderr().contains(VERIFIED), "{}", r.stderr());
+    let t = r.trace();
+    assert_complete(t);
+    assert!(!matching(t, &b, &json!({"op": "open"})).is_empty());
+    assert!(
+        matching(t, &a, &json!({})).is_empty(),
+        "the other capture's file"
+    );
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    let t = read_trace(&first.base).expect("the first capture's trace");
+    assert_complete(&t);
+    assert!(!matching(&t, &a, &json!({"op": "open"})).is_empty());
+    assert!(
+        matching(&t, &b, &json!({})).is_empty(),
+        "the other capture's file"
+    );
+}

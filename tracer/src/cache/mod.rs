@@ -20,7 +20,7 @@
 //! before.
 pub mod chain;
 mod entry;
-mod lock;
+pub(crate) mod lock;
 pub mod prune;
 mod rootfs;
 

@@ -4,6 +4,8 @@ pub mod btf;
 pub mod cgroup;
 pub mod collect;
 pub mod decode;
+pub mod kept;
+pub mod objects;
 pub mod offsets;
 pub mod offsets_cache;
 pub mod preexisting;
@@ -17,18 +19,19 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{RawTracePoint, raw_trace_point::RawTracePointLink},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
+    programs::raw_trace_point::RawTracePointLink,
 };
 use thiserror::Error;
 use tokio::io::{Interest, unix::AsyncFd};
 use tracer_common::{
-    Config, ScopeRoot, URING_OPS, UnobservedKey, UringSpec, abi, abis, arm, channel, loss,
-    scope_mode, stats,
+    Config, RunConfig, ScopeRoot, URING_OPS, UnobservedKey, UringSpec, abi, abis, arm, channel,
+    loss, scope_mode, stats,
 };
 
 use crate::model::trace::{LostEvents, Syscalls, Unobserved};
 use collect::Collector;
+use objects::Objects;
 
 /// The eBPF object, built by `build.rs` through aya-build.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -65,6 +68,8 @@ pub enum CaptureError {
     Poll(std::io::Error),
     #[error("cannot read this process's mount namespace: {0}")]
     MountNamespace(std::io::Error),
+    #[error("cannot reset the kept eBPF map {0}: {1}")]
+    Reset(&'static str, std::io::Error),
 }
 
 /// How the kernel side picks the traced tasks.
@@ -159,7 +164,14 @@ pub struct Totals {
 }
 
 pub struct Capture {
-    ebpf: Ebpf,
+    objects: Objects,
+    /// Held while this capture uses (or has just kept) a kept set.
+    _kept: Option<kept::Slot>,
+    /// Counters a kept set's programs had at the start (they are
+    /// cumulative over the programs' life): missed runs, and per program
+    /// (runs, run time).
+    missed_at_start: u64,
+    run_stats_at_start: BTreeMap<String, (u64, u64)>,
     ring: AsyncFd<RingBuf<MapData>>,
     /// Holding this fd keeps the tail-call slot filled.
     _finish: ProgramArray<MapData>,
@@ -199,7 +211,12 @@ impl Capture {
                 }))
             }
         };
-        let mut loader = loader_without_btf();
+        // Made while the offsets are read; not needed when a kept set is
+        // reused, which needs offsets kept from earlier in this boot.
+        let mut loader = match offsets {
+            Offsets::Reading(_) => Some(loader_without_btf()),
+            Offsets::Kept(_) => None,
+        };
         crate::timing::mark("loader made");
         let run_stats = std::env::var_os(RUN_STATS_ENV)
             .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
@@ -225,7 +242,6 @@ impl Capture {
         let config = Config {
             scope_mode,
             cgroup_level,
-            cgroup_id,
             ringbuf_wakeup_bytes: u64::from(ringbuf_bytes / 4),
             arm: arm_mode,
             host_mntns: if matches!(opts.arm, Arm::OnForeignExec) {
@@ -233,8 +249,6 @@ impl Capture {
             } else {
                 0
             },
-            root_pid,
-            _pad: 0,
             offsets,
         };
         let specs = abis::specs();
@@ -242,31 +256,78 @@ impl Capture {
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|n| *n > 0);
-        if let Some(n) = process_table {
-            loader
-                .map_max_entries("ARMED", n)
-                .map_max_entries("SCOPE_PIDS", n);
+        let cpus = possible_cpus();
+        // Everything the verifier's verdict and the maps' shapes depend on.
+        // Config by its fields: it has trailing padding.
+        let config_fields = format!("{config:?}");
+        let key = kept::key(&[
+            config_fields.as_bytes(),
+            kept::bytes_of(&*specs),
+            kept::bytes_of(&uring_specs),
+            &ringbuf_bytes.to_ne_bytes(),
+            &cpus.to_ne_bytes(),
+            &process_table.unwrap_or(0).to_ne_bytes(),
+        ]);
+        let slot = kept::claim(&key);
+        let mut pinned = None;
+        let mut objects = match slot.as_ref().and_then(kept::Slot::open) {
+            Some(mut objects) => {
+                kept::reset(&mut objects)?;
+                crate::timing::mark("programs kept by an earlier capture reset");
+                objects
+            }
+            None => {
+                let mut loader = loader.take().unwrap_or_else(loader_without_btf);
+                if let Some(n) = process_table {
+                    loader
+                        .map_max_entries("ARMED", n)
+                        .map_max_entries("SCOPE_PIDS", n);
+                }
+                // No BTF relocation: the programs use no CO-RE (offsets
+                // come in through CONFIG).
+                let mut ebpf = loader
+                    .btf(None)
+                    .override_global("CONFIG", &config, true)
+                    .override_global("SPECS", &*specs, true)
+                    .override_global("URING_SPECS", &uring_specs, true)
+                    .map_max_entries("EVENTS", ringbuf_bytes)
+                    .map_max_entries("SCRATCH", cpus)
+                    .load(EBPF_OBJECT)
+                    .map_err(CaptureError::Load)?;
+                crate::timing::mark("object loaded (maps created)");
+                // Every program is verified (loaded) before anything is
+                // attached, on threads of their own: the kernel verifies
+                // privileged loads in parallel, and verifying is most of
+                // start-up.
+                load_all(&mut ebpf)?;
+                crate::timing::mark("programs verified");
+                // Keeping is an optimisation: a set that cannot be pinned
+                // is simply not kept.
+                pinned = slot.as_ref().and_then(|s| s.pin(&mut ebpf).ok());
+                Objects::Loaded(Box::new(ebpf))
+            }
+        };
+        {
+            let name = "RUN";
+            let err = |source| CaptureError::Map { name, source };
+            let map = objects.map_mut(name).ok_or(CaptureError::Missing(name))?;
+            let mut slot = Array::<_, RunConfig>::try_from(map).map_err(err)?;
+            // A fresh load's is 0; the next number is never 0.
+            let last = slot.get(&0, 0).map_err(err)?.epoch;
+            let epoch = match last.wrapping_add(1) {
+                0 => 1,
+                n => n,
+            };
+            let run = RunConfig {
+                cgroup_id,
+                root_pid,
+                epoch,
+            };
+            slot.set(0, run, 0).map_err(err)?;
         }
-        // No BTF relocation: the programs use no CO-RE (offsets come in
-        // through CONFIG).
-        let mut ebpf = loader
-            .btf(None)
-            .override_global("CONFIG", &config, true)
-            .override_global("SPECS", &*specs, true)
-            .override_global("URING_SPECS", &uring_specs, true)
-            .map_max_entries("EVENTS", ringbuf_bytes)
-            .map_max_entries("SCRATCH", possible_cpus())
-            .load(EBPF_OBJECT)
-            .map_err(CaptureError::Load)?;
-        crate::timing::mark("object loaded (maps created)");
-        // Every program is verified (loaded) before anything is attached,
-        // on threads of their own: the kernel verifies privileged loads in
-        // parallel, and verifying is most of start-up.
-        let uring_loaded = load_all(&mut ebpf)?;
-        crate::timing::mark("programs verified");
         // `finish` is reached by tail call only; it must be in place before
-        // any program that jumps to it is attached.
-        let finish_map = ebpf
+        // any program that jumps to it is attached. A kept set has it.
+        let finish_map = objects
             .take_map("FINISH")
             .ok_or(CaptureError::Missing("FINISH map"))?;
         let map_err = |source| CaptureError::Map {
@@ -274,54 +335,67 @@ impl Capture {
             source,
         };
         let mut finish_map = ProgramArray::try_from(finish_map).map_err(map_err)?;
-        let finish: &mut RawTracePoint = ebpf
-            .program_mut("finish")
-            .ok_or(CaptureError::Missing("the finish program"))?
-            .try_into()
-            .map_err(|source| CaptureError::Program {
+        if !objects.is_kept() {
+            let finish = objects
+                .program_mut("finish")
+                .ok_or(CaptureError::Missing("the finish program"))?;
+            let fd = finish.fd().map_err(|source| CaptureError::Program {
                 name: "finish".into(),
                 source,
             })?;
-        let fd = finish.fd().map_err(|source| CaptureError::Program {
-            name: "finish".into(),
+            finish_map.set(0, fd, 0).map_err(map_err)?;
+        }
+        // Whole now: later captures may use it.
+        if let (Some(slot), Some(pinned)) = (&slot, pinned) {
+            let _ = slot.commit(pinned);
+        }
+        let events = objects
+            .take_map("EVENTS")
+            .ok_or(CaptureError::Missing("EVENTS map"))?;
+        let mut ring = RingBuf::try_from(events).map_err(|source| CaptureError::Map {
+            name: "EVENTS",
             source,
         })?;
-        finish_map.set(0, fd, 0).map_err(map_err)?;
+        // What an earlier capture of a kept set left unread is not ours.
+        while ring.next().is_some() {}
+        let missed_at_start = missed_by(&objects);
+        let run_stats_at_start = if run_stats.is_some() {
+            run_counts(&objects)
+        } else {
+            BTreeMap::new()
+        };
         let mut links = Vec::new();
         for (prog, tracepoint) in ATTACH {
-            links.push(attach(&mut ebpf, prog, tracepoint)?);
+            links.push(attach(&mut objects, prog, tracepoint)?);
         }
-        let mut uring_traced = uring_loaded;
-        if uring_loaded {
+        let mut uring_traced = ATTACH_URING.iter().all(|(p, _)| objects.is_loaded(p));
+        if uring_traced {
             for (prog, tracepoint) in ATTACH_URING {
-                match attach(&mut ebpf, prog, tracepoint) {
+                match attach(&mut objects, prog, tracepoint) {
                     Ok(link) => links.push(link),
                     Err(_) => uring_traced = false,
                 }
             }
         }
         let (prog, tracepoint) = ATTACH_CGROUP_MOVE;
-        let loaded = ebpf.program(prog).is_some_and(|p| p.fd().is_ok());
-        if loaded && let Ok(link) = attach(&mut ebpf, prog, tracepoint) {
+        if objects.is_loaded(prog)
+            && let Ok(link) = attach(&mut objects, prog, tracepoint)
+        {
             links.push(link);
         }
         crate::timing::mark("attached");
         if std::env::var_os(VERIFIER_STATS_ENV).is_some() {
-            print_verifier_stats(&ebpf);
+            print_verifier_stats(&objects);
         }
-        let events = ebpf
-            .take_map("EVENTS")
-            .ok_or(CaptureError::Missing("EVENTS map"))?;
-        let ring = RingBuf::try_from(events).map_err(|source| CaptureError::Map {
-            name: "EVENTS",
-            source,
-        })?;
         // SAFETY: the RingBuf owns its fd and lives inside the AsyncFd, so
         // the fd stays open for as long as it is registered.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| CaptureError::Poll(e.into_parts().1))?;
         Ok(Capture {
-            ebpf,
+            objects,
+            _kept: slot,
+            missed_at_start,
+            run_stats_at_start,
             ring,
             _finish: finish_map,
             links,
@@ -331,7 +405,7 @@ impl Capture {
     }
 
     pub fn scope_pids_fd(&self) -> Result<RawFd, CaptureError> {
-        match self.ebpf.map("SCOPE_PIDS") {
+        match self.objects.map("SCOPE_PIDS") {
             Some(aya::maps::Map::HashMap(data)) => Ok(data.fd().as_fd().as_raw_fd()),
             _ => Err(CaptureError::Missing("SCOPE_PIDS hash map")),
         }
@@ -341,7 +415,7 @@ impl Capture {
     /// each with its start time (`task->start_boottime`, ns).
     pub fn add_pids(&mut self, pids: &[(u32, u64)]) -> Result<(), CaptureError> {
         let map = self
-            .ebpf
+            .objects
             .map_mut("SCOPE_PIDS")
             .ok_or(CaptureError::Missing("SCOPE_PIDS map"))?;
         let mut map: BpfHashMap<_, u32, u64> =
@@ -363,7 +437,7 @@ impl Capture {
     /// time the kernel recorded for each, so that a process that reused
     /// the pid is never taken for one of ours.
     pub fn scope_pids(&self) -> Vec<(u32, u64)> {
-        let Some(map) = self.ebpf.map("SCOPE_PIDS") else {
+        let Some(map) = self.objects.map("SCOPE_PIDS") else {
             return Vec::new();
         };
         match BpfHashMap::<_, u32, u64>::try_from(map) {
@@ -374,7 +448,7 @@ impl Capture {
 
     /// The scope's root was set by the kernel side (some task ran).
     pub fn root_known(&self) -> bool {
-        let Some(map) = self.ebpf.map("ROOT") else {
+        let Some(map) = self.objects.map("ROOT") else {
             return false;
         };
         aya::maps::Array::<_, ScopeRoot>::try_from(map)
@@ -414,7 +488,7 @@ impl Capture {
     }
 
     fn per_cpu(&self, name: &'static str, count: u32) -> Result<Vec<Vec<u64>>, CaptureError> {
-        let map = self.ebpf.map(name).ok_or(CaptureError::Missing(name))?;
+        let map = self.objects.map(name).ok_or(CaptureError::Missing(name))?;
         let arr: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|source| CaptureError::Map { name, source })?;
         (0..count)
@@ -451,7 +525,7 @@ impl Capture {
     /// own table.
     pub fn syscalls(&self) -> Result<Syscalls, CaptureError> {
         let name = "SYSCALL_BITS";
-        let map = self.ebpf.map(name).ok_or(CaptureError::Missing(name))?;
+        let map = self.objects.map(name).ok_or(CaptureError::Missing(name))?;
         let arr: PerCpuArray<_, [u64; tracer_common::SYSCALL_WORDS]> =
             PerCpuArray::try_from(map).map_err(|source| CaptureError::Map { name, source })?;
         let numbers = |which: u8| -> Result<Vec<u32>, CaptureError> {
@@ -482,7 +556,7 @@ impl Capture {
     /// when its tracepoints could not be attached but it was used.
     pub fn unobserved(&self, syscalls: &Syscalls) -> Result<Vec<Unobserved>, CaptureError> {
         let name = "UNOBSERVED";
-        let map = self.ebpf.map(name).ok_or(CaptureError::Missing(name))?;
+        let map = self.objects.map(name).ok_or(CaptureError::Missing(name))?;
         let map: BpfHashMap<_, UnobservedKey, u64> =
             BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name, source })?;
         let mut out: Vec<Unobserved> = map
@@ -520,11 +594,7 @@ impl Capture {
     /// Events the kernel skipped because one of our programs was already
     /// running on that CPU (a preempted task), summed over the programs.
     pub fn missed_by_kernel(&self) -> u64 {
-        self.ebpf
-            .programs()
-            .filter_map(|(_, p)| p.fd().ok())
-            .map(|fd| recursion_misses(fd.as_fd()))
-            .sum()
+        missed_by(&self.objects).saturating_sub(self.missed_at_start)
     }
 
     /// The end of a capture: the last records into `collector`, then every
@@ -532,7 +602,7 @@ impl Capture {
     pub fn finish(&mut self, collector: &mut Collector) -> Result<Totals, CaptureError> {
         self.drain(collector);
         if self.run_stats.is_some() {
-            print_run_stats(&self.ebpf);
+            print_run_stats(&self.objects, &self.run_stats_at_start);
         }
         let (seen, deduplicated) = self.stats()?;
         let syscalls = self.syscalls()?;
@@ -609,9 +679,9 @@ fn possible_cpus() -> u32 {
     aya::util::nr_cpus().map(|n| n as u32).unwrap_or(256).max(1)
 }
 
-/// Loads `prog` and attaches it to the raw tracepoint `tracepoint`.
+/// Attaches the loaded program `prog` to the raw tracepoint `tracepoint`.
 fn attach(
-    ebpf: &mut Ebpf,
+    objects: &mut Objects,
     prog: &str,
     tracepoint: &str,
 ) -> Result<RawTracePointLink, CaptureError> {
@@ -619,13 +689,33 @@ fn attach(
         name: format!("{prog} (raw tracepoint {tracepoint})"),
         source,
     };
-    let p: &mut RawTracePoint = ebpf
+    let p = objects
         .program_mut(prog)
-        .ok_or(CaptureError::Missing("a program"))?
-        .try_into()
-        .map_err(err)?;
+        .ok_or(CaptureError::Missing("a program"))?;
     let id = p.attach(tracepoint).map_err(err)?;
     p.take_link(id).map_err(err)
+}
+
+/// Runs the kernel skipped, summed over the programs (cumulative over
+/// each program's life).
+fn missed_by(objects: &Objects) -> u64 {
+    objects
+        .loaded_programs()
+        .into_iter()
+        .map(|(_, fd)| recursion_misses(fd))
+        .sum()
+}
+
+/// Each program's (runs, run time in ns) so far.
+fn run_counts(objects: &Objects) -> BTreeMap<String, (u64, u64)> {
+    objects
+        .loaded_programs()
+        .into_iter()
+        .filter_map(|(name, fd)| {
+            let info = prog_info(fd)?;
+            Some((name.to_string(), (info.run_cnt, info.run_time_ns)))
+        })
+        .collect()
 }
 
 /// `bpf_prog_info.recursion_misses` of a loaded program (0 if unknown).
@@ -648,22 +738,21 @@ const VERIFIER_STATS_ENV: &str = "TRACE_DEBUG_VERIFIER_STATS";
 /// at the end of the capture.
 const RUN_STATS_ENV: &str = "TRACE_DEBUG_BPF_STATS";
 
-fn print_run_stats(ebpf: &Ebpf) {
-    for (name, p) in ebpf.programs() {
-        if let Some(info) = p.fd().ok().and_then(|fd| prog_info(fd.as_fd())) {
-            let mean = info.run_time_ns.checked_div(info.run_cnt).unwrap_or(0);
-            eprintln!(
-                "trace: debug: {name}: {} runs, {:.1} ms in all, {mean} ns each",
-                info.run_cnt,
-                info.run_time_ns as f64 / 1e6
-            );
-        }
+fn print_run_stats(objects: &Objects, at_start: &BTreeMap<String, (u64, u64)>) {
+    for (name, (runs, ns)) in run_counts(objects) {
+        let (runs0, ns0) = at_start.get(&name).copied().unwrap_or((0, 0));
+        let (runs, ns) = (runs.saturating_sub(runs0), ns.saturating_sub(ns0));
+        let mean = ns.checked_div(runs).unwrap_or(0);
+        eprintln!(
+            "trace: debug: {name}: {runs} runs, {:.1} ms in all, {mean} ns each",
+            ns as f64 / 1e6
+        );
     }
 }
 
-fn print_verifier_stats(ebpf: &Ebpf) {
-    for (name, p) in ebpf.programs() {
-        if let Some(info) = p.fd().ok().and_then(|fd| prog_info(fd.as_fd())) {
+fn print_verifier_stats(objects: &Objects) {
+    for (name, fd) in objects.loaded_programs() {
+        if let Some(info) = prog_info(fd) {
             eprintln!(
                 "trace: debug: {name}: {} instructions verified, {} translated",
                 info.verified_insns,
@@ -712,10 +801,11 @@ const VERIFY_ORDER: [&str; 9] = [
 
 /// Loads every program, longest to verify first, on one worker thread per
 /// CPU (the kernel verifies privileged loads in parallel; a thread per
-/// program left the longest ones waiting behind the short ones). Returns
-/// whether the io_uring programs loaded (a kernel without io_uring has no
-/// such tracepoints to check them against); any other failure is an error.
-fn load_all(ebpf: &mut Ebpf) -> Result<bool, CaptureError> {
+/// program left the longest ones waiting behind the short ones). The
+/// io_uring programs may fail (a kernel without io_uring has no such
+/// tracepoints to check them against), and so may the cgroup one; any
+/// other failure is an error.
+fn load_all(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     type Loaded = (String, Result<(), aya::programs::ProgramError>);
     let mut queue: Vec<(String, &mut aya::programs::Program)> = ebpf
         .programs_mut()
@@ -746,7 +836,7 @@ fn load_all(ebpf: &mut Ebpf) -> Result<bool, CaptureError> {
                         let Some((name, prog)) = next else {
                             return done;
                         };
-                        let r = match <&mut RawTracePoint>::try_from(prog) {
+                        let r = match <&mut aya::programs::RawTracePoint>::try_from(prog) {
                             Ok(p) => p.load(),
                             Err(e) => Err(e),
                         };
@@ -767,34 +857,17 @@ fn load_all(ebpf: &mut Ebpf) -> Result<bool, CaptureError> {
             })
             .collect()
     });
-    // A worker that panicked left an error in its place.
-    let mut uring_loaded = true;
+    // A worker that panicked left an error in its place. The io_uring
+    // and cgroup programs are optional: one that failed has no fd, and is
+    // left unattached.
     for (name, r) in results {
         if let Err(source) = r {
-            if ATTACH_URING.iter().any(|(p, _)| *p == name) {
-                uring_loaded = false;
-            } else if name == ATTACH_CGROUP_MOVE.0 {
-                // Left unattached below.
-            } else {
+            let optional =
+                ATTACH_URING.iter().any(|(p, _)| *p == name) || name == ATTACH_CGROUP_MOVE.0;
+            if !optional {
                 return Err(CaptureError::Program { name, source });
             }
         }
     }
-    Ok(uring_loaded)
-}
-
-/// Loads the raw tracepoint program `name`.
-#[allow(dead_code)]
-fn load<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint, CaptureError> {
-    let err = |source| CaptureError::Program {
-        name: name.to_string(),
-        source,
-    };
-    let p: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(CaptureError::Missing("a program"))?
-        .try_into()
-        .map_err(err)?;
-    p.load().map_err(err)?;
-    Ok(p)
+    Ok(())
 }

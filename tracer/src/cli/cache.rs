@@ -17,7 +17,8 @@ pub struct CacheArgs {
 #[derive(Debug, Subcommand)]
 pub enum Action {
     /// Remove cache entries no running trace uses (and builds left by
-    /// killed runs). Entries in use are kept and named.
+    /// killed runs). Entries in use are kept and named. `--all` also
+    /// unloads the eBPF programs kept loaded for later captures.
     Prune(PruneArgs),
 }
 
@@ -67,6 +68,14 @@ pub fn run(args: CacheArgs) -> Result<i32> {
             let total: u64 = entries.iter().map(|e| e.disk_bytes).sum();
             let s = if entries.len() == 1 { "y" } else { "ies" };
             println!("{} entr{s}, {}", entries.len(), human(total));
+            let (sets, bytes) = crate::capture::kept::usage();
+            if sets > 0 {
+                println!(
+                    "kept eBPF programs: {sets} set(s) in {}, about {} of kernel memory",
+                    crate::capture::kept::PIN_ROOT,
+                    human(bytes)
+                );
+            }
         }
         Some(Action::Prune(p)) => {
             let policy = match (p.all, p.keep_size, p.older_than) {
@@ -89,6 +98,15 @@ pub fn run(args: CacheArgs) -> Result<i32> {
                 println!("kept {id}: in use by a running trace");
             }
             println!("freed {}", human(pruned.freed()));
+            if p.all {
+                let (removed, held) = crate::capture::kept::prune();
+                if removed > 0 {
+                    println!("unloaded {removed} kept set(s) of eBPF programs");
+                }
+                if held > 0 {
+                    println!("kept {held} set(s) of eBPF programs: in use by a running trace");
+                }
+            }
         }
     }
     Ok(0)
