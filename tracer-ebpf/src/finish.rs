@@ -18,8 +18,8 @@ use tracer_common::{
 use crate::{
     event, kernel,
     maps::{
-        FINISH, HASH, PENDING, Pending, count_loss, count_stat, dedup_has, dedup_key, dedup_mark,
-        fast_mark, generation, scratch,
+        FINISH, HASH, PENDING, Pending, count_loss, count_stat, dedup_has, dedup_mark, fast_mark,
+        generation, salted, scratch,
     },
 };
 
@@ -135,7 +135,7 @@ pub fn run(_ctx: &RawTracePointContext) {
         event::submit(buf, pos);
         return;
     }
-    let Some(key) = hash(buf, pos).map(dedup_key) else {
+    let Some(key) = hash(buf, pos).map(salted) else {
         event::submit(buf, pos);
         return;
     };

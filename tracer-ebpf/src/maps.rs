@@ -368,11 +368,11 @@ pub fn inflight_slot(tid: u32) -> Option<*mut Inflight> {
 pub static DEDUP: Array<[u64; 2]> = Array::with_max_entries(DEDUP_SLOTS, 0);
 pub const DEDUP_SLOTS: u32 = 1 << 18;
 
-/// A record's hash as `DEDUP` keeps it: mixed with this capture's number,
-/// so that what an earlier capture of kept programs sent is not taken
-/// for sent by this one.
+/// A key as `DEDUP` and `FAST` keep it: mixed with this capture's number,
+/// so that what an earlier capture of kept programs sent is not taken for
+/// sent by this one (and its slot is told apart at the first compare).
 #[inline(always)]
-pub fn dedup_key(hash: [u64; 2]) -> [u64; 2] {
+pub fn salted(hash: [u64; 2]) -> [u64; 2] {
     [
         hash[0] ^ u64::from(epoch()).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         hash[1],

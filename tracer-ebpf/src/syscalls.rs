@@ -22,7 +22,7 @@ use crate::{
     maps::{
         DentryLook, ENTRY, EXITING, ExitWork, FastSeen, INFLIGHT, INFLIGHT_SLOTS, Inflight, KRef,
         PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved, epoch,
-        fast_hit, generation, inflight_slot, scratch, spec,
+        fast_hit, generation, inflight_slot, salted, scratch, spec,
     },
     scope::{self, in_base_scope},
 };
@@ -603,6 +603,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         && root.is_some()
         && let Some((key, seen, n)) = fast_key(w, x, task, stop, arg_flags, arg_flags2)
     {
+        let key = salted(key);
         w.read1 = n as u64 + 1;
         if fast_hit(&key, &seen) {
             count_stat(stats::DEDUPLICATED);

@@ -2742,3 +2742,26 @@ fn a_capture_beside_one_using_the_kept_programs_loads_its_own() {
         "the other capture's file"
     );
 }
+
+#[test]
+fn kept_programs_in_a_directory_others_can_write_are_not_used() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _one = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Work::new();
+    let a = w.file("a", "a");
+    // A set to find.
+    let r = Run::new(kept_cmd(&w, &format!("cat {a}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "a");
+    let root = Path::new("/sys/fs/bpf/trace");
+    let mode = fs::metadata(root)
+        .expect("the kept sets' directory")
+        .permissions();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let r = Run::new(kept_cmd(&w, &format!("cat {a}")).run(), &w.base);
+    fs::set_permissions(root, mode).expect("chmod back");
+    assert_eq!(ok_run(&r), "a");
+    assert!(r.stderr().contains(VERIFIED), "{}", r.stderr());
+    assert!(!r.stderr().contains(REUSED), "{}", r.stderr());
+    assert_complete(r.trace());
+    assert!(!matching(r.trace(), &a, &json!({"op": "open"})).is_empty());
+}

@@ -99,16 +99,27 @@ fn bpffs_ready() -> bool {
     make_private_dir(Path::new(PIN_ROOT)).is_ok()
 }
 
+/// Makes `dir` (mode 0700) unless it exists, and checks that it is
+/// root's and that nobody else can write to it: programs found in a
+/// directory someone else could fill would be theirs, not ours.
 fn make_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     match fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
     {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
     }
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "{} is not a directory only root can write to",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 const MAP_PREFIX: &str = "map_";
@@ -360,4 +371,22 @@ fn zero_per_cpu<T: Pod + Default>(
         arr.set(i, zeros, 0).map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_names_the_object_and_every_input() {
+        let k = key(&[b"config", b"specs"]);
+        assert!(k.starts_with(OBJECT_DIGEST), "{k}");
+        assert_eq!(k, key(&[b"config", b"specs"]));
+        assert_ne!(k, key(&[b"config", b"specs2"]));
+        // Inputs are kept apart: moving a byte from one to the next is
+        // another key.
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        // bpffs refuses names with a dot.
+        assert!(!k.contains('.'));
+    }
 }
