@@ -123,6 +123,23 @@ fn make_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 const MAP_PREFIX: &str = "map_";
+/// The maps userspace reads, writes or resets; the programs hold the
+/// others (work areas, caches) themselves, so a reused set leaves them
+/// unopened.
+const USED_MAPS: [&str; 12] = [
+    "ARMED",
+    "EVENTS",
+    "FINISH",
+    "GEN",
+    "LOSS",
+    "ROOT",
+    "RUN",
+    "SCOPE_PIDS",
+    "STATS",
+    "SYSCALL_BITS",
+    "UNOBSERVED",
+    "URING",
+];
 /// A set being pinned, by the pinning process's id. (bpffs refuses names
 /// with a dot.)
 const TMP_PREFIX: &str = "tmp-";
@@ -144,6 +161,9 @@ impl Slot {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             if let Some(map) = name.strip_prefix(MAP_PREFIX) {
+                if !USED_MAPS.contains(&map) {
+                    continue;
+                }
                 match MapData::from_pin(&path).and_then(Map::from_map_data) {
                     Ok(m) => {
                         maps.insert(map.to_string(), m);
