@@ -2765,3 +2765,30 @@ fn kept_programs_in_a_directory_others_can_write_are_not_used() {
     assert_complete(r.trace());
     assert!(!matching(r.trace(), &a, &json!({"op": "open"})).is_empty());
 }
+
+#[test]
+fn a_kept_set_that_cannot_be_reset_is_replaced() {
+    let _one = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Work::new();
+    let a = w.file("a", "a");
+    let r = Run::new(kept_cmd(&w, &format!("cat {a}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "a");
+    // Break every kept set: without the scope's root map none can be reset.
+    // (Other tests' captures then load afresh, which is harmless.)
+    for set in fs::read_dir("/sys/fs/bpf/trace")
+        .expect("kept sets")
+        .flatten()
+    {
+        let _ = fs::remove_file(set.path().join("map_ROOT"));
+    }
+    let r = Run::new(kept_cmd(&w, &format!("cat {a}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "a");
+    assert!(r.stderr().contains(VERIFIED), "{}", r.stderr());
+    assert_complete(r.trace());
+    assert!(!matching(r.trace(), &a, &json!({"op": "open"})).is_empty());
+    // The broken set was replaced by a whole one.
+    let r = Run::new(kept_cmd(&w, &format!("cat {a}")).run(), &w.base);
+    assert_eq!(ok_run(&r), "a");
+    assert!(r.stderr().contains(REUSED), "{}", r.stderr());
+    assert_complete(r.trace());
+}

@@ -219,6 +219,11 @@ impl Slot {
         }
     }
 
+    /// Removes this slot's set (one that could not be reset).
+    pub fn discard(&self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+
     /// Makes a pinned set this slot's set.
     pub fn commit(&self, pinned: Pinned) -> io::Result<()> {
         let renamed = fs::rename(&pinned.0, &self.dir);

@@ -270,9 +270,20 @@ impl Capture {
         ]);
         let slot = kept::claim(&key);
         let mut pinned = None;
-        let mut objects = match slot.as_ref().and_then(kept::Slot::open) {
-            Some(mut objects) => {
-                kept::reset(&mut objects)?;
+        // A set that cannot be reset is removed, and this capture loads
+        // (and keeps) a new one.
+        let reused = slot.as_ref().and_then(|s| {
+            let mut objects = s.open()?;
+            match kept::reset(&mut objects) {
+                Ok(()) => Some(objects),
+                Err(_) => {
+                    s.discard();
+                    None
+                }
+            }
+        });
+        let mut objects = match reused {
+            Some(objects) => {
                 crate::timing::mark("programs kept by an earlier capture reset");
                 objects
             }
