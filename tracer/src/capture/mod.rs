@@ -378,6 +378,7 @@ impl Capture {
         let mut links = Vec::new();
         for (prog, tracepoint) in ATTACH {
             links.push(attach(&mut objects, prog, tracepoint)?);
+            crate::timing::mark_with(|| format!("  {prog} attached"));
         }
         let mut uring_traced = ATTACH_URING.iter().all(|(p, _)| objects.is_loaded(p));
         if uring_traced {
@@ -386,6 +387,7 @@ impl Capture {
                     Ok(link) => links.push(link),
                     Err(_) => uring_traced = false,
                 }
+                crate::timing::mark_with(|| format!("  {prog} attached"));
             }
         }
         let (prog, tracepoint) = ATTACH_CGROUP_MOVE;
@@ -393,6 +395,7 @@ impl Capture {
             && let Ok(link) = attach(&mut objects, prog, tracepoint)
         {
             links.push(link);
+            crate::timing::mark_with(|| format!("  {prog} attached"));
         }
         crate::timing::mark("attached");
         if std::env::var_os(VERIFIER_STATS_ENV).is_some() {
