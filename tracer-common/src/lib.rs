@@ -466,6 +466,11 @@ pub struct RunConfig {
     /// with the same kept programs: what an earlier capture left in the
     /// maps (in-flight entries, dedup slots) is told by its number.
     pub epoch: u32,
+    /// `arm::ON_EXEC`: set by the kernel side at the command's first exec.
+    /// Only `trace`'s own set-up precedes it in the scope, so from then on
+    /// every task in the scope is the command's: no per-process lookup.
+    pub armed: u32,
+    pub _pad: u32,
 }
 
 /// What each syscall number records, per ABI: `SPECS[abi * 512 + nr]`, a

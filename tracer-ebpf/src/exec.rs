@@ -25,7 +25,7 @@ fn arm_on_exec(task: u64) -> bool {
     if mode == arm::ALWAYS {
         return true;
     }
-    if !scope::armed() && !scope::arm_at_exec(task) {
+    if !scope::armed_process() && !scope::arm_at_exec(task) {
         return false;
     }
     // The first program the scope runs defines its root: the container's

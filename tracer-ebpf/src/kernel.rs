@@ -141,6 +141,22 @@ pub fn fs_of(task: u64) -> u64 {
     read_u64(task + conf!(offsets.task_fs) as u64)
 }
 
+/// The task's `fs_struct` and `files_struct`, side by side in
+/// `task_struct` on the kernels `trace` knows: one read for both.
+#[inline(always)]
+pub fn fs_and_files_of(task: u64) -> (u64, u64) {
+    let (fs, files) = (
+        conf!(offsets.task_fs) as u64,
+        conf!(offsets.task_files) as u64,
+    );
+    if files == fs + 8 {
+        let [fs, files] = read_words::<2>(task + fs);
+        (fs, files)
+    } else {
+        (read_u64(task + fs), read_u64(task + files))
+    }
+}
+
 /// The task's root directory (what `/` means to it: differs in a chroot
 /// or container). Its inode is not read: a task's root is pinned for as
 /// long as it is the root, so it needs no check.
@@ -165,7 +181,15 @@ pub fn fd_file(task: u64, fd: i64) -> u64 {
     if fd < 0 {
         return 0;
     }
-    let files = read_u64(task + conf!(offsets.task_files) as u64);
+    fd_file_in(read_u64(task + conf!(offsets.task_files) as u64), fd)
+}
+
+/// The `struct file *` open as `fd` in the descriptor table `files`, or 0.
+#[inline(always)]
+pub fn fd_file_in(files: u64, fd: i64) -> u64 {
+    if fd < 0 || files == 0 {
+        return 0;
+    }
     let fdt = read_u64(files + conf!(offsets.files_fdt) as u64);
     let (max_off, fd_off) = (
         conf!(offsets.fdt_max_fds) as u64,
@@ -189,6 +213,17 @@ pub fn fd_file(task: u64, fd: i64) -> u64 {
 #[inline(always)]
 pub fn fd_path(task: u64, fd: i64) -> Option<KRef> {
     let file = fd_file(task, fd);
+    if file == 0 {
+        return None;
+    }
+    Some(file_path(file))
+}
+
+/// [`fd_path`] in the descriptor table `files` (a task's own table does
+/// not change under it during one of its syscalls).
+#[inline(always)]
+pub fn fd_path_in(files: u64, fd: i64) -> Option<KRef> {
+    let file = fd_file_in(files, fd);
     if file == 0 {
         return None;
     }

@@ -177,6 +177,8 @@ pub struct Inflight {
     pub root: KRef,
     /// FD_ARG: the file the descriptor argument names.
     pub file: KRef,
+    /// The thread's descriptor table (`files_struct`), read at entry.
+    pub files: u64,
 }
 
 /// What the entry steps work from (sys_enter's own per-CPU slot).
@@ -190,6 +192,7 @@ pub struct EntryWork {
     pub regs: [u64; 16],
     pub task: u64,
     pub fs: u64,
+    pub files: u64,
 }
 
 #[map]
@@ -291,6 +294,10 @@ pub struct ExitWork {
     pub fast: u64,
     pub fast_key: [u64; 2],
     pub fast_seen: FastSeen,
+    /// The file a new descriptor names, when `fast_key` has read it
+    /// already (`obs_read` 1): six kernel reads not made twice.
+    pub obs_read: u64,
+    pub obs: KRef,
 }
 
 /// sys_exit's own per-CPU slot.

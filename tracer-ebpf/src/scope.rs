@@ -17,6 +17,22 @@ pub fn in_scope() -> bool {
 /// The current process is traced (given it is in the base scope).
 #[inline(always)]
 pub fn armed() -> bool {
+    let mode = conf!(arm);
+    if mode == arm::ALWAYS {
+        return true;
+    }
+    // An array slot is cheaper than a hash lookup on every syscall.
+    if mode == arm::ON_EXEC && RUN.get(0).is_some_and(|r| r.armed != 0) {
+        return true;
+    }
+    armed_process()
+}
+
+/// The current process is in `ARMED` (armed at its exec, or the child of
+/// an armed process). Exec keeps the map whole even once the whole scope
+/// is armed: a move out of the scope is told by it.
+#[inline(always)]
+pub fn armed_process() -> bool {
     if conf!(arm) == arm::ALWAYS {
         return true;
     }
@@ -40,6 +56,12 @@ pub fn arm_at_exec(task: u64) -> bool {
     if ARMED.insert(tgid, kernel::start_time(task), 0).is_err() {
         // This syscall is seen; the process's later ones would not be.
         count_loss(loss::PROCESS_TABLE_FULL);
+    }
+    if mode == arm::ON_EXEC
+        && let Some(r) = RUN.get_ptr_mut(0)
+    {
+        // SAFETY: a plain store to map memory; every writer stores 1.
+        unsafe { (*r).armed = 1 };
     }
     true
 }

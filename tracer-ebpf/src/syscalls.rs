@@ -78,11 +78,11 @@ fn first_byte(ptr: u64) -> Option<u8> {
 /// Where a relative path given with `dirfd` starts: the cwd, or the
 /// directory the descriptor names. `None`: the dirfd names nothing.
 #[inline(always)]
-fn base_of(task: u64, fs: u64, dirfd: i32) -> Option<KRef> {
+fn base_of(files: u64, fs: u64, dirfd: i32) -> Option<KRef> {
     if dirfd == AT_FDCWD {
         Some(kernel::pwd_of(fs))
     } else {
-        kernel::fd_path(task, dirfd as i64)
+        kernel::fd_path_in(files, dirfd as i64)
     }
 }
 
@@ -182,7 +182,7 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let w = unsafe { &mut *w };
-    let (task, fs) = (w.task, w.fs);
+    let (files, fs) = (w.files, w.fs);
     let Some(i) = INFLIGHT.get_ptr_mut(w.slot) else {
         return 1;
     };
@@ -197,7 +197,7 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
         && i.path1 != 0
         && first_byte(i.path1) == Some(0);
     if c == class::FD_ARG || (c == class::EXEC && i.dirfd1 != AT_FDCWD) || by_fd {
-        match kernel::fd_path(task, i.dirfd1 as i64) {
+        match kernel::fd_path_in(files, i.dirfd1 as i64) {
             Some(f) => i.file = f,
             None => i.bad_dirfd |= flags::BAD_DIRFD1,
         }
@@ -208,7 +208,7 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
     } else if i.path1 != 0 && (first_byte(i.path1) != Some(b'/') || c == class::OPENAT2) {
         // Relative (or unreadable yet), or openat2, whose RESOLVE_IN_ROOT
         // makes even an absolute path start at the dirfd.
-        match base_of(task, fs, i.dirfd1) {
+        match base_of(files, fs, i.dirfd1) {
             Some(b) => i.base1 = b,
             None => i.bad_dirfd |= flags::BAD_DIRFD1,
         }
@@ -217,7 +217,7 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
         && i.spec.spec_flags & spec_flags::PATH2_CONTENT == 0
         && first_byte(i.path2) != Some(b'/')
     {
-        match base_of(task, fs, i.dirfd2) {
+        match base_of(files, fs, i.dirfd2) {
             Some(b) => i.base2 = b,
             None => i.bad_dirfd |= flags::BAD_DIRFD2,
         }
@@ -232,7 +232,7 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
         count_loss(loss::NO_SCRATCH);
         return;
     };
-    let fs = kernel::fs_of(task);
+    let (fs, files) = kernel::fs_and_files_of(task);
     // The entry is written in place, field by field: a whole-struct copy
     // or zeroing compiles to a byte loop in BPF, which cost more than the
     // rest of the entry.
@@ -251,12 +251,14 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
         (*i).nr = nr as u32;
         core::ptr::write_volatile(&raw mut (*i).bad_dirfd, 0);
         (*i).root = kernel::root_of(fs);
+        (*i).files = files;
         copy::zero(&raw mut (*i).base1);
         copy::zero(&raw mut (*i).base2);
         copy::zero(&raw mut (*i).file);
         (*w).slot = tid & (INFLIGHT_SLOTS - 1);
         (*w).task = task;
         (*w).fs = fs;
+        (*w).files = files;
         let regs: u64 = ctx.arg(0);
         // One read of the registers rather than one per argument. Should
         // it fail, the arguments would be the last syscall's: not followed.
@@ -358,8 +360,10 @@ extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
         }
         1 => {
             // The file the result or the descriptor argument names.
-            if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
-                match kernel::fd_path(w.task, w.ret) {
+            if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 && w.obs_read != 0 {
+                copy::copy(&raw mut p.obs, &raw const w.obs);
+            } else if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
+                match kernel::fd_path_in(x.files, w.ret) {
                     Some(f) => p.obs = f,
                     None => w.fl |= flags::OBS_GONE,
                 }
@@ -456,11 +460,10 @@ fn fast_eligible(x: &Inflight) -> bool {
 fn fast_key(
     w: &ExitWork,
     x: &Inflight,
-    task: u64,
     stop: u64,
     arg_flags: u64,
     arg_flags2: u64,
-) -> Option<([u64; 2], FastSeen, usize)> {
+) -> Option<([u64; 2], FastSeen, usize, KRef)> {
     let c = x.spec.class;
     let buf = scratch()?;
     let data = unsafe { (*buf).data.as_mut_ptr() };
@@ -473,7 +476,7 @@ fn fast_key(
         n = len;
     }
     let obs = if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
-        kernel::fd_path(task, w.ret)?
+        kernel::fd_path_in(x.files, w.ret)?
     } else if c == class::FD_ARG {
         x.file
     } else {
@@ -518,7 +521,7 @@ fn fast_key(
         n as u64,
     ];
     let key = finish::hash_with(&words, n)?;
-    Some((key, seen, n))
+    Some((key, seen, n, obs))
 }
 
 /// `raw_syscalls:sys_exit(struct pt_regs *regs, long ret)`: also runs for
@@ -596,15 +599,22 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     // A repeat of a record already sent is dropped before it is built.
     w.ret = ret;
     w.fast = 0;
-    unsafe { core::ptr::write_volatile(&raw mut w.read1, 0) };
+    unsafe {
+        core::ptr::write_volatile(&raw mut w.read1, 0);
+        core::ptr::write_volatile(&raw mut w.obs_read, 0);
+    }
     let root = scope::root();
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
     if fast_eligible(x)
         && root.is_some()
-        && let Some((key, seen, n)) = fast_key(w, x, task, stop, arg_flags, arg_flags2)
+        && let Some((key, seen, n, obs)) = fast_key(w, x, stop, arg_flags, arg_flags2)
     {
         let key = salted(key);
         w.read1 = n as u64 + 1;
+        // For a new descriptor, the file it names (the record's step 1
+        // takes it from here).
+        w.obs = obs;
+        w.obs_read = 1;
         if fast_hit(&key, &seen) {
             count_stat(stats::DEDUPLICATED);
             return false;

@@ -333,6 +333,7 @@ impl Capture {
                 cgroup_id,
                 root_pid,
                 epoch,
+                ..RunConfig::default()
             };
             slot.set(0, run, 0).map_err(err)?;
         }

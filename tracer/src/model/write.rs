@@ -94,7 +94,9 @@ pub fn write_atomic_with(
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
+        crate::timing::mark("  trace serialized");
         f.sync_all()?;
+        crate::timing::mark("  trace synced");
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

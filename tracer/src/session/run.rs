@@ -302,6 +302,7 @@ pub async fn execute_streamed(spec: &RunSpec) -> Result<(Trace, Files, Teardown)
         },
         totals,
     });
+    crate::timing::mark("files sorted");
     if let Some(c) = &container {
         c.finish(&mut trace);
         files = files.without(c.foreign_file());
