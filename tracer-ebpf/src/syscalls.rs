@@ -7,7 +7,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_loop, bpf_probe_read_user_str},
+        generated::bpf_probe_read_user_str,
     },
     programs::RawTracePointContext,
 };
@@ -147,17 +147,18 @@ pub fn on_enter(ctx: &RawTracePointContext) {
     save_entry(ctx, task, abi, id, spec);
 }
 
-/// The arguments of the syscall being entered, into `ENTRY`. A
-/// `bpf_loop` callback: verified once, not once per path through the
-/// caller.
-#[inline(never)]
-extern "C" fn entry_arg_step(_index: u64, _ctx: *mut c_void) -> i64 {
+/// The arguments of the syscall being entered, into its `INFLIGHT` slot.
+/// Inline: as a `bpf_loop` callback (verified once) it cost a helper call
+/// and an indirect call on every file syscall, and saved the verifier
+/// nothing here.
+#[inline(always)]
+fn entry_args() {
     let Some(w) = ENTRY.get_ptr_mut(0) else {
-        return 1;
+        return;
     };
     let w = unsafe { &mut *w };
     let Some(i) = INFLIGHT.get_ptr_mut(w.slot) else {
-        return 1;
+        return;
     };
     let i = unsafe { &mut *i };
     let regs = &w.regs;
@@ -170,21 +171,20 @@ extern "C" fn entry_arg_step(_index: u64, _ctx: *mut c_void) -> i64 {
     i.flags = arg(abi, regs, s.flags) | s.fixed_flags;
     i.flags2 = arg(abi, regs, s.flags2);
     i.aux = arg(abi, regs, s.aux);
-    0
 }
 
 /// The directories (and the descriptor's file) the syscall in `ENTRY`
 /// starts from, read now, at entry: the FD_ARG/execveat file, the base of
-/// path1, the base of path2. A `bpf_loop` callback.
-#[inline(never)]
-extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
+/// path1, the base of path2.
+#[inline(always)]
+fn entry_bases() {
     let Some(w) = ENTRY.get_ptr_mut(0) else {
-        return 1;
+        return;
     };
     let w = unsafe { &mut *w };
     let (files, fs) = (w.files, w.fs);
     let Some(i) = INFLIGHT.get_ptr_mut(w.slot) else {
-        return 1;
+        return;
     };
     let i = unsafe { &mut *i };
     let c = i.spec.class;
@@ -222,7 +222,6 @@ extern "C" fn entry_base_step(_index: u64, _ctx: *mut c_void) -> i64 {
             None => i.bad_dirfd |= flags::BAD_DIRFD2,
         }
     }
-    0
 }
 
 #[inline(always)]
@@ -271,13 +270,13 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
             count_loss(loss::NO_SCRATCH);
             return;
         }
-        bpf_loop(1, entry_arg_step as *mut c_void, core::ptr::null_mut(), 0);
+        entry_args();
         if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
             // A filesystem's source ("tmpfs", "overlay", a device) is not
             // a path lookup of the mount's own.
             (*i).spec.spec_flags |= spec_flags::PATH2_CONTENT;
         }
-        bpf_loop(1, entry_base_step as *mut c_void, core::ptr::null_mut(), 0);
+        entry_bases();
         // Valid from here on.
         (*i).epoch = epoch;
         (*i).tid = tid;
@@ -305,10 +304,12 @@ fn read_user_path(data: *mut u8, pos: usize, ptr: u64, max: u32) -> (usize, bool
 /// One step of building an exit's record from `EXITING` into the scratch
 /// record and `PENDING`: 0 the first path (or the AF_UNIX socket path), 1
 /// the observed file, 2 the first path's base, 3 the second path and its
-/// base. A `bpf_loop` callback (verified once); returns 1 to stop when the
-/// syscall turns out to name nothing.
-#[inline(never)]
-extern "C" fn exit_step(index: u64, _ctx: *mut c_void) -> i64 {
+/// base. Returns 1 to stop when the syscall turns out to name nothing.
+/// Called inline, step by step: as a `bpf_loop` callback it was verified
+/// once, but cost a helper call and four indirect calls per record, for
+/// about 10% more verifier work saved.
+#[inline(always)]
+fn exit_step(index: u64) -> i64 {
     let (Some(w), Some(p), Some(buf)) = (EXITING.get_ptr_mut(0), PENDING.get_ptr_mut(0), scratch())
     else {
         return 1;
@@ -658,7 +659,13 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         core::ptr::write_volatile(&raw mut w.abs1, 0);
         core::ptr::write_volatile(&raw mut w.skip, 0);
     }
-    unsafe { bpf_loop(4, exit_step as *mut c_void, core::ptr::null_mut(), 0) };
+    let mut step = 0;
+    while step < 4 {
+        if exit_step(step) != 0 {
+            break;
+        }
+        step += 1;
+    }
     if w.skip != 0 {
         return false;
     }
