@@ -3,12 +3,12 @@
 //! its own): from then on its syscalls fail the scope test and go unseen,
 //! so the move itself is counted, and the trace says it is incomplete.
 use aya_ebpf::programs::RawTracePointContext;
-use tracer_common::{arm, channel, scope_mode};
+use tracer_common::{arm, channel, loss, scope_mode};
 
 use crate::{
     conf,
-    kernel::{read_u32, read_u64},
-    maps::{ARMED, count_unobserved, run},
+    kernel::{self, read_u32, read_u64},
+    maps::{ARMED, count_loss, count_unobserved, run},
     scope,
 };
 
@@ -16,14 +16,28 @@ use crate::{
 /// bound, and no hierarchy is nested this deep in practice.
 const MAX_LEVEL: u32 = 64;
 
+/// Where the cgroup at `cgrp` lies against the run's.
+#[derive(PartialEq, Eq)]
+enum Place {
+    /// A v1 controller's own tree (a container runtime joins those too):
+    /// only the v2 hierarchy decides the scope.
+    NotV2,
+    /// The run's cgroup or one below it.
+    Inside,
+    Outside,
+}
+
 /// Whether the cgroup at `cgrp` is a v2 cgroup outside the run's.
 #[inline(always)]
 fn outside_scope(cgrp: u64) -> bool {
-    // Only the v2 hierarchy (id 0) decides the scope; a v1 controller's
-    // own tree (a container runtime joins those too) does not.
+    place(cgrp) == Place::Outside
+}
+
+#[inline(always)]
+fn place(cgrp: u64) -> Place {
     let root = read_u64(cgrp + conf!(offsets.cgroup_root) as u64);
     if root == 0 || read_u32(root + conf!(offsets.root_hierarchy_id) as u64) != 0 {
-        return false;
+        return Place::NotV2;
     }
     let ours_level = conf!(cgroup_level);
     let level = read_u32(cgrp + conf!(offsets.cgroup_level) as u64);
@@ -33,11 +47,11 @@ fn outside_scope(cgrp: u64) -> bool {
         let kn = read_u64(ancestor + conf!(offsets.cgroup_kn) as u64);
         if ancestor != 0 && kn != 0 && read_u64(kn + conf!(offsets.kn_id) as u64) == run().cgroup_id
         {
-            // Below the run's cgroup (a container's own cgroup).
-            return false;
+            // The run's cgroup, or below it (a container's own cgroup).
+            return Place::Inside;
         }
     }
-    true
+    Place::Outside
 }
 
 /// Whether moves out of the scope can be told here.
@@ -69,10 +83,21 @@ pub fn on_attach(ctx: &RawTracePointContext) {
     }
     let dst: u64 = ctx.arg(0);
     let task: u64 = ctx.arg(2);
-    if !outside_scope(dst) {
+    let to = place(dst);
+    let tgid = read_u32(task + conf!(offsets.task_tgid) as u64);
+    if to == Place::Inside && conf!(arm) == arm::ON_EXEC && run().armed != 0 {
+        // Moved in from outside once the whole scope is armed: it is
+        // traced from now on (`scope::armed`), so a later move out must
+        // be told too.
+        if ARMED.get_ptr(tgid).is_none() && ARMED.insert(tgid, kernel::start_time(task), 0).is_err()
+        {
+            count_loss(loss::PROCESS_TABLE_FULL);
+        }
         return;
     }
-    let tgid = read_u32(task + conf!(offsets.task_tgid) as u64);
+    if to != Place::Outside {
+        return;
+    }
     // Ours: an armed process, or (attach) one moved by a process in scope.
     let ours = if conf!(arm) == arm::ALWAYS {
         scope::in_base_scope()

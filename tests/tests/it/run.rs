@@ -854,3 +854,61 @@ fn a_process_that_leaves_the_cgroup_makes_the_trace_incomplete() {
     assert_eq!(moved.len(), 1, "{:?}", t.unobserved);
     assert!(!has(t, &file.display().to_string(), "open", "ok"));
 }
+
+#[test]
+fn a_process_moved_into_the_cgroup_is_traced_from_the_move() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let p = |name: &str| base.join(name).display().to_string();
+    let (go, done) = (p("go"), p("done"));
+    let (inside, after) = (p("read-inside"), p("read-after-leaving"));
+    fs::write(&inside, "x").unwrap();
+    fs::write(&after, "x").unwrap();
+    let m = String::from_utf8(
+        Command::new("findmnt")
+            .args(["-n", "-t", "cgroup2", "-o", "TARGET"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mount = m.lines().next().expect("a cgroup2 mount").to_string();
+    // Started outside the run, never execs: it waits to be moved into the
+    // run's cgroup, reads a file, then leaves for the hierarchy's root
+    // and reads another.
+    let script = r#"
+import os, sys, time
+go, inside, root, after, done = sys.argv[1:6]
+while not os.path.exists(go):
+    time.sleep(0.01)
+open(inside).read()
+with open(os.path.join(root, "cgroup.procs"), "w") as f:
+    f.write(str(os.getpid()))
+open(after).read()
+open(done, "w").close()
+"#;
+    let mut outsider = Command::new("/usr/bin/python3")
+        .args(["-c", script, &go, &inside, &mount, &after, &done])
+        .spawn()
+        .unwrap();
+    let cmd = format!(
+        r#"cg={mount}$(sed -n 's/^0:://p' /proc/self/cgroup); echo {pid} > "$cg/cgroup.procs" && touch {go} && while [ ! -e {done} ]; do sleep 0.02; done"#,
+        pid = outsider.id()
+    );
+    let r = run_in(&base, &["--scope", "cgroup"], &["sh", "-c", &cmd]);
+    assert!(outsider.wait().unwrap().success());
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    // In the scope from the move on: what it reads there is recorded.
+    assert!(has(t, &inside, "open", "ok"), "{:?}", paths(t));
+    // And its move out is told like any traced process's.
+    assert!(!has(t, &after, "open", "ok"));
+    assert!(!t.complete, "a move out of the scope went unnoticed");
+    assert!(
+        t.unobserved
+            .iter()
+            .any(|u| u.channel == "cgroup" && u.pid == outsider.id()),
+        "{:?}",
+        t.unobserved
+    );
+}
