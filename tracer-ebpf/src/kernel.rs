@@ -45,19 +45,26 @@ fn read_words<const N: usize>(addr: u64) -> [u64; N] {
     unsafe { bpf_probe_read_kernel(addr as *const [u64; N]) }.unwrap_or([0; N])
 }
 
+/// The words at `addr + a` and `addr + b`: one read when they lie side by
+/// side (`b == a + 8`), as they do on the kernels `trace` knows.
+#[inline(always)]
+fn pair_at(addr: u64, a: u64, b: u64) -> (u64, u64) {
+    if b == a + 8 {
+        let [x, y] = read_words::<2>(addr + a);
+        (x, y)
+    } else {
+        (read_u64(addr + a), read_u64(addr + b))
+    }
+}
+
 /// A `struct path` at `addr`: (mnt, dentry).
 #[inline(always)]
 fn path_at(addr: u64) -> (u64, u64) {
-    let (m, d) = (
+    pair_at(
+        addr,
         conf!(offsets.path_mnt) as u64,
         conf!(offsets.path_dentry) as u64,
-    );
-    if d == m + 8 {
-        let [mnt, dentry] = read_words::<2>(addr + m);
-        (mnt, dentry)
-    } else {
-        (read_u64(addr + m), read_u64(addr + d))
-    }
+    )
 }
 
 /// A `struct path` at `addr`, with its dentry's inode.
@@ -141,20 +148,15 @@ pub fn fs_of(task: u64) -> u64 {
     read_u64(task + conf!(offsets.task_fs) as u64)
 }
 
-/// The task's `fs_struct` and `files_struct`, side by side in
-/// `task_struct` on the kernels `trace` knows: one read for both.
+/// The task's `fs_struct` and `files_struct` (side by side in
+/// `task_struct`: one read for both).
 #[inline(always)]
 pub fn fs_and_files_of(task: u64) -> (u64, u64) {
-    let (fs, files) = (
+    pair_at(
+        task,
         conf!(offsets.task_fs) as u64,
         conf!(offsets.task_files) as u64,
-    );
-    if files == fs + 8 {
-        let [fs, files] = read_words::<2>(task + fs);
-        (fs, files)
-    } else {
-        (read_u64(task + fs), read_u64(task + files))
-    }
+    )
 }
 
 /// The task's root directory (what `/` means to it: differs in a chroot
@@ -173,15 +175,6 @@ pub fn root_of(fs: u64) -> KRef {
 #[inline(always)]
 pub fn pwd_of(fs: u64) -> KRef {
     read_path(fs + conf!(offsets.fs_pwd) as u64)
-}
-
-/// The `struct file *` open as `fd` in the task, or 0.
-#[inline(always)]
-pub fn fd_file(task: u64, fd: i64) -> u64 {
-    if fd < 0 {
-        return 0;
-    }
-    fd_file_in(read_u64(task + conf!(offsets.task_files) as u64), fd)
 }
 
 /// The `struct file *` open as `fd` in the descriptor table `files`, or 0.
@@ -209,14 +202,13 @@ pub fn fd_file_in(files: u64, fd: i64) -> u64 {
     read_u64(fds + (fd as u64) * 8)
 }
 
-/// The path of the file open as `fd`, if any.
+/// The path of the file open as `fd` in the task, if any.
 #[inline(always)]
 pub fn fd_path(task: u64, fd: i64) -> Option<KRef> {
-    let file = fd_file(task, fd);
-    if file == 0 {
+    if fd < 0 {
         return None;
     }
-    Some(file_path(file))
+    fd_path_in(read_u64(task + conf!(offsets.task_files) as u64), fd)
 }
 
 /// [`fd_path`] in the descriptor table `files` (a task's own table does

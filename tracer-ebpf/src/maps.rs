@@ -190,7 +190,6 @@ pub struct EntryWork {
     pub _pad: u32,
     /// The first 16 words of the syscall's `struct pt_regs`.
     pub regs: [u64; 16],
-    pub task: u64,
     pub fs: u64,
     pub files: u64,
 }
@@ -274,7 +273,6 @@ pub struct ExitWork {
     pub slot: u32,
     pub _pad0: u32,
     pub ret: i64,
-    pub task: u64,
     pub arg_flags2: u64,
     /// The first path (for socketcall, the sockaddr it points to).
     pub path1: u64,
@@ -295,8 +293,7 @@ pub struct ExitWork {
     pub fast_key: [u64; 2],
     pub fast_seen: FastSeen,
     /// The file a new descriptor names, when `fast_key` has read it
-    /// already (`obs_read` 1): six kernel reads not made twice.
-    pub obs_read: u64,
+    /// already (dentry 0: not read): six kernel reads not made twice.
     pub obs: KRef,
 }
 

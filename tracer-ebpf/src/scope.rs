@@ -17,12 +17,8 @@ pub fn in_scope() -> bool {
 /// The current process is traced (given it is in the base scope).
 #[inline(always)]
 pub fn armed() -> bool {
-    let mode = conf!(arm);
-    if mode == arm::ALWAYS {
-        return true;
-    }
     // An array slot is cheaper than a hash lookup on every syscall.
-    if mode == arm::ON_EXEC && RUN.get(0).is_some_and(|r| r.armed != 0) {
+    if conf!(arm) == arm::ON_EXEC && RUN.get(0).is_some_and(|r| r.armed != 0) {
         return true;
     }
     armed_process()

@@ -255,7 +255,6 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
         copy::zero(&raw mut (*i).base2);
         copy::zero(&raw mut (*i).file);
         (*w).slot = tid & (INFLIGHT_SLOTS - 1);
-        (*w).task = task;
         (*w).fs = fs;
         (*w).files = files;
         let regs: u64 = ctx.arg(0);
@@ -361,12 +360,14 @@ fn exit_step(index: u64) -> i64 {
         }
         1 => {
             // The file the result or the descriptor argument names.
-            if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 && w.obs_read != 0 {
-                copy::copy(&raw mut p.obs, &raw const w.obs);
-            } else if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
-                match kernel::fd_path_in(x.files, w.ret) {
-                    Some(f) => p.obs = f,
-                    None => w.fl |= flags::OBS_GONE,
+            if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
+                if w.obs.dentry != 0 {
+                    copy::copy(&raw mut p.obs, &raw const w.obs);
+                } else {
+                    match kernel::fd_path_in(x.files, w.ret) {
+                        Some(f) => p.obs = f,
+                        None => w.fl |= flags::OBS_GONE,
+                    }
                 }
             } else if (c == class::FD_ARG || c == class::PLAIN) && x.file.dentry != 0 {
                 if still_valid(&x.file) {
@@ -602,7 +603,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     w.fast = 0;
     unsafe {
         core::ptr::write_volatile(&raw mut w.read1, 0);
-        core::ptr::write_volatile(&raw mut w.obs_read, 0);
+        core::ptr::write_volatile(&raw mut w.obs.dentry, 0);
     }
     let root = scope::root();
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
@@ -615,7 +616,6 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         // For a new descriptor, the file it names (the record's step 1
         // takes it from here).
         w.obs = obs;
-        w.obs_read = 1;
         if fast_hit(&key, &seen) {
             count_stat(stats::DEDUPLICATED);
             return false;
@@ -647,7 +647,6 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         copy::copy(&raw mut (*p).fast_key, &raw const w.fast_key);
         copy::copy(&raw mut (*p).fast_seen, &raw const w.fast_seen);
     }
-    w.task = task;
     w.arg_flags2 = arg_flags2;
     w.path1 = path1;
     w.sock_len = sock_len;
