@@ -20,7 +20,7 @@ use crate::{
 /// Arms the current process if this exec makes it count; false when it
 /// is not traced (yet).
 #[inline(always)]
-fn arm_on_exec(task: u64) -> bool {
+fn arm_on_exec(task: kernel::Typed) -> bool {
     let mode = conf!(arm);
     if mode == arm::ALWAYS {
         return true;

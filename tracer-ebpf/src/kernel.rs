@@ -2,13 +2,17 @@
 //! turning a (vfsmount, dentry) pair into path components relative to the
 //! scope's root.
 //!
-//! Offsets come from BTF through `CONFIG.offsets`; every read goes through
-//! `bpf_probe_read_kernel`, so a wrong offset yields garbage, never a crash.
+//! Offsets come from BTF through `CONFIG.offsets`. What hangs off the
+//! current task is read with typed loads (see [`Typed`]); everything else
+//! goes through `bpf_probe_read_kernel`. Either way a wrong address reads
+//! zero, never a crash.
 use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_kernel_str},
+        generated::{
+            bpf_get_current_task_btf, bpf_loop, bpf_probe_read_kernel_str, bpf_task_pt_regs,
+        },
     },
 };
 use tracer_common::{DATA_MASK, NAME_BUF, Section, WALK_LIMIT, WALK_MAX_DEPTH, walk_end};
@@ -28,9 +32,50 @@ pub fn read_u32(addr: u64) -> u32 {
     unsafe { bpf_probe_read_kernel(addr as *const u32) }.unwrap_or(0)
 }
 
+/// A kernel pointer whose type the verifier knows from BTF: the current
+/// task, and the struct pointers read from it. A field at an offset fixed
+/// at load time (`CONFIG` is read-only, so the offsets are constants to
+/// the verifier) is one plain load, which the JIT guards so that a bad
+/// address reads zero, where `bpf_probe_read_kernel` costs a helper call
+/// (the largest single cost of the programs). The verifier checks every
+/// such load against the kernel's BTF and allows no arithmetic on the
+/// pointer but adding a constant, so the value is only ever stored,
+/// compared or handed to a helper. Raw tracepoints may call
+/// `bpf_get_current_task_btf` (Linux 5.11) even where `tp_btf` and
+/// fentry, whose arguments would be typed too, cannot load.
+#[derive(Clone, Copy)]
+pub struct Typed(*const u8);
+
+impl Typed {
+    /// The 64-bit field at `off`. Loads stay inside one field: the
+    /// verifier refuses one that runs past the field it starts in.
+    #[inline(always)]
+    pub fn word(self, off: u32) -> u64 {
+        unsafe { core::ptr::read_volatile(self.0.add(off as usize) as *const u64) }
+    }
+
+    /// The 32-bit field (or the low half of a 64-bit one) at `off`.
+    #[inline(always)]
+    pub fn half(self, off: u32) -> u32 {
+        unsafe { core::ptr::read_volatile(self.0.add(off as usize) as *const u32) }
+    }
+
+    /// The struct pointer at `off`, itself typed.
+    #[inline(always)]
+    pub fn field(self, off: u32) -> Typed {
+        Typed(self.word(off) as *const u8)
+    }
+
+    /// The pointer's value, to store or to read through a helper.
+    #[inline(always)]
+    pub fn addr(self) -> u64 {
+        self.0 as u64
+    }
+}
+
 #[inline(always)]
-pub fn current_task() -> u64 {
-    unsafe { bpf_get_current_task() }
+pub fn current_task() -> Typed {
+    Typed(unsafe { bpf_get_current_task_btf() } as *const u8)
 }
 
 /// `N` consecutive words at `addr`; all zero if unreadable.
@@ -75,6 +120,22 @@ fn read_path(addr: u64) -> KRef {
         mnt,
         dentry,
         inode: inode_of(dentry),
+    }
+}
+
+/// The `struct path` at `off` in the typed struct `at`, with its dentry's
+/// inode when `inode` is set.
+#[inline(always)]
+fn typed_path(at: Typed, off: u32, inode: bool) -> KRef {
+    let dentry = at.field(off + conf!(offsets.path_dentry));
+    KRef {
+        mnt: at.word(off + conf!(offsets.path_mnt)),
+        dentry: dentry.addr(),
+        inode: if inode {
+            dentry.word(conf!(offsets.dentry_inode))
+        } else {
+            0
+        },
     }
 }
 
@@ -144,59 +205,40 @@ pub fn look(dentry: u64) -> DentryLook {
 }
 
 #[inline(always)]
-pub fn fs_of(task: u64) -> u64 {
-    read_u64(task + conf!(offsets.task_fs) as u64)
+pub fn fs_of(task: Typed) -> Typed {
+    task.field(conf!(offsets.task_fs))
 }
 
-/// The task's `fs_struct` and `files_struct` (side by side in
-/// `task_struct`: one read for both).
 #[inline(always)]
-pub fn fs_and_files_of(task: u64) -> (u64, u64) {
-    pair_at(
-        task,
-        conf!(offsets.task_fs) as u64,
-        conf!(offsets.task_files) as u64,
-    )
+pub fn files_of(task: Typed) -> Typed {
+    task.field(conf!(offsets.task_files))
 }
 
 /// The task's root directory (what `/` means to it: differs in a chroot
 /// or container). Its inode is not read: a task's root is pinned for as
 /// long as it is the root, so it needs no check.
 #[inline(always)]
-pub fn root_of(fs: u64) -> KRef {
-    let (mnt, dentry) = path_at(fs + conf!(offsets.fs_root) as u64);
-    KRef {
-        mnt,
-        dentry,
-        inode: 0,
-    }
+pub fn root_of(fs: Typed) -> KRef {
+    typed_path(fs, conf!(offsets.fs_root), false)
 }
 
 #[inline(always)]
-pub fn pwd_of(fs: u64) -> KRef {
-    read_path(fs + conf!(offsets.fs_pwd) as u64)
+pub fn pwd_of(fs: Typed) -> KRef {
+    typed_path(fs, conf!(offsets.fs_pwd), true)
 }
 
 /// The `struct file *` open as `fd` in the descriptor table `files`, or 0.
 #[inline(always)]
-pub fn fd_file_in(files: u64, fd: i64) -> u64 {
-    if fd < 0 || files == 0 {
+pub fn fd_file_in(files: Typed, fd: i64) -> u64 {
+    if fd < 0 || files.addr() == 0 {
         return 0;
     }
-    let fdt = read_u64(files + conf!(offsets.files_fdt) as u64);
-    let (max_off, fd_off) = (
-        conf!(offsets.fdt_max_fds) as u64,
-        conf!(offsets.fdt_fd) as u64,
-    );
-    // `unsigned int max_fds` in the low half of the word before `fd`
-    // (little-endian: the architectures `trace` supports).
-    let (max, fds) = if fd_off == max_off + 8 {
-        let [max, fds] = read_words::<2>(fdt + max_off);
-        (max & 0xffff_ffff, fds)
-    } else {
-        (read_u32(fdt + max_off) as u64, read_u64(fdt + fd_off))
-    };
-    if fd as u64 >= max {
+    let fdt = files.field(conf!(offsets.files_fdt));
+    let max = fdt.half(conf!(offsets.fdt_max_fds));
+    // `struct file **`: typed loads stop here (a pointer to a pointer),
+    // and the index is not a constant.
+    let fds = fdt.word(conf!(offsets.fdt_fd));
+    if fd as u64 >= max as u64 {
         return 0;
     }
     read_u64(fds + (fd as u64) * 8)
@@ -204,22 +246,41 @@ pub fn fd_file_in(files: u64, fd: i64) -> u64 {
 
 /// The path of the file open as `fd` in the task, if any.
 #[inline(always)]
-pub fn fd_path(task: u64, fd: i64) -> Option<KRef> {
+pub fn fd_path(task: Typed, fd: i64) -> Option<KRef> {
     if fd < 0 {
         return None;
     }
-    fd_path_in(read_u64(task + conf!(offsets.task_files) as u64), fd)
+    fd_path_in(files_of(task), fd)
 }
 
-/// [`fd_path`] in the descriptor table `files` (a task's own table does
-/// not change under it during one of its syscalls).
+/// [`fd_path`] in the descriptor table `files`.
 #[inline(always)]
-pub fn fd_path_in(files: u64, fd: i64) -> Option<KRef> {
+pub fn fd_path_in(files: Typed, fd: i64) -> Option<KRef> {
     let file = fd_file_in(files, fd);
     if file == 0 {
         return None;
     }
     Some(file_path(file))
+}
+
+/// [`fd_path_in`], and what the file's dentry looks like: the inode comes
+/// with the dentry's head, one read instead of two.
+#[inline(always)]
+pub fn fd_path_looked(files: Typed, fd: i64) -> Option<(KRef, DentryLook)> {
+    let file = fd_file_in(files, fd);
+    if file == 0 {
+        return None;
+    }
+    let (mnt, dentry) = path_at(file + conf!(offsets.file_path) as u64);
+    let l = look(dentry);
+    Some((
+        KRef {
+            mnt,
+            dentry,
+            inode: l.inode,
+        },
+        l,
+    ))
 }
 
 #[inline(always)]
@@ -229,13 +290,24 @@ pub fn file_path(file: u64) -> KRef {
 
 /// The inode number of the task's mount namespace.
 #[inline(always)]
-pub fn mnt_ns(task: u64) -> u32 {
-    let nsproxy = read_u64(task + conf!(offsets.task_nsproxy) as u64);
-    let ns = read_u64(nsproxy + conf!(offsets.nsproxy_mnt_ns) as u64);
-    read_u32(ns + conf!(offsets.mntns_inum) as u64)
+pub fn mnt_ns(task: Typed) -> u32 {
+    let nsproxy = task.field(conf!(offsets.task_nsproxy));
+    let ns = nsproxy.field(conf!(offsets.nsproxy_mnt_ns));
+    ns.half(conf!(offsets.mntns_inum))
+}
+
+/// The id of the task's cgroup on the v2 hierarchy (what
+/// `bpf_get_current_cgroup_id` gives).
+#[inline(always)]
+pub fn cgroup_id(task: Typed) -> u64 {
+    let css = task.field(conf!(offsets.task_cgroups));
+    let cgrp = css.field(conf!(offsets.css_set_dfl_cgrp));
+    cgrp.field(conf!(offsets.cgroup_kn))
+        .word(conf!(offsets.kn_id))
 }
 
 /// `task->start_boottime`: with the pid, identifies one process for good.
+/// For a task a tracepoint names (an untyped pointer).
 #[inline(always)]
 pub fn start_time(task: u64) -> u64 {
     read_u64(task + conf!(offsets.task_start_boottime) as u64)
@@ -251,20 +323,31 @@ pub fn dentry_parent(dentry: u64) -> u64 {
     read_u64(dentry + conf!(offsets.dentry_parent) as u64)
 }
 
+/// The number of the syscall the current task is in (the low half of
+/// `orig_ax` on x86_64, `syscallno` on arm64, which is 32 bits: a typed
+/// load may not run past its field). Its user registers, typed, are one
+/// helper call away, where the raw tracepoint's own `pt_regs` argument is
+/// an untyped number.
+#[inline(always)]
+pub fn syscall_nr(task: Typed) -> u32 {
+    let regs = unsafe { bpf_task_pt_regs(task.0 as *mut _) };
+    Typed(regs as *const u8).half(conf!(offsets.regs_nr))
+}
+
 /// The current syscall is a compat-ABI one (ia32 on x86_64).
 #[inline(always)]
-pub fn in_compat_syscall(task: u64) -> bool {
+pub fn in_compat_syscall(task: Typed) -> bool {
     let mask = conf!(offsets.compat_mask);
-    mask != 0 && read_u32(task + conf!(offsets.compat_word) as u64) & mask != 0
+    mask != 0 && task.half(conf!(offsets.compat_word)) & mask != 0
 }
 
 /// User addresses of the task's argv block.
 #[inline(always)]
-pub fn arg_range(task: u64) -> (u64, u64) {
-    let mm = read_u64(task + conf!(offsets.task_mm) as u64);
+pub fn arg_range(task: Typed) -> (u64, u64) {
+    let mm = task.field(conf!(offsets.task_mm));
     (
-        read_u64(mm + conf!(offsets.mm_arg_start) as u64),
-        read_u64(mm + conf!(offsets.mm_arg_end) as u64),
+        mm.word(conf!(offsets.mm_arg_start)),
+        mm.word(conf!(offsets.mm_arg_end)),
     )
 }
 

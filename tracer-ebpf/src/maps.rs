@@ -177,8 +177,6 @@ pub struct Inflight {
     pub root: KRef,
     /// FD_ARG: the file the descriptor argument names.
     pub file: KRef,
-    /// The thread's descriptor table (`files_struct`), read at entry.
-    pub files: u64,
 }
 
 /// What the entry steps work from (sys_enter's own per-CPU slot).
@@ -190,8 +188,6 @@ pub struct EntryWork {
     pub _pad: u32,
     /// The first 16 words of the syscall's `struct pt_regs`.
     pub regs: [u64; 16],
-    pub fs: u64,
-    pub files: u64,
 }
 
 #[map]

@@ -40,7 +40,7 @@ pub fn armed_process() -> bool {
 /// here on it counts, unless in container mode it is still in the host's
 /// mount namespace (the runtime). False when it stays unarmed.
 #[inline(always)]
-pub fn arm_at_exec(task: u64) -> bool {
+pub fn arm_at_exec(task: kernel::Typed) -> bool {
     let mode = conf!(arm);
     if mode == arm::ALWAYS {
         return true;
@@ -49,7 +49,10 @@ pub fn arm_at_exec(task: u64) -> bool {
         return false;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if ARMED.insert(tgid, kernel::start_time(task), 0).is_err() {
+    if ARMED
+        .insert(tgid, kernel::start_time(task.addr()), 0)
+        .is_err()
+    {
         // This syscall is seen; the process's later ones would not be.
         count_loss(loss::PROCESS_TABLE_FULL);
     }
@@ -72,6 +75,13 @@ pub fn in_base_scope() -> bool {
         let Some(run) = RUN.get(0) else {
             return false;
         };
+        // A task right in the scope's cgroup (most of the traced ones) is
+        // told by three plain loads; the helper answers for the others.
+        if conf!(offsets.cgroup_known) != 0
+            && kernel::cgroup_id(kernel::current_task()) == run.cgroup_id
+        {
+            return run.cgroup_id != 0;
+        }
         let id = unsafe { bpf_get_current_ancestor_cgroup_id(conf!(cgroup_level) as i32) };
         // 0 is also what a task above the scope's level gets.
         id == run.cgroup_id && id != 0
@@ -112,7 +122,7 @@ pub fn set_root(root: &KRef) {
 /// `trace attach`: the target's root becomes the scope's root at its
 /// first event.
 #[inline(always)]
-pub fn maybe_root_from_target(task: u64) {
+pub fn maybe_root_from_target(task: kernel::Typed) {
     if conf!(arm) != arm::ALWAYS {
         return;
     }

@@ -5,10 +5,7 @@
 //! then; at entry `bpf_probe_read_user_str` can fail on a cold page.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::bpf_probe_read_user_str,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
     programs::RawTracePointContext,
 };
 use tracer_common::{
@@ -18,7 +15,7 @@ use tracer_common::{
 
 use crate::{
     conf, copy, event, finish,
-    kernel::{self, still_valid},
+    kernel::{self, Typed, still_valid},
     maps::{
         DentryLook, ENTRY, EXITING, ExitWork, FastSeen, INFLIGHT, INFLIGHT_SLOTS, Inflight, KRef,
         PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved, epoch,
@@ -78,7 +75,7 @@ fn first_byte(ptr: u64) -> Option<u8> {
 /// Where a relative path given with `dirfd` starts: the cwd, or the
 /// directory the descriptor names. `None`: the dirfd names nothing.
 #[inline(always)]
-fn base_of(files: u64, fs: u64, dirfd: i32) -> Option<KRef> {
+fn base_of(files: Typed, fs: Typed, dirfd: i32) -> Option<KRef> {
     if dirfd == AT_FDCWD {
         Some(kernel::pwd_of(fs))
     } else {
@@ -176,13 +173,14 @@ fn entry_args() {
 /// The directories (and the descriptor's file) the syscall in `ENTRY`
 /// starts from, read now, at entry: the FD_ARG/execveat file, the base of
 /// path1, the base of path2.
+/// `fs` and `files` are passed, not kept in `ENTRY`: out of map memory
+/// they would be plain numbers, not typed pointers.
 #[inline(always)]
-fn entry_bases() {
+fn entry_bases(fs: Typed, files: Typed) {
     let Some(w) = ENTRY.get_ptr_mut(0) else {
         return;
     };
     let w = unsafe { &mut *w };
-    let (files, fs) = (w.files, w.fs);
     let Some(i) = INFLIGHT.get_ptr_mut(w.slot) else {
         return;
     };
@@ -205,9 +203,13 @@ fn entry_bases() {
     if c == class::SOCKADDR || c == class::SOCKETCALL {
         // A relative AF_UNIX path starts at the cwd.
         i.base1 = kernel::pwd_of(fs);
-    } else if i.path1 != 0 && (first_byte(i.path1) != Some(b'/') || c == class::OPENAT2) {
+    } else if i.path1 != 0
+        && (i.dirfd1 == AT_FDCWD || first_byte(i.path1) != Some(b'/') || c == class::OPENAT2)
+    {
         // Relative (or unreadable yet), or openat2, whose RESOLVE_IN_ROOT
-        // makes even an absolute path start at the dirfd.
+        // makes even an absolute path start at the dirfd. The cwd costs
+        // three plain loads, less than reading the path's first byte to
+        // see whether it is needed; a descriptor's file costs more.
         match base_of(files, fs, i.dirfd1) {
             Some(b) => i.base1 = b,
             None => i.bad_dirfd |= flags::BAD_DIRFD1,
@@ -215,7 +217,7 @@ fn entry_bases() {
     }
     if i.path2 != 0
         && i.spec.spec_flags & spec_flags::PATH2_CONTENT == 0
-        && first_byte(i.path2) != Some(b'/')
+        && (i.dirfd2 == AT_FDCWD || first_byte(i.path2) != Some(b'/'))
     {
         match base_of(files, fs, i.dirfd2) {
             Some(b) => i.base2 = b,
@@ -225,13 +227,13 @@ fn entry_bases() {
 }
 
 #[inline(always)]
-fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: SyscallSpec) {
+fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: SyscallSpec) {
     let tid = bpf_get_current_pid_tgid() as u32;
     let (Some(w), Some(i)) = (ENTRY.get_ptr_mut(0), inflight_slot(tid)) else {
         count_loss(loss::NO_SCRATCH);
         return;
     };
-    let (fs, files) = kernel::fs_and_files_of(task);
+    let (fs, files) = (kernel::fs_of(task), kernel::files_of(task));
     // The entry is written in place, field by field: a whole-struct copy
     // or zeroing compiles to a byte loop in BPF, which cost more than the
     // rest of the entry.
@@ -250,13 +252,10 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
         (*i).nr = nr as u32;
         core::ptr::write_volatile(&raw mut (*i).bad_dirfd, 0);
         (*i).root = kernel::root_of(fs);
-        (*i).files = files;
         copy::zero(&raw mut (*i).base1);
         copy::zero(&raw mut (*i).base2);
         copy::zero(&raw mut (*i).file);
         (*w).slot = tid & (INFLIGHT_SLOTS - 1);
-        (*w).fs = fs;
-        (*w).files = files;
         let regs: u64 = ctx.arg(0);
         // One read of the registers rather than one per argument. Should
         // it fail, the arguments would be the last syscall's: not followed.
@@ -275,7 +274,7 @@ fn save_entry(ctx: &RawTracePointContext, task: u64, abi: u8, nr: i64, spec: Sys
             // a path lookup of the mount's own.
             (*i).spec.spec_flags |= spec_flags::PATH2_CONTENT;
         }
-        entry_bases();
+        entry_bases(fs, files);
         // Valid from here on.
         (*i).epoch = epoch;
         (*i).tid = tid;
@@ -308,7 +307,7 @@ fn read_user_path(data: *mut u8, pos: usize, ptr: u64, max: u32) -> (usize, bool
 /// once, but cost a helper call and four indirect calls per record, for
 /// about 10% more verifier work saved.
 #[inline(always)]
-fn exit_step(index: u64) -> i64 {
+fn exit_step(index: u64, files: Typed) -> i64 {
     let (Some(w), Some(p), Some(buf)) = (EXITING.get_ptr_mut(0), PENDING.get_ptr_mut(0), scratch())
     else {
         return 1;
@@ -364,7 +363,7 @@ fn exit_step(index: u64) -> i64 {
                 if w.obs.dentry != 0 {
                     copy::copy(&raw mut p.obs, &raw const w.obs);
                 } else {
-                    match kernel::fd_path_in(x.files, w.ret) {
+                    match kernel::fd_path_in(files, w.ret) {
                         Some(f) => p.obs = f,
                         None => w.fl |= flags::OBS_GONE,
                     }
@@ -462,6 +461,7 @@ fn fast_eligible(x: &Inflight) -> bool {
 fn fast_key(
     w: &ExitWork,
     x: &Inflight,
+    files: Typed,
     stop: u64,
     arg_flags: u64,
     arg_flags2: u64,
@@ -477,12 +477,12 @@ fn fast_key(
         }
         n = len;
     }
-    let obs = if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
-        kernel::fd_path_in(x.files, w.ret)?
+    let (obs, obs_look) = if (c == class::FD_RESULT || c == class::OPENAT2) && w.ret >= 0 {
+        kernel::fd_path_looked(files, w.ret)?
     } else if c == class::FD_ARG {
-        x.file
+        (x.file, kernel::look(x.file.dentry))
     } else {
-        KRef::default()
+        (KRef::default(), DentryLook::default())
     };
     let absolute = n > 0 && unsafe { *data } == b'/';
     let in_root = c == class::OPENAT2 && arg_flags2 & RESOLVE_IN_ROOT != 0;
@@ -498,7 +498,7 @@ fn fast_key(
     // not matter.
     let seen = FastSeen {
         generation: generation(),
-        obs: kernel::look(obs.dentry),
+        obs: obs_look,
         base: if base.dentry == stop {
             DentryLook::default()
         } else {
@@ -558,15 +558,8 @@ pub fn on_exit(ctx: &RawTracePointContext) {
 /// scratch record; true when there is one to send.
 #[inline(always)]
 fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> bool {
-    let regs: u64 = ctx.arg(0);
-    let read =
-        unsafe { bpf_probe_read_kernel((regs + conf!(offsets.regs_nr) as u64) as *const u64) };
-    let Ok(nr) = read else {
-        // Which syscall this is cannot be told: not dropped silently.
-        count_loss(loss::NO_SCRATCH);
-        return false;
-    };
-    if nr as u32 != x.nr {
+    let task = kernel::current_task();
+    if kernel::syscall_nr(task) != x.nr {
         // An entry left by a syscall whose exit was never seen (one that
         // began before tracing did): not this syscall's.
         return false;
@@ -578,8 +571,10 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         return false;
     }
     count_stat(stats::SEEN);
-    let task = kernel::current_task();
     scope::maybe_root_from_target(task);
+    // The table the new descriptor is in (a thread's table does not change
+    // during any syscall the table lists).
+    let files = kernel::files_of(task);
 
     let mut arg_flags = x.flags;
     let mut arg_flags2 = x.flags2;
@@ -609,7 +604,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
     if fast_eligible(x)
         && root.is_some()
-        && let Some((key, seen, n, obs)) = fast_key(w, x, stop, arg_flags, arg_flags2)
+        && let Some((key, seen, n, obs)) = fast_key(w, x, files, stop, arg_flags, arg_flags2)
     {
         let key = salted(key);
         w.read1 = n as u64 + 1;
@@ -660,7 +655,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     }
     let mut step = 0;
     while step < 4 {
-        if exit_step(step) != 0 {
+        if exit_step(step, files) != 0 {
             break;
         }
         step += 1;

@@ -912,3 +912,41 @@ open(done, "w").close()
         t.unobserved
     );
 }
+
+/// A process that moves into a cgroup below the run's (as a container
+/// runtime or `systemd-run` does) stays in scope, and so do the programs
+/// it starts there: the scope check's shortcut only knows the run's own
+/// cgroup, the kernel's ancestor lookup answers for the ones below it.
+#[test]
+fn a_process_in_a_cgroup_below_the_run_stays_in_scope() {
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let read = base.join("read-below").display().to_string();
+    let probed = base.join("probed-below").display().to_string();
+    fs::write(&read, "x").unwrap();
+    let m = String::from_utf8(
+        Command::new("findmnt")
+            .args(["-n", "-t", "cgroup2", "-o", "TARGET"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mount = m.lines().next().expect("a cgroup2 mount").to_string();
+    let cmd = format!(
+        r#"cg={mount}$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir "$cg/below" && echo $$ > "$cg/below/cgroup.procs" && grep -q below /proc/self/cgroup && cat {read} >/dev/null && ! test -e {probed}; s=$?; echo $$ > "$cg/cgroup.procs"; rmdir "$cg/below"; exit $s"#
+    );
+    let r = run_in(&base, &["--scope", "cgroup"], &["sh", "-c", &cmd]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let t = r.trace();
+    // `cat` ran in the cgroup below: its exec and its open are recorded.
+    assert!(has(t, &read, "open", "ok"), "{:?}", paths(t));
+    assert!(
+        t.execs.iter().any(|e| e.path.ends_with("/cat")),
+        "{:?}",
+        t.execs
+    );
+    // The shell's own probe, made from the cgroup below.
+    assert!(has(t, &probed, "stat", "ENOENT"), "{:?}", paths(t));
+    assert!(t.complete, "{:?}", t.unobserved);
+}
