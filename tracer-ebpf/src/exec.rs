@@ -20,7 +20,7 @@ use crate::{
 /// Arms the current process if this exec makes it count; false when it
 /// is not traced (yet).
 #[inline(always)]
-fn arm_on_exec(task: kernel::Typed) -> bool {
+fn arm_on_exec<P: kernel::Kptr>(task: P) -> bool {
     let mode = conf!(arm);
     if mode == arm::ALWAYS {
         return true;
@@ -39,7 +39,7 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     if !in_base_scope() {
         return;
     }
-    let task = kernel::current_task();
+    let task = kernel::current_task_untyped();
     if !arm_on_exec(task) {
         return;
     }

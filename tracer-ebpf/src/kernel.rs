@@ -2,16 +2,18 @@
 //! turning a (vfsmount, dentry) pair into path components relative to the
 //! scope's root.
 //!
-//! Offsets come from BTF through `CONFIG.offsets`. What hangs off the
-//! current task is read with typed loads (see [`Typed`]); everything else
-//! goes through `bpf_probe_read_kernel`. Either way a wrong address reads
+//! Offsets come from BTF through `CONFIG.offsets`. In `sys_enter` and
+//! `sys_exit`, what hangs off the current task is read with typed loads
+//! ([`Typed`]); everything else goes through `bpf_probe_read_kernel`
+//! ([`Untyped`] and the plain reads). Either way a wrong address reads
 //! zero, never a crash.
 use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_task_btf, bpf_loop, bpf_probe_read_kernel_str, bpf_task_pt_regs,
+            bpf_get_current_task, bpf_get_current_task_btf, bpf_loop, bpf_probe_read_kernel_str,
+            bpf_task_pt_regs,
         },
     },
 };
@@ -32,6 +34,19 @@ pub fn read_u32(addr: u64) -> u32 {
     unsafe { bpf_probe_read_kernel(addr as *const u32) }.unwrap_or(0)
 }
 
+/// A kernel pointer and the way its fields are read: [`Typed`] on the
+/// per-syscall path, [`Untyped`] elsewhere.
+pub trait Kptr: Copy {
+    /// The 64-bit field at `off`.
+    fn word(self, off: u32) -> u64;
+    /// The 32-bit field (or the low half of a 64-bit one) at `off`.
+    fn half(self, off: u32) -> u32;
+    /// The struct pointer at `off`, read the same way.
+    fn field(self, off: u32) -> Self;
+    /// The pointer's value, to store, compare or read through a helper.
+    fn addr(self) -> u64;
+}
+
 /// A kernel pointer whose type the verifier knows from BTF: the current
 /// task, and the struct pointers read from it. A field at an offset fixed
 /// at load time (`CONFIG` is read-only, so the offsets are constants to
@@ -43,39 +58,77 @@ pub fn read_u32(addr: u64) -> u32 {
 /// compared or handed to a helper. Raw tracepoints may call
 /// `bpf_get_current_task_btf` (Linux 5.11) even where `tp_btf` and
 /// fentry, whose arguments would be typed too, cannot load.
+///
+/// The price is paid at load: the verifier checks a pointer loaded
+/// straight from the task (or from an RCU-protected pointer) with
+/// searches of the kernel's BTF by name, once per path that reaches the
+/// load (the cgroup chain alone: ~0.4 ms of a fresh load per program).
 #[derive(Clone, Copy)]
 pub struct Typed(*const u8);
 
-impl Typed {
-    /// The 64-bit field at `off`. Loads stay inside one field: the
-    /// verifier refuses one that runs past the field it starts in.
+impl Kptr for Typed {
+    /// Loads stay inside one field: the verifier refuses one that runs
+    /// past the field it starts in.
     #[inline(always)]
-    pub fn word(self, off: u32) -> u64 {
+    fn word(self, off: u32) -> u64 {
         unsafe { core::ptr::read_volatile(self.0.add(off as usize) as *const u64) }
     }
 
-    /// The 32-bit field (or the low half of a 64-bit one) at `off`.
     #[inline(always)]
-    pub fn half(self, off: u32) -> u32 {
+    fn half(self, off: u32) -> u32 {
         unsafe { core::ptr::read_volatile(self.0.add(off as usize) as *const u32) }
     }
 
-    /// The struct pointer at `off`, itself typed.
     #[inline(always)]
-    pub fn field(self, off: u32) -> Typed {
+    fn field(self, off: u32) -> Typed {
         Typed(self.word(off) as *const u8)
     }
 
-    /// The pointer's value, to store or to read through a helper.
     #[inline(always)]
-    pub fn addr(self) -> u64 {
+    fn addr(self) -> u64 {
         self.0 as u64
     }
 }
 
+/// A kernel pointer the verifier knows as a number: every field is a
+/// `bpf_probe_read_kernel` call. For the programs that do not run on
+/// every syscall (exec, io_uring), where typed loads would cost more to
+/// verify than they save.
+#[derive(Clone, Copy)]
+pub struct Untyped(u64);
+
+impl Kptr for Untyped {
+    #[inline(always)]
+    fn word(self, off: u32) -> u64 {
+        read_u64(self.0 + off as u64)
+    }
+
+    #[inline(always)]
+    fn half(self, off: u32) -> u32 {
+        read_u32(self.0 + off as u64)
+    }
+
+    #[inline(always)]
+    fn field(self, off: u32) -> Untyped {
+        Untyped(self.word(off))
+    }
+
+    #[inline(always)]
+    fn addr(self) -> u64 {
+        self.0
+    }
+}
+
+/// The current task, typed (see [`Typed`]).
 #[inline(always)]
 pub fn current_task() -> Typed {
     Typed(unsafe { bpf_get_current_task_btf() } as *const u8)
+}
+
+/// The current task, untyped (see [`Untyped`]).
+#[inline(always)]
+pub fn current_task_untyped() -> Untyped {
+    Untyped(unsafe { bpf_get_current_task() })
 }
 
 /// `N` consecutive words at `addr`; all zero if unreadable.
@@ -123,10 +176,10 @@ fn read_path(addr: u64) -> KRef {
     }
 }
 
-/// The `struct path` at `off` in the typed struct `at`, with its dentry's
-/// inode when `inode` is set.
+/// The `struct path` at `off` in the struct `at`, with its dentry's inode
+/// when `inode` is set.
 #[inline(always)]
-fn typed_path(at: Typed, off: u32, inode: bool) -> KRef {
+fn path_in<P: Kptr>(at: P, off: u32, inode: bool) -> KRef {
     let dentry = at.field(off + conf!(offsets.path_dentry));
     KRef {
         mnt: at.word(off + conf!(offsets.path_mnt)),
@@ -205,12 +258,12 @@ pub fn look(dentry: u64) -> DentryLook {
 }
 
 #[inline(always)]
-pub fn fs_of(task: Typed) -> Typed {
+pub fn fs_of<P: Kptr>(task: P) -> P {
     task.field(conf!(offsets.task_fs))
 }
 
 #[inline(always)]
-pub fn files_of(task: Typed) -> Typed {
+pub fn files_of<P: Kptr>(task: P) -> P {
     task.field(conf!(offsets.task_files))
 }
 
@@ -218,18 +271,18 @@ pub fn files_of(task: Typed) -> Typed {
 /// or container). Its inode is not read: a task's root is pinned for as
 /// long as it is the root, so it needs no check.
 #[inline(always)]
-pub fn root_of(fs: Typed) -> KRef {
-    typed_path(fs, conf!(offsets.fs_root), false)
+pub fn root_of<P: Kptr>(fs: P) -> KRef {
+    path_in(fs, conf!(offsets.fs_root), false)
 }
 
 #[inline(always)]
-pub fn pwd_of(fs: Typed) -> KRef {
-    typed_path(fs, conf!(offsets.fs_pwd), true)
+pub fn pwd_of<P: Kptr>(fs: P) -> KRef {
+    path_in(fs, conf!(offsets.fs_pwd), true)
 }
 
 /// The `struct file *` open as `fd` in the descriptor table `files`, or 0.
 #[inline(always)]
-pub fn fd_file_in(files: Typed, fd: i64) -> u64 {
+pub fn fd_file_in<P: Kptr>(files: P, fd: i64) -> u64 {
     if fd < 0 || files.addr() == 0 {
         return 0;
     }
@@ -246,7 +299,7 @@ pub fn fd_file_in(files: Typed, fd: i64) -> u64 {
 
 /// The path of the file open as `fd` in the task, if any.
 #[inline(always)]
-pub fn fd_path(task: Typed, fd: i64) -> Option<KRef> {
+pub fn fd_path<P: Kptr>(task: P, fd: i64) -> Option<KRef> {
     if fd < 0 {
         return None;
     }
@@ -255,7 +308,7 @@ pub fn fd_path(task: Typed, fd: i64) -> Option<KRef> {
 
 /// [`fd_path`] in the descriptor table `files`.
 #[inline(always)]
-pub fn fd_path_in(files: Typed, fd: i64) -> Option<KRef> {
+pub fn fd_path_in<P: Kptr>(files: P, fd: i64) -> Option<KRef> {
     let file = fd_file_in(files, fd);
     if file == 0 {
         return None;
@@ -266,7 +319,7 @@ pub fn fd_path_in(files: Typed, fd: i64) -> Option<KRef> {
 /// [`fd_path_in`], and what the file's dentry looks like: the inode comes
 /// with the dentry's head, one read instead of two.
 #[inline(always)]
-pub fn fd_path_looked(files: Typed, fd: i64) -> Option<(KRef, DentryLook)> {
+pub fn fd_path_looked<P: Kptr>(files: P, fd: i64) -> Option<(KRef, DentryLook)> {
     let file = fd_file_in(files, fd);
     if file == 0 {
         return None;
@@ -290,7 +343,7 @@ pub fn file_path(file: u64) -> KRef {
 
 /// The inode number of the task's mount namespace.
 #[inline(always)]
-pub fn mnt_ns(task: Typed) -> u32 {
+pub fn mnt_ns<P: Kptr>(task: P) -> u32 {
     let nsproxy = task.field(conf!(offsets.task_nsproxy));
     let ns = nsproxy.field(conf!(offsets.nsproxy_mnt_ns));
     ns.half(conf!(offsets.mntns_inum))
@@ -343,7 +396,7 @@ pub fn in_compat_syscall(task: Typed) -> bool {
 
 /// User addresses of the task's argv block.
 #[inline(always)]
-pub fn arg_range(task: Typed) -> (u64, u64) {
+pub fn arg_range<P: Kptr>(task: P) -> (u64, u64) {
     let mm = task.field(conf!(offsets.task_mm));
     (
         mm.word(conf!(offsets.mm_arg_start)),

@@ -40,7 +40,7 @@ pub fn armed_process() -> bool {
 /// here on it counts, unless in container mode it is still in the host's
 /// mount namespace (the runtime). False when it stays unarmed.
 #[inline(always)]
-pub fn arm_at_exec(task: kernel::Typed) -> bool {
+pub fn arm_at_exec<P: kernel::Kptr>(task: P) -> bool {
     let mode = conf!(arm);
     if mode == arm::ALWAYS {
         return true;
@@ -68,6 +68,21 @@ pub fn arm_at_exec(task: kernel::Typed) -> bool {
 /// In the cgroup or pid set, armed or not.
 #[inline(always)]
 pub fn in_base_scope() -> bool {
+    base_scope(false)
+}
+
+/// [`in_base_scope`] for `sys_enter` and `sys_exit`, which run on every
+/// syscall: a task right in the scope's cgroup (most of the traced ones)
+/// is told by three plain loads, the helper answers for the others. Only
+/// there: the verifier checks each of those loads with searches of the
+/// kernel's BTF by name, about 0.4 ms of a fresh load per program.
+#[inline(always)]
+pub fn in_base_scope_hot() -> bool {
+    base_scope(true)
+}
+
+#[inline(always)]
+fn base_scope(own_cgroup_first: bool) -> bool {
     let mode = conf!(scope_mode);
     if mode == scope_mode::CGROUP {
         // Ancestor, not current: processes that move into a child cgroup
@@ -75,9 +90,8 @@ pub fn in_base_scope() -> bool {
         let Some(run) = RUN.get(0) else {
             return false;
         };
-        // A task right in the scope's cgroup (most of the traced ones) is
-        // told by three plain loads; the helper answers for the others.
-        if conf!(offsets.cgroup_known) != 0
+        if own_cgroup_first
+            && conf!(offsets.cgroup_known) != 0
             && kernel::cgroup_id(kernel::current_task()) == run.cgroup_id
         {
             return run.cgroup_id != 0;
@@ -122,7 +136,7 @@ pub fn set_root(root: &KRef) {
 /// `trace attach`: the target's root becomes the scope's root at its
 /// first event.
 #[inline(always)]
-pub fn maybe_root_from_target(task: kernel::Typed) {
+pub fn maybe_root_from_target<P: kernel::Kptr>(task: P) {
     if conf!(arm) != arm::ALWAYS {
         return;
     }

@@ -21,7 +21,7 @@ use crate::{
         PENDING, SYSCALL_BITS, bump_generation, count_loss, count_stat, count_unobserved, epoch,
         fast_hit, generation, inflight_slot, salted, scratch, spec,
     },
-    scope::{self, in_base_scope},
+    scope::{self, in_base_scope_hot},
 };
 
 use tracer_common::fcntl::{MS_BIND, MS_MOVE, RESOLVE_IN_ROOT};
@@ -98,7 +98,7 @@ pub fn on_enter(ctx: &RawTracePointContext) {
     {
         bump_generation();
     }
-    if !in_base_scope() {
+    if !in_base_scope_hot() {
         return;
     }
     // Container mode leaves the runtime out entirely; `trace run` only its
@@ -173,6 +173,7 @@ fn entry_args() {
 /// The directories (and the descriptor's file) the syscall in `ENTRY`
 /// starts from, read now, at entry: the FD_ARG/execveat file, the base of
 /// path1, the base of path2.
+///
 /// `fs` and `files` are passed, not kept in `ENTRY`: out of map memory
 /// they would be plain numbers, not typed pointers.
 #[inline(always)]
@@ -532,7 +533,7 @@ fn fast_key(
 pub fn on_exit(ctx: &RawTracePointContext) {
     // An entry is saved only for a task that was armed: its presence says
     // enough.
-    if !in_base_scope() {
+    if !in_base_scope_hot() {
         return;
     }
     let tid = bpf_get_current_pid_tgid() as u32;

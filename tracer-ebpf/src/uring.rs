@@ -108,7 +108,7 @@ extern "C" fn base_step(index: u64, _ctx: *mut c_void) -> i64 {
     }
     let absolute = p.uring_names & (1 << (index & 1)) != 0;
     let dfd = p.uring_dfd[(index & 1) as usize];
-    let task = kernel::current_task();
+    let task = kernel::current_task_untyped();
     let fs = kernel::fs_of(task);
     let b = if absolute {
         Some(kernel::root_of(fs))
@@ -293,7 +293,7 @@ pub fn on_submit(ctx: &RawTracePointContext) {
     };
     let p = unsafe { &mut *p };
     p.no_dedup = 1;
-    let task = kernel::current_task();
+    let task = kernel::current_task_untyped();
     let (stop, root_sb) = scope::walk_stop(&kernel::root_of(kernel::fs_of(task)));
     p.stop_dentry = stop;
     p.root_sb = root_sb;
@@ -354,7 +354,7 @@ pub fn on_complete(ctx: &RawTracePointContext) {
     };
     let p = unsafe { &mut *p };
     p.no_dedup = 1;
-    let task = kernel::current_task();
+    let task = kernel::current_task_untyped();
     let (stop, root_sb) = scope::walk_stop(&kernel::root_of(kernel::fs_of(task)));
     p.stop_dentry = stop;
     p.root_sb = root_sb;
