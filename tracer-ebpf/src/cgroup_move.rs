@@ -3,12 +3,12 @@
 //! its own): from then on its syscalls fail the scope test and go unseen,
 //! so the move itself is counted, and the trace says it is incomplete.
 use aya_ebpf::programs::RawTracePointContext;
-use tracer_common::{arm, channel, loss, scope_mode};
+use tracer_common::{arm, channel, scope_mode};
 
 use crate::{
     conf,
     kernel::{self, read_u32, read_u64},
-    maps::{ARMED, count_loss, count_unobserved, run},
+    maps::{ARMED, count_unobserved, run},
     scope,
 };
 
@@ -89,9 +89,8 @@ pub fn on_attach(ctx: &RawTracePointContext) {
         // Moved in from outside once the whole scope is armed: it is
         // traced from now on (`scope::armed`), so a later move out must
         // be told too.
-        if ARMED.get_ptr(tgid).is_none() && ARMED.insert(tgid, kernel::start_time(task), 0).is_err()
-        {
-            count_loss(loss::PROCESS_TABLE_FULL);
+        if ARMED.get_ptr(tgid).is_none() {
+            scope::arm_process(tgid, kernel::start_time(task));
         }
         return;
     }

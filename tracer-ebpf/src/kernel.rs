@@ -143,26 +143,20 @@ fn read_words<const N: usize>(addr: u64) -> [u64; N] {
     unsafe { bpf_probe_read_kernel(addr as *const [u64; N]) }.unwrap_or([0; N])
 }
 
-/// The words at `addr + a` and `addr + b`: one read when they lie side by
-/// side (`b == a + 8`), as they do on the kernels `trace` knows.
+/// A `struct path` at `addr`: (mnt, dentry), in one read when the two
+/// lie side by side, as they do on the kernels `trace` knows.
 #[inline(always)]
-fn pair_at(addr: u64, a: u64, b: u64) -> (u64, u64) {
+fn path_at(addr: u64) -> (u64, u64) {
+    let (a, b) = (
+        conf!(offsets.path_mnt) as u64,
+        conf!(offsets.path_dentry) as u64,
+    );
     if b == a + 8 {
-        let [x, y] = read_words::<2>(addr + a);
-        (x, y)
+        let [mnt, dentry] = read_words::<2>(addr + a);
+        (mnt, dentry)
     } else {
         (read_u64(addr + a), read_u64(addr + b))
     }
-}
-
-/// A `struct path` at `addr`: (mnt, dentry).
-#[inline(always)]
-fn path_at(addr: u64) -> (u64, u64) {
-    pair_at(
-        addr,
-        conf!(offsets.path_mnt) as u64,
-        conf!(offsets.path_dentry) as u64,
-    )
 }
 
 /// A `struct path` at `addr`, with its dentry's inode.
@@ -309,11 +303,7 @@ pub fn fd_path<P: Kptr>(task: P, fd: i64) -> Option<KRef> {
 /// [`fd_path`] in the descriptor table `files`.
 #[inline(always)]
 pub fn fd_path_in<P: Kptr>(files: P, fd: i64) -> Option<KRef> {
-    let file = fd_file_in(files, fd);
-    if file == 0 {
-        return None;
-    }
-    Some(file_path(file))
+    fd_path_looked(files, fd).map(|(r, _)| r)
 }
 
 /// [`fd_path_in`], and what the file's dentry looks like: the inode comes

@@ -109,8 +109,8 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     if pids && SCOPE_PIDS.insert(pid, start, 0).is_err() {
         count_loss(loss::PROCESS_TABLE_FULL);
     }
-    if armed && ARMED.insert(pid, start, 0).is_err() {
-        count_loss(loss::PROCESS_TABLE_FULL);
+    if armed {
+        scope::arm_process(pid, start);
     }
     0
 }

@@ -49,13 +49,7 @@ pub fn arm_at_exec<P: kernel::Kptr>(task: P) -> bool {
         return false;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if ARMED
-        .insert(tgid, kernel::start_time(task.addr()), 0)
-        .is_err()
-    {
-        // This syscall is seen; the process's later ones would not be.
-        count_loss(loss::PROCESS_TABLE_FULL);
-    }
+    arm_process(tgid, kernel::start_time(task.addr()));
     if mode == arm::ON_EXEC
         && let Some(r) = RUN.get_ptr_mut(0)
     {
@@ -63,6 +57,15 @@ pub fn arm_at_exec<P: kernel::Kptr>(task: P) -> bool {
         unsafe { (*r).armed = 1 };
     }
     true
+}
+
+/// Puts process `tgid` (started at `start`) in `ARMED`. A full table is
+/// counted as a loss: the process's syscalls from here on would go unseen.
+#[inline(always)]
+pub fn arm_process(tgid: u32, start: u64) {
+    if ARMED.insert(tgid, start, 0).is_err() {
+        count_loss(loss::PROCESS_TABLE_FULL);
+    }
 }
 
 /// In the cgroup or pid set, armed or not.
