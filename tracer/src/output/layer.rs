@@ -13,11 +13,11 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use flate2::{Compression, GzBuilder, write::GzEncoder};
+use flate2::Compression;
 use sha2::{Digest as _, Sha256};
 use tar::{Builder, EntryType, Header};
 
-use super::OutputError;
+use super::{OutputError, pgzip::ParallelGz};
 use crate::source::rootfs::{Kind, Meta, Rootfs};
 
 /// Largest value of a 7-digit octal field (uid, gid) in a ustar header.
@@ -323,8 +323,7 @@ fn append_all<W: Write>(
 /// Where the tar stream goes: through gzip or straight to the file, both
 /// hashed as stored.
 enum Sink {
-    // Boxed: zlib-rs's encoder state is large beside a plain writer.
-    Gzip(Box<GzEncoder<HashWriter<io::BufWriter<File>>>>),
+    Gzip(ParallelGz<HashWriter<io::BufWriter<File>>>),
     Plain(HashWriter<io::BufWriter<File>>),
 }
 
@@ -363,13 +362,10 @@ pub(super) fn write_layer(
         .map_err(werr)?;
     let stored = HashWriter::new(io::BufWriter::new(out));
     let sink = if gzip {
-        // mtime 0, no file name, fixed OS byte and level: reproducible.
-        Sink::Gzip(Box::new(
-            GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(stored, Compression::new(GZIP_LEVEL)),
-        ))
+        // Block by block on every core; the bytes are the same on any
+        // number of them (see pgzip).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        Sink::Gzip(ParallelGz::new(stored, Compression::new(GZIP_LEVEL), threads).map_err(werr)?)
     } else {
         Sink::Plain(stored)
     };

@@ -4,7 +4,7 @@
 //! metadata (mode incl. setuid, numeric owner, mtime, symlinks, hardlinks,
 //! devices, fifos, xattrs), plus the source image's config. Output is
 //! reproducible: the same inputs give the same bytes and digests (no
-//! current time anywhere, sorted entries and JSON keys, fixed gzip).
+//! current time anywhere, sorted entries and JSON keys, fixed gzip level and block size).
 //!
 //! Writing is atomic: everything is built in a temporary sibling of `out`
 //! and renamed into place at the end (never over an existing `out`); on
@@ -14,6 +14,7 @@ pub(crate) mod config;
 mod docker;
 mod layer;
 mod oci;
+mod pgzip;
 pub mod structure_test;
 pub mod target;
 

@@ -8,7 +8,10 @@ use std::{
     io::{self, Read, Seek, SeekFrom},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use sha2::{Digest as _, Sha256};
@@ -181,6 +184,17 @@ pub fn gunzip_with(
     label: &str,
     limits: Limits,
 ) -> Result<(Region, String), SourceError> {
+    gunzip_until(region, label, limits, &AtomicBool::new(false))
+}
+
+/// [`gunzip_with`] that gives up as soon as `stop` is set (by a digest
+/// check running beside it, whose error is then the one reported).
+pub fn gunzip_until(
+    region: &Region,
+    label: &str,
+    limits: Limits,
+    stop: &AtomicBool,
+) -> Result<(Region, String), SourceError> {
     use std::io::Write as _;
     let tmp = std::env::temp_dir();
     let free = free_bytes(&tmp).map_err(SourceError::io(&tmp))?;
@@ -191,6 +205,12 @@ pub fn gunzip_with(
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(SourceError::Io {
+                path: tmp,
+                source: io::Error::other("stopped: the layer's digest does not match"),
+            });
+        }
         let n = match gz.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

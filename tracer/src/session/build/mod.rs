@@ -107,13 +107,16 @@ pub fn build(spec: &BuildSpec) -> Result<Report> {
         &spec.image.exclude,
         &spec.image.include_from,
     )?;
+    crate::timing::mark("traces read");
     let image = crate::cache::open_for_read(&spec.from).context("reading the source image")?;
+    crate::timing::mark("source image opened");
     let kept = closure::compute_with(
         image.rootfs.as_ref(),
         &traces,
         &rules,
         &spec.image.keep.options(image.config.as_ref()),
     )?;
+    crate::timing::mark("closure computed");
     let (sometimes, profile) = from_traces(spec, traces)?;
     let mut paths: BTreeSet<PathBuf> = kept.paths.keys().cloned().collect();
     if !spec.image.no_package_db {
@@ -134,14 +137,17 @@ pub fn build(spec: &BuildSpec) -> Result<Report> {
         }
     }
     let fs: &dyn Rootfs = &with_db;
+    crate::timing::mark("package database trimmed");
     // The SBOM is gathered before the image is written (so a failure
     // leaves neither) from exactly the paths the image gets.
     let sbom_doc = match &sbom_path {
         Some(_) => Some(gather_sbom(spec, &plan, &image, fs, &paths)?),
         None => None,
     };
+    crate::timing::mark("sbom gathered");
     let sizes = Sizes::of(fs, &paths);
     let delivered = deliver(spec, &plan, &image, fs, &paths, sizes.bytes)?;
+    crate::timing::mark("image written");
     let mut report = make_report(Made {
         spec,
         plan: &plan,

@@ -6,6 +6,7 @@ use std::{
     ffi::OsString,
     ops::Bound,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use super::{
@@ -52,56 +53,10 @@ impl Merger {
     /// Verifies, decompresses if needed, and applies one layer on top of
     /// the tree so far.
     pub fn apply(&mut self, layer: &LayerBlob) -> Result<(), SourceError> {
-        let origin = &layer.origin;
-        // The digest is checked before anything else reads the blob, so a
-        // tampered blob is reported as such and not as, say, bad gzip.
-        if let Some(sha) = &layer.blob_sha {
-            verify(&layer.region, &layer.label, sha, origin)?;
-        }
-        let magic = layer
-            .region
-            .read_exact_at(0, 6.min(layer.region.len() as usize))
-            .map_err(SourceError::io(origin))?;
-        let unsupported = |what| SourceError::UnsupportedCompression {
-            layer: layer.label.clone(),
-            what,
-        };
-        let tar = if magic.starts_with(&[0x1f, 0x8b]) {
-            self.gunzip(layer)?
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(unsupported("zstd"));
-        } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            return Err(unsupported("xz"));
-        } else if magic.starts_with(b"BZh") {
-            return Err(unsupported("bzip2"));
-        } else {
-            if let Some(diff) = &layer.diff_sha
-                && layer.blob_sha.as_ref() != Some(diff)
-            {
-                verify(&layer.region, &layer.label, diff, origin)?;
-            }
-            layer.region.clone()
-        };
-        let raws = read_entries(&tar, &layer.label)?;
+        let (tar, raws) = read_verified(layer)?;
         self.stores.push(tar);
         let store = self.stores.len() - 1;
         self.merge(raws, store, &layer.label)
-    }
-
-    /// Decompresses a gzip layer once into an anonymous temporary file,
-    /// checking the result against the layer's diff_id.
-    fn gunzip(&self, layer: &LayerBlob) -> Result<Region, SourceError> {
-        let (region, actual) = crate::source::archive::gunzip_to_temp(&layer.region, &layer.label)?;
-        if let Some(diff) = &layer.diff_sha
-            && *diff != actual
-        {
-            return Err(SourceError::DigestMismatch {
-                name: format!("{} (uncompressed, diff_id)", layer.label),
-                expected: format!("sha256:{diff}"),
-                actual: format!("sha256:{actual}"),
-            });
-        }
-        Ok(region)
     }
 
     /// Applies a layer's entries: first its whiteouts (which only ever hide
@@ -368,5 +323,204 @@ fn bad_entry(label: &str, path: &Path, why: &str) -> SourceError {
         layer: label.to_string(),
         path: path.display().to_string(),
         why: why.to_string(),
+    }
+}
+
+/// A layer's tar (decompressed if need be) and its entries, read while
+/// other threads check the blob's digests: hashing is the longest step of
+/// an uncompressed layer, and reading the headers does not wait for it. A
+/// digest mismatch is what is reported whenever there is one, so a
+/// tampered blob is named as such and not as, say, bad gzip; and nothing
+/// read from the blob leaves here before its digests have matched.
+fn read_verified(layer: &LayerBlob) -> Result<(Region, Vec<Raw>), SourceError> {
+    let origin = &layer.origin;
+    let magic = layer
+        .region
+        .read_exact_at(0, 6.min(layer.region.len() as usize))
+        .map_err(SourceError::io(origin))?;
+    let gzip = magic.starts_with(&[0x1f, 0x8b]);
+    let refused = unsupported(&magic, &layer.label);
+    // A plain tar is its own uncompressed form: its diff_id is checked on
+    // the same bytes (a gzip layer's is checked as it is decompressed).
+    let mut digests: Vec<&String> = layer.blob_sha.iter().collect();
+    if !gzip
+        && refused.is_none()
+        && let Some(diff) = &layer.diff_sha
+        && !digests.contains(&diff)
+    {
+        digests.push(diff);
+    }
+    // Decompression stops early once a digest is known to be wrong.
+    let tampered = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let checks: Vec<_> = digests
+            .into_iter()
+            .map(|sha| {
+                let tampered = &tampered;
+                s.spawn(move || {
+                    let r = verify(&layer.region, &layer.label, sha, origin);
+                    if r.is_err() {
+                        tampered.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        let read = match refused {
+            Some(e) => Err(e),
+            None => match gzip {
+                true => gunzip(layer, &tampered),
+                false => Ok(layer.region.clone()),
+            }
+            .and_then(|tar| {
+                let raws = read_entries(&tar, &layer.label)?;
+                Ok((tar, raws))
+            }),
+        };
+        for check in checks {
+            check.join().map_err(|_| SourceError::Io {
+                path: origin.clone(),
+                source: std::io::Error::other("a digest check's thread panicked"),
+            })??;
+        }
+        read
+    })
+}
+
+/// The error for a compressed layer in a format other than gzip.
+fn unsupported(magic: &[u8], label: &str) -> Option<SourceError> {
+    let what = if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "zstd"
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        "xz"
+    } else if magic.starts_with(b"BZh") {
+        "bzip2"
+    } else {
+        return None;
+    };
+    Some(SourceError::UnsupportedCompression {
+        layer: label.to_string(),
+        what,
+    })
+}
+
+/// Decompresses a gzip layer once into an anonymous temporary file,
+/// checking the result against the layer's diff_id.
+fn gunzip(layer: &LayerBlob, tampered: &AtomicBool) -> Result<Region, SourceError> {
+    let limits = crate::source::archive::limits();
+    let (region, actual) =
+        crate::source::archive::gunzip_until(&layer.region, &layer.label, limits, tampered)?;
+    if let Some(diff) = &layer.diff_sha
+        && *diff != actual
+    {
+        return Err(SourceError::DigestMismatch {
+            name: format!("{} (uncompressed, diff_id)", layer.label),
+            expected: format!("sha256:{diff}"),
+            actual: format!("sha256:{actual}"),
+        });
+    }
+    Ok(region)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use sha2::{Digest as _, Sha256};
+
+    use super::*;
+    use crate::source::archive::hex;
+
+    fn tar_with(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn sha(b: &[u8]) -> String {
+        hex(&Sha256::digest(b))
+    }
+
+    fn blob(bytes: &[u8], blob_sha: Option<String>, diff_sha: Option<String>) -> LayerBlob {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        LayerBlob {
+            label: "layer 1/1".into(),
+            origin: PathBuf::from("/image"),
+            region: Region::whole(f).unwrap(),
+            blob_sha,
+            diff_sha,
+        }
+    }
+
+    fn apply(layer: &LayerBlob) -> Result<(), SourceError> {
+        Merger::new().apply(layer)
+    }
+
+    fn mismatch(r: Result<(), SourceError>) -> bool {
+        matches!(r, Err(SourceError::DigestMismatch { .. }))
+    }
+
+    /// A docker archive names its layers by diff_id only: that is the
+    /// digest checked, beside the reading of the headers.
+    #[test]
+    fn a_plain_layer_is_checked_against_its_diff_id() {
+        let good = tar_with("etc/x", &[7u8; 5000]);
+        let r = apply(&blob(&good, None, Some(sha(&good))));
+        assert!(r.is_ok(), "{r:?}");
+        let mut bad = good.clone();
+        bad[512 + 100] ^= 1;
+        assert!(mismatch(apply(&blob(&bad, None, Some(sha(&good))))));
+        // Also when the same blob is named by both digests.
+        assert!(mismatch(apply(&blob(
+            &bad,
+            Some(sha(&good)),
+            Some(sha(&good))
+        ))));
+    }
+
+    /// Whatever else is wrong with a tampered blob, the mismatch is what
+    /// is reported, though the blob is read while it is hashed.
+    #[test]
+    fn a_digest_mismatch_wins_over_what_the_tampered_blob_breaks() {
+        let good = tar_with("etc/x", &[7u8; 5000]);
+        // A header cut in half: a malformed tar.
+        let cut = &good[..100];
+        let r = apply(&blob(cut, None, None));
+        assert!(matches!(r, Err(SourceError::BadTar { .. })), "{r:?}");
+        assert!(mismatch(apply(&blob(cut, None, Some(sha(&good))))));
+        // Corrupt gzip.
+        let mut z = gzip(&good);
+        let mid = z.len() / 2;
+        z[mid] ^= 0x55;
+        z[mid + 1] ^= 0x55;
+        assert!(mismatch(apply(&blob(&z, Some(sha(&gzip(&good))), None))));
+        // zstd magic: refused as unsupported, unless the digest is wrong.
+        let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
+        assert!(matches!(
+            apply(&blob(&zstd, Some(sha(&zstd)), None)),
+            Err(SourceError::UnsupportedCompression { .. })
+        ));
+        assert!(mismatch(apply(&blob(&zstd, Some(sha(&good)), None))));
+        // A large, well-formed gzip stream under the wrong digest: the
+        // decompression beside the check gives up, the mismatch is told.
+        let big = gzip(&tar_with("big", &vec![0u8; 64 << 20]));
+        assert!(mismatch(apply(&blob(&big, Some(sha(&good)), None))));
+        // And with the right digests it is read whole.
+        let big_tar = tar_with("big", &vec![0u8; 64 << 20]);
+        assert!(apply(&blob(&big, Some(sha(&big)), Some(sha(&big_tar)))).is_ok());
     }
 }
