@@ -204,7 +204,6 @@ fn header(level: Compression) -> [u8; 10] {
 }
 
 fn work(jobs: &Mutex<mpsc::Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compression) {
-    let mut c = Compress::new(level, false);
     loop {
         // The lock is held only to take one job.
         let job = match jobs.lock() {
@@ -212,7 +211,7 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, done: &mpsc::Sender<Done>, level: Com
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let out = deflate_block(&mut c, &job);
+        let out = deflate_block(level, &job);
         if done.send((job.seq, out)).is_err() {
             return;
         }
@@ -221,8 +220,13 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, done: &mpsc::Sender<Done>, level: Com
 
 /// One block as raw deflate: primed with the previous block's last 32 KiB,
 /// ended by a sync flush, or by the final block if `last`.
-fn deflate_block(c: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
-    c.reset();
+///
+/// A new compressor per block: one reused after `reset` still let its
+/// earlier blocks change a later block's bytes (seen with flate2 on zlib-rs, on real
+/// binaries), and which worker gets which block depends on timing. Its set-up
+/// is a few hundred KiB of allocation against 128 KiB deflated.
+fn deflate_block(level: Compression, job: &Job) -> io::Result<Vec<u8>> {
+    let c = &mut Compress::new(level, false);
     if let Some(before) = &job.before {
         let dict = &before[before.len().saturating_sub(WINDOW)..];
         c.set_dictionary(dict).map_err(io::Error::other)?;
@@ -328,6 +332,21 @@ mod tests {
         let one = pgz(&data, 1, BLOCK);
         for (threads, chunk) in [(2, 1000), (3, 65536), (8, 7)] {
             assert!(one == pgz(&data, threads, chunk), "{threads} threads");
+        }
+    }
+
+    /// On real binaries (here the test's own), a compressor reused after
+    /// `reset` let a worker's earlier blocks change a later block's bytes;
+    /// which worker gets which block depends on timing.
+    #[test]
+    fn bytes_do_not_depend_on_threads_on_a_real_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let mut data = std::fs::read(exe).unwrap();
+        data.truncate(8 << 20);
+        let one = pgz(&data, 1, 65536);
+        assert_eq!(gunzip_single_member(&one), data);
+        for threads in [2, 3] {
+            assert!(one == pgz(&data, threads, 10_000), "{threads} threads");
         }
     }
 
