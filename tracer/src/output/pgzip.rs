@@ -221,10 +221,12 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, done: &mpsc::Sender<Done>, level: Com
 /// One block as raw deflate: primed with the previous block's last 32 KiB,
 /// ended by a sync flush, or by the final block if `last`.
 ///
-/// A new compressor per block: one reused after `reset` still let its
-/// earlier blocks change a later block's bytes (seen with flate2 on zlib-rs, on real
-/// binaries), and which worker gets which block depends on timing. Its set-up
-/// is a few hundred KiB of allocation against 128 KiB deflated.
+/// A new compressor per block, whose window starts zeroed: after `reset`,
+/// zlib-rs 0.6 lets stale window bytes steer the match search
+/// (trifectatechfoundation/zlib-rs#459), so a worker's earlier blocks
+/// changed a later block's bytes, and which worker gets which block
+/// depends on timing. The set-up is a few hundred KiB of allocation
+/// against 128 KiB deflated.
 fn deflate_block(level: Compression, job: &Job) -> io::Result<Vec<u8>> {
     let c = &mut Compress::new(level, false);
     if let Some(before) = &job.before {
