@@ -92,10 +92,23 @@ fn builds(cache: &Path) -> Vec<String> {
     names(&cache.join("tmp"))
 }
 
-/// Until `what` holds, for at most a minute.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+/// Until `what` holds, for at most a minute, while `child` runs: a child
+/// that ended first fails the test with its output.
+fn wait_for(child: &mut Child, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let read = |r: Option<&mut dyn std::io::Read>| {
+                let mut s = String::new();
+                if let Some(r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            };
+            let out = read(child.stdout.as_mut().map(|r| r as _));
+            let err = read(child.stderr.as_mut().map(|r| r as _));
+            panic!("ended ({status}) before {what}\nstdout:\n{out}\nstderr:\n{err}");
+        }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -243,7 +256,7 @@ fn a_run_killed_mid_unpack_leaves_no_entry_and_the_next_run_cleans_up() {
         .stderr(Stdio::null())
         .spawn();
     // Killed once the unpack has started writing the tree.
-    wait_for("the unpack to start", || {
+    wait_for(&mut child, "the unpack to start", || {
         builds(c)
             .iter()
             .any(|b| c.join("tmp").join(b).join("rootfs/usr").exists())
@@ -274,7 +287,7 @@ fn prune_keeps_an_entry_in_use_and_removes_it_after() {
     let shared = tempdir();
     let marker = shared.path().join("started");
     let mount = format!("{}:/out", shared.path().display());
-    let running = run_image(
+    let mut running = run_image(
         c,
         out.path(),
         &["--mount", &mount],
@@ -283,7 +296,7 @@ fn prune_keeps_an_entry_in_use_and_removes_it_after() {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn();
-    wait_for("the container to start", || marker.exists());
+    wait_for(&mut running, "the container to start", || marker.exists());
     let [entry] = entries(c).try_into().unwrap();
 
     let p = trace(c, &["cache", "prune", "--all"]).run();
