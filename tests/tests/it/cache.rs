@@ -92,21 +92,22 @@ fn builds(cache: &Path) -> Vec<String> {
     names(&cache.join("tmp"))
 }
 
+/// What is left to read of a piped child's output.
+fn drain(pipe: Option<impl std::io::Read>) -> String {
+    let mut s = String::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_string(&mut s);
+    }
+    s
+}
+
 /// Until `what` holds, for at most a minute, while `child` runs: a child
 /// that ended first fails the test with its output.
 fn wait_for(child: &mut Child, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
         if let Ok(Some(status)) = child.try_wait() {
-            let read = |r: Option<&mut dyn std::io::Read>| {
-                let mut s = String::new();
-                if let Some(r) = r {
-                    let _ = r.read_to_string(&mut s);
-                }
-                s
-            };
-            let out = read(child.stdout.as_mut().map(|r| r as _));
-            let err = read(child.stderr.as_mut().map(|r| r as _));
+            let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
             panic!("ended ({status}) before {what}\nstdout:\n{out}\nstderr:\n{err}");
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
