@@ -409,6 +409,87 @@ fn chroot_then_open_is_named_inside_the_chroot() {
 }
 
 #[test]
+fn a_path_through_the_callers_own_root_in_proc_is_named_as_its_file() {
+    let w = Work::new();
+    let cfg = w.file("D/etc/cfg", "x");
+    let f = w.file("D/sub/f", "y");
+    let fsops = w.program("fsops", &[]);
+    let via_root = format!("/proc/self/root{cfg}");
+    let via_cwd = "/proc/self/cwd/sub/f";
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "chdir",
+            &w.p("D"),
+            "stat",
+            &via_root,
+            "open",
+            via_cwd,
+        ],
+    );
+    ok_run(&r);
+    let t = r.trace();
+    // The own root is where an absolute path starts anyway; an open's
+    // file is named by its descriptor, whatever link led there.
+    assert_complete(t);
+    expect_access(
+        t,
+        &cfg,
+        &json!({"op": "stat", "syscall": "stat", "result": "ok", "raw": via_root}),
+    );
+    let open = expect_access(
+        t,
+        &f,
+        &json!({"op": "open", "result": "ok", "observed": true, "raw": via_cwd}),
+    );
+    // A request through /proc cannot be followed in an image.
+    assert_eq!(open.requested, None);
+    assert!(
+        paths(t).iter().all(|p| !p.starts_with("/proc/self/")),
+        "{:?}",
+        paths(t)
+    );
+}
+
+#[test]
+fn a_path_through_another_proc_link_makes_the_trace_incomplete() {
+    let w = Work::new();
+    w.file("D/sub/f", "y");
+    let fsops = w.program("fsops", &[]);
+    let via_cwd = "/proc/self/cwd/sub/f";
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "chdir",
+            &w.p("D"),
+            "access",
+            via_cwd,
+            "stat",
+            "/proc/self/exe",
+        ],
+    );
+    ok_run(&r);
+    let t = r.trace();
+    // The kernel reached D/sub/f, but nothing in the record says so.
+    assert!(!t.complete);
+    assert_eq!(t.counters.proc_link_paths, 1);
+    assert!(
+        t.incomplete_reasons
+            .iter()
+            .any(|r| r.contains("magic link") && r.contains(via_cwd)),
+        "{:?}",
+        t.incomplete_reasons
+    );
+    expect_access(
+        t,
+        via_cwd,
+        &json!({"op": "access", "result": "ok", "raw": via_cwd}),
+    );
+}
+
+#[test]
 fn openat2_resolve_in_root_is_named_inside_its_dirfd() {
     let w = Work::new();
     let d = w.mkdir("D");

@@ -22,6 +22,7 @@ use tracer_common::abis as abi;
 use super::{
     Totals,
     decode::{Event, Kind, Walk, WalkEnd},
+    proc_links,
     store::{AccessStore, Entries},
 };
 use crate::model::{
@@ -48,6 +49,8 @@ pub struct Collector {
     /// Successful syscalls whose path could not be read.
     unreadable_ok: u64,
     unobserved: BTreeMap<(String, String, u32), u64>,
+    /// The first path counted in `proc_link_paths`, for the reason.
+    proc_link_example: Option<String>,
 }
 
 /// What the run itself tells, added when the trace is finished.
@@ -174,6 +177,16 @@ enum Unnamed {
     Stale,
 }
 
+/// A path as the program asked for it.
+struct Asked {
+    /// Where the lookup started: the root's or the base's path.
+    base: Vec<u8>,
+    /// `raw` joined onto `base`, unfolded.
+    exact: Vec<u8>,
+    raw: Vec<u8>,
+    place: Place,
+}
+
 /// The requested path of `raw` from the record's base (or the scope's
 /// root when there is none).
 fn requested(
@@ -183,7 +196,7 @@ fn requested(
     base: Option<&Walk>,
     obs_parent: Option<&Walk>,
     bad_dirfd: bool,
-) -> Result<(Vec<u8>, Vec<u8>, Place), Unnamed> {
+) -> Result<Asked, Unnamed> {
     let raw = match raw {
         Some(r) => r,
         None if unreadable => return Err(Unnamed::Unreadable),
@@ -212,7 +225,34 @@ fn requested(
     } else {
         return Err(Unnamed::Stale);
     };
-    Ok((join(&base_path, raw), raw.to_vec(), place))
+    Ok(Asked {
+        exact: join(&base_path, raw),
+        base: base_path,
+        raw: raw.to_vec(),
+        place,
+    })
+}
+
+/// The magic link `a` goes on through, if it does. An absolute path
+/// starts at the caller's root, where its `/proc` is; a relative one is
+/// looked at from the scope's root, and from its base's mount when that
+/// is a procfs.
+fn proc_link(a: &Asked) -> Option<proc_links::Through> {
+    const PROC: &[&[u8]] = &[b"proc"];
+    if a.raw.first() == Some(&b'/') {
+        return proc_links::through(&a.raw, PROC);
+    }
+    if let Some(t) = proc_links::through(&a.exact, PROC) {
+        return Some(t);
+    }
+    let at = a.place.mount.as_ref().filter(|m| m.fs == "proc")?;
+    let parts: Vec<&[u8]> = at
+        .at
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    proc_links::through(&a.exact, &parts)
 }
 
 impl Named {
@@ -461,16 +501,19 @@ impl Collector {
         let first = match (&e.obs, req1) {
             (Some(obs), req) if !tmpfile => {
                 let (req, raw) = match req {
-                    Ok((exact, raw, _)) => (Some(exact), Some(raw)),
+                    // A request through a magic link cannot be followed
+                    // in an image; the observed name is where the file is.
+                    Ok(a) => (proc_link(&a).is_none().then_some(a.exact), Some(a.raw)),
                     Err(_) => (None, e.raw1.clone()),
                 };
                 Some(Named::from_observed(obs, req, raw))
             }
-            (_, Ok((exact, raw, place))) => {
+            (_, Ok(a)) => {
                 if e.has(flags::OBS_GONE) {
                     self.counters.unobserved_results += 1;
                 }
-                Some(Named::from_requested(exact, raw, place))
+                let exact = self.past_proc_link(&a, e.ret >= 0, false);
+                Some(Named::from_requested(exact, a.raw, a.place))
             }
             (_, Err(why)) => {
                 self.count_unnamed(why, e.ret);
@@ -491,12 +534,33 @@ impl Collector {
             None,
             e.has(flags::BAD_DIRFD2),
         ) {
-            Ok((exact, raw, place)) => {
-                let n = Named::from_requested(exact, raw, place);
+            Ok(a) => {
+                let exact = self.past_proc_link(&a, e.ret >= 0, false);
+                let n = Named::from_requested(exact, a.raw, a.place);
                 self.add_access(n, s, true, e.has(flags::RAW2_TRUNCATED));
             }
             Err(why) => self.count_unnamed(why, e.ret),
         }
+    }
+
+    /// The requested path of `a`, made the file the kernel reached when
+    /// it went on through the caller's own root in `/proc` (and the call
+    /// succeeded: a failure may be `/proc`'s own); other magic links are
+    /// counted, as the file is not known, unless the record names it
+    /// otherwise (`known`).
+    fn past_proc_link(&mut self, a: &Asked, ok: bool, known: bool) -> Vec<u8> {
+        let Some(t) = proc_link(a) else {
+            return a.exact.clone();
+        };
+        if t.link == proc_links::Link::OwnRoot && ok && a.raw.first() == Some(&b'/') {
+            return join(&a.base, &t.rest);
+        }
+        if known {
+            return a.exact.clone();
+        }
+        self.counters.proc_link_paths += 1;
+        self.proc_link_example.get_or_insert_with(|| text(&a.exact));
+        a.exact.clone()
     }
 
     fn add_access(&mut self, n: Named, s: &Shape, second: bool, raw_truncated: bool) {
@@ -582,6 +646,12 @@ impl Collector {
                 None,
                 false,
             )
+            .map(|a| {
+                // A binary's own file is observed (`exe`); a script's is
+                // known only by its name.
+                let known = e.exe.is_some() && e.interp.is_none();
+                (self.past_proc_link(&a, true, known), a.raw, a.place)
+            })
         };
         let (exact, raw_bytes, place) = match asked {
             Ok(x) => x,
@@ -751,6 +821,13 @@ impl Collector {
                 counters.stale_bases
             ));
         }
+        if counters.proc_link_paths > 0 {
+            reasons.push(format!(
+                "{} paths went on through a /proc magic link (a process's cwd, root or descriptor), so the file the kernel reached is not named (first: {})",
+                counters.proc_link_paths,
+                self.proc_link_example.as_deref().unwrap_or("?")
+            ));
+        }
         if self.unreadable_ok > 0 {
             reasons.push(format!(
                 "{} successful syscalls had a path that could not be read",
@@ -889,6 +966,10 @@ pub(crate) mod tests {
 
     const E: &[u8] = b"";
 
+    fn paths(t: &Trace) -> Vec<&str> {
+        t.files.iter().map(|f| f.path.as_str()).collect()
+    }
+
     #[test]
     fn open_is_named_by_the_observed_file_with_the_request_beside_it() {
         let mut c = Collector::new();
@@ -908,6 +989,58 @@ pub(crate) mod tests {
         assert_eq!(a.raw.as_deref(), Some("link/../x"));
         assert_eq!(a.mode, Some(OpenMode::Read));
         assert!(t.complete);
+    }
+
+    #[test]
+    fn own_root_in_proc_is_the_root_an_absolute_path_starts_at() {
+        let mut c = Collector::new();
+        // Chrooted at /r: its /proc/self/root is /r.
+        c.add(ev(
+            sys("newfstatat", 0, flags::HAS_BASE1, 0),
+            [b"/proc/self/root/etc/../etc/x", E, b"r\0", E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(paths(&t), ["/r/etc/x"]);
+        let a = &t.files[0].accesses[0];
+        assert_eq!(a.requested.as_deref(), Some("/r/etc/../etc/x"));
+        assert_eq!(a.raw.as_deref(), Some("/proc/self/root/etc/../etc/x"));
+        assert!(t.complete);
+    }
+
+    #[test]
+    fn other_proc_links_and_failures_are_counted_not_renamed() {
+        let mut c = Collector::new();
+        // Failed: /proc itself may be what is missing.
+        c.add(ev(
+            sys("newfstatat", -2, 0, 0),
+            [b"/proc/self/root/etc/y", E, E, E, E, E, E, E],
+        ));
+        // Relative, from a cwd in /proc.
+        c.add(ev(
+            sys("newfstatat", 0, flags::HAS_BASE1, 0),
+            [b"self/cwd/x", E, b"proc\0", E, E, E, E, E],
+        ));
+        // Ends at the link: an lstat of the /proc entry itself.
+        c.add(ev(
+            sys("lstat", 0, 0, 0),
+            [b"/proc/self/cwd", E, E, E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(
+            paths(&t),
+            [
+                "/proc/self/cwd",
+                "/proc/self/cwd/x",
+                "/proc/self/root/etc/y"
+            ]
+        );
+        assert_eq!(t.counters.proc_link_paths, 2);
+        assert!(!t.complete);
+        assert!(
+            t.incomplete_reasons[0].contains("(first: /proc/self/root/etc/y)"),
+            "{:?}",
+            t.incomplete_reasons
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod objects;
 pub mod offsets;
 pub mod offsets_cache;
 pub mod preexisting;
+pub mod proc_links;
 pub mod store;
 
 use std::{

@@ -44,6 +44,7 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.records += from.records;
     into.unreadable_paths += from.unreadable_paths;
     into.unresolved_paths += from.unresolved_paths;
+    into.proc_link_paths += from.proc_link_paths;
     into.truncated_paths += from.truncated_paths;
     into.malformed_records += from.malformed_records;
     into.stale_bases += from.stale_bases;

@@ -184,6 +184,11 @@ pub struct Counters {
     /// running on that CPU (preemption; `recursion_misses`).
     #[serde(default)]
     pub missed_by_kernel: u64,
+    /// Requested paths that went on through a `/proc` magic link (another
+    /// process's root, a working directory, a descriptor) to a file they
+    /// do not name (see `capture::proc_links`).
+    #[serde(default)]
+    pub proc_link_paths: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
