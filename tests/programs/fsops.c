@@ -330,6 +330,28 @@ int main(int argc, char **argv)
             fflush(stdout);
             r = syscall(SYS_execveat, d, b, args, environ, 0);
             used = 3;
+        } else if (!strcmp(c, "acct"))
+            r = syscall(SYS_acct, a);
+        else if (!strcmp(c, "swapon"))
+            r = syscall(SYS_swapon, a, 0);
+        else if (!strcmp(c, "swapoff"))
+            r = syscall(SYS_swapoff, a);
+        else if (!strcmp(c, "uselib")) {
+#ifdef SYS_uselib
+            r = syscall(SYS_uselib, a);
+#else
+            errno = ENOSYS;
+            r = -1;
+#endif
+        } else if (!strcmp(c, "quotactl")) {
+            /* Q_GETQUOTA of user quotas (QCMD(0x800007, 0)), a block
+             * device's path. */
+            char dq[256];
+            r = syscall(SYS_quotactl, 0x800007 << 8, a, 0, dq);
+        } else if (!strcmp(c, "mount_setattr")) {
+            /* struct mount_attr, all zero: changes nothing. */
+            unsigned long long attr[4] = {0};
+            r = syscall(SYS_mount_setattr, AT_FDCWD, a, 0, attr, sizeof(attr));
         } else if (!strcmp(c, "fexecve")) {
             char *args[] = {(char *)a, NULL};
             int fd = open(a, O_RDONLY);

@@ -67,6 +67,12 @@ pub mod class {
     /// ia32 socketcall(call, args): bind (2) and connect (3) are decoded
     /// like [`SOCKADDR`] from the argument block; `arg_flags` is the call.
     pub const SOCKETCALL: u8 = 7;
+    /// sendmsg/sendmmsg: `path1` is a `struct msghdr *` (the first
+    /// `struct mmsghdr`'s for sendmmsg, whose `vlen` is in `aux`); its
+    /// `msg_name` and `msg_namelen` are decoded like [`SOCKADDR`]. ia32
+    /// socketcall's sendto (11), sendmsg (16) and sendmmsg (20) are
+    /// decoded the same way.
+    pub const MSGHDR: u8 = 8;
 }
 
 /// Which arguments of a syscall hold what, for one ABI. Argument indexes
@@ -318,6 +324,9 @@ pub mod channel {
     /// A traced process moved to a cgroup outside the scope: what it does
     /// from then on is not seen. `op` is 0.
     pub const CGROUP_MOVE: u8 = 3;
+    /// A sendmmsg message after the first that names an `AF_UNIX` path of
+    /// its own: only the first message's is recorded. `op` is 0.
+    pub const SENDMMSG: u8 = 4;
 }
 
 /// Key of the `UNOBSERVED` counters.

@@ -5,7 +5,11 @@
 //! number on the running architecture, for the native and the compat ABI,
 //! and hands the kernel side a [`SyscallSpec`] per number. A row applies to
 //! every ABI that has a syscall of that name unless `abi` says otherwise.
-use crate::{SyscallSpec, abi, class, spec_flags};
+use crate::{
+    SyscallSpec, abi, class,
+    fcntl::{O_RDWR, O_WRONLY},
+    spec_flags,
+};
 
 /// What a recorded access means, whatever syscall made it.
 pub mod op {
@@ -346,6 +350,44 @@ pub const TABLE: &[Row] = &[
     ns(p("umount2", op::UMOUNT, 1)),
     ns(two("pivot_root", op::PIVOT_ROOT)),
     ns(two_at("move_mount", op::MOVE_MOUNT, 4)),
+    // An AF_UNIX datagram's address is looked up as connect's is:
+    // sendto(fd, buf, len, flags, addr, addrlen).
+    {
+        let mut r = class_of(row("sendto", op::CONNECT), class::SOCKADDR);
+        r.path1 = 4;
+        r.aux = 5;
+        r
+    },
+    {
+        // sendmsg(fd, msghdr, flags).
+        let mut r = class_of(row("sendmsg", op::CONNECT), class::MSGHDR);
+        r.path1 = 1;
+        r
+    },
+    {
+        // sendmmsg(fd, mmsghdr *vec, vlen, flags).
+        let mut r = class_of(row("sendmmsg", op::CONNECT), class::MSGHDR);
+        r.path1 = 1;
+        r.aux = 2;
+        r
+    },
+    // Files the kernel opens by name for privileged calls: acct opens
+    // its file for writing, swapon and swapoff read-write; uselib opens a
+    // library to map it.
+    fixed(p("acct", op::OPEN, N), O_WRONLY),
+    fixed(p("swapon", op::OPEN, N), O_RDWR),
+    fixed(p("swapoff", op::OPEN, N), O_RDWR),
+    p("uselib", op::OPEN, N),
+    {
+        // quotactl(cmd, special, id, addr): the block device is looked up.
+        // The cmd is kept: Q_QUOTAON's quota file (addr) is not recorded.
+        let mut r = row("quotactl", op::LOOKUP);
+        r.path1 = 1;
+        r.flags = 0;
+        r
+    },
+    // mount_setattr(dirfd, path, flags, attr, size).
+    at("mount_setattr", op::LOOKUP, 2),
 ];
 
 impl Row {

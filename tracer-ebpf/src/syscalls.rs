@@ -30,6 +30,15 @@ const AF_UNIX: u16 = 1;
 const SUN_PATH: u64 = 108;
 const SYS_BIND: u64 = 2;
 const SYS_CONNECT: u64 = 3;
+const SYS_SENDTO: u64 = 11;
+const SYS_SENDMSG: u64 = 16;
+const SYS_SENDMMSG: u64 = 20;
+/// `sizeof(struct mmsghdr)`: 64-bit, and compat.
+const MMSGHDR: u64 = 64;
+const COMPAT_MMSGHDR: u64 = 32;
+/// The most later sendmmsg messages looked at (`UIO_MAXIOV`, the
+/// kernel's own limit on `vlen`).
+const MMSG_MAX: u32 = 1024;
 
 /// Syscall argument `index` from the user registers copied at entry (the
 /// first 16 words of `struct pt_regs`, which hold every argument on the
@@ -201,7 +210,7 @@ fn entry_bases(fs: Typed, files: Typed) {
             None => i.bad_dirfd |= flags::BAD_DIRFD1,
         }
     }
-    if c == class::SOCKADDR || c == class::SOCKETCALL {
+    if c == class::SOCKADDR || c == class::SOCKETCALL || c == class::MSGHDR {
         // A relative AF_UNIX path starts at the cwd.
         i.base1 = kernel::pwd_of(fs);
     } else if i.path1 != 0
@@ -270,6 +279,11 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
             return;
         }
         entry_args();
+        if no_address(&*i) {
+            // A send on a connected socket (or a connect to nothing):
+            // no lookup. The slot is left unclaimed, so the exit skips.
+            return;
+        }
         if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
             // A filesystem's source ("tmpfs", "overlay", a device) is not
             // a path lookup of the mount's own.
@@ -279,6 +293,105 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
         // Valid from here on.
         (*i).epoch = epoch;
         (*i).tid = tid;
+    }
+}
+
+/// Whether a send names no address at all: sendto's `addr` NULL, or a
+/// single message whose `msg_name` reads NULL now. Anything else is
+/// decoded at exit.
+#[inline(always)]
+fn no_address(i: &Inflight) -> bool {
+    match i.spec.class {
+        class::SOCKADDR => i.path1 == 0,
+        class::MSGHDR => {
+            // sendmmsg has a vlen (aux), sendmsg one message.
+            let vlen = if i.spec.aux < 0 { 1 } else { i.aux };
+            i.path1 == 0
+                || vlen == 0
+                || vlen == 1 && matches!(msg_name(i.abi == abi::COMPAT, i.path1), Some((0, _)))
+        }
+        _ => false,
+    }
+}
+
+/// A `struct msghdr`'s `msg_name` and `msg_namelen` (`struct
+/// compat_msghdr`'s for a compat task: 32-bit pointer and length).
+#[inline(always)]
+fn msg_name(compat: bool, hdr: u64) -> Option<(u64, u64)> {
+    if compat {
+        let w = unsafe { bpf_probe_read_user(hdr as *const u64) }.ok()?;
+        Some((w & 0xffff_ffff, w >> 32))
+    } else {
+        let w = unsafe { bpf_probe_read_user(hdr as *const [u64; 2]) }.ok()?;
+        Some((w[0], w[1] & 0xffff_ffff))
+    }
+}
+
+/// Whether `addr` (`len` bytes) is an `AF_UNIX` filesystem path.
+#[inline(always)]
+fn unix_path(addr: u64, len: u64) -> bool {
+    let family = unsafe { bpf_probe_read_user(addr as *const u16) }.unwrap_or(0);
+    let first = unsafe { bpf_probe_read_user((addr + 2) as *const u8) }.unwrap_or(0);
+    family == AF_UNIX && len > 2 && first != 0
+}
+
+/// A scan of a sendmmsg's messages after the first (on the stack, the
+/// loop's context).
+#[repr(C)]
+struct MsgScan {
+    vec: u64,
+    stride: u64,
+    compat: u64,
+    /// The first message's `msg_name`: the same buffer again is the same
+    /// path, recorded once.
+    first: u64,
+    found: u64,
+}
+
+#[inline(never)]
+extern "C" fn msg_scan_step(index: u64, ctx: *mut c_void) -> i64 {
+    let s = unsafe { &mut *(ctx as *mut MsgScan) };
+    let hdr = s.vec + (index + 1) * s.stride;
+    let Some((name, len)) = msg_name(s.compat != 0, hdr) else {
+        return 0;
+    };
+    if name != 0 && name != s.first && unix_path(name, len) {
+        s.found = 1;
+        return 1;
+    }
+    0
+}
+
+/// Counts a sendmmsg whose later messages name `AF_UNIX` paths of their
+/// own: only the first message's is recorded.
+#[inline(always)]
+fn scan_later_messages(compat: bool, vec: u64, vlen: u64, first: u64) {
+    if vlen <= 1 {
+        return;
+    }
+    let mut s = MsgScan {
+        vec,
+        stride: if compat { COMPAT_MMSGHDR } else { MMSGHDR },
+        compat: compat as u64,
+        first,
+        found: 0,
+    };
+    let n = if vlen - 1 > MMSG_MAX as u64 {
+        MMSG_MAX
+    } else {
+        (vlen - 1) as u32
+    };
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            n,
+            msg_scan_step as *mut c_void,
+            &raw mut s as *mut c_void,
+            0,
+        );
+    }
+    if s.found != 0 {
+        let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        count_unobserved(channel::SENDMMSG, 0, pid);
     }
 }
 
@@ -323,7 +436,7 @@ fn exit_step(index: u64, files: Typed) -> i64 {
     let c = x.spec.class;
     match index {
         0 => {
-            if c == class::SOCKADDR || c == class::SOCKETCALL {
+            if c == class::SOCKADDR || c == class::SOCKETCALL || c == class::MSGHDR {
                 let path1 = w.path1;
                 let family = unsafe { bpf_probe_read_user(path1 as *const u16) }.unwrap_or(0);
                 let first = unsafe { bpf_probe_read_user((path1 + 2) as *const u8) }.unwrap_or(0);
@@ -585,14 +698,41 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
         arg_flags2 = unsafe { bpf_probe_read_user((x.aux + 16) as *const u64) }.unwrap_or(0);
     }
     let (mut path1, mut sock_len) = (x.path1, x.aux);
+    // A struct msghdr (or the first struct mmsghdr) and the message count.
+    let mut msgs = (0u64, 0u64);
     if c == class::SOCKETCALL {
-        // socketcall(call, args): only bind and connect name a path.
-        if arg_flags != SYS_BIND && arg_flags != SYS_CONNECT {
-            return false;
+        // socketcall(call, args), args 32-bit words: bind, connect and
+        // the sends name a path.
+        let word = |n: u64| {
+            unsafe { bpf_probe_read_user((x.aux + 4 * n) as *const u32) }.unwrap_or(0) as u64
+        };
+        match arg_flags {
+            SYS_BIND | SYS_CONNECT => (path1, sock_len) = (word(1), word(2)),
+            SYS_SENDTO => (path1, sock_len) = (word(4), word(5)),
+            SYS_SENDMSG => msgs = (word(1), 1),
+            SYS_SENDMMSG => msgs = (word(1), word(2)),
+            _ => return false,
         }
-        // args[1] is the sockaddr, args[2] its length (32-bit words).
-        path1 = unsafe { bpf_probe_read_user((x.aux + 4) as *const u32) }.unwrap_or(0) as u64;
-        sock_len = unsafe { bpf_probe_read_user((x.aux + 8) as *const u32) }.unwrap_or(0) as u64;
+    } else if c == class::MSGHDR {
+        // aux is sendmmsg's vlen; sendmsg has none.
+        msgs = (x.path1, if x.spec.aux < 0 { 1 } else { x.aux });
+    }
+    if msgs.0 != 0 && msgs.1 != 0 {
+        let compat = x.abi == abi::COMPAT;
+        let (name, len) = msg_name(compat, msgs.0).unwrap_or((0, 0));
+        // The messages the kernel went on to: all it sent, and the one
+        // that failed.
+        let tried = if ret <= 0 {
+            1
+        } else if (ret as u64) < msgs.1 {
+            ret as u64 + 1
+        } else {
+            msgs.1
+        };
+        scan_later_messages(compat, msgs.0, tried, name);
+        (path1, sock_len) = (name, len);
+    } else if c == class::MSGHDR {
+        return false;
     }
     // A repeat of a record already sent is dropped before it is built.
     w.ret = ret;

@@ -1020,6 +1020,158 @@ fn unix_socket_paths_are_recorded_and_abstract_names_are_not() {
     );
 }
 
+/// The AF_UNIX paths `t` records a send or a connect to, with how.
+fn sends_to(t: &Trace) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = all_accesses(t)
+        .into_iter()
+        .filter(|(_, a)| a.op == Op::Connect)
+        .map(|(p, a)| (p.to_string(), a.syscall.to_string(), a.result.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn unix_datagrams_sent_to_a_path_are_recorded_like_connects() {
+    let w = Work::new();
+    let sends = w.program("sends", &[]);
+    let r = w.run(&[], &[&sends, &w.p(""), "plain"]);
+    assert_eq!(
+        ok_run(&r),
+        "server -> ok\nsendto -> ok\nsendmsg -> ok\nsendmmsg -> ok\n\
+         sendto_missing -> ENOENT\nsendto_abstract -> ECONNREFUSED\nsend_connected -> ok\n"
+    );
+    let t = r.trace();
+    assert_complete(t);
+    // The connected socket's sends name no address: only its connect.
+    // The abstract name is no path.
+    let want = |p: &str, sc: &str, res: &str| (w.p(p), sc.to_string(), res.to_string());
+    assert_eq!(
+        sends_to(t),
+        [
+            want("conn.sock", "connect", "ok"),
+            want("missing.sock", "sendto", "ENOENT"),
+            want("mmsg.sock", "sendmmsg", "ok"),
+            want("msg.sock", "sendmsg", "ok"),
+            want("to.sock", "sendto", "ok"),
+        ]
+    );
+}
+
+#[test]
+fn a_sendmmsg_to_several_paths_makes_the_trace_incomplete() {
+    let w = Work::new();
+    let sends = w.program("sends", &[]);
+    let r = w.run(&[], &[&sends, &w.p(""), "mixed"]);
+    assert_eq!(ok_run(&r), "server -> ok\nsendmmsg -> ok\n");
+    let t = r.trace();
+    // The first message's path is recorded; the second's is only counted.
+    assert_eq!(
+        sends_to(t),
+        [(w.p("a.sock"), "sendmmsg".into(), "ok".into())]
+    );
+    assert!(!t.complete);
+    assert!(
+        t.unobserved
+            .iter()
+            .any(|u| u.channel == "sendmmsg" && u.count == 1),
+        "{:?}",
+        t.unobserved
+    );
+    assert!(
+        t.incomplete_reasons.iter().any(|r| r.contains("sendmmsg")),
+        "{:?}",
+        t.incomplete_reasons
+    );
+}
+
+#[test]
+fn ia32_datagrams_through_socketcall_and_sendmmsg() {
+    let w = Work::new();
+    let sends32 = w.program_as("sends", "sends32", &["-m32"]);
+    let r = w.run(&[], &[&sends32, &w.p(""), "socketcall"]);
+    assert_eq!(
+        ok_run(&r),
+        "server -> ok\nsocketcall_sendto -> ok\nsocketcall_sendmsg -> ok\n"
+    );
+    let t = r.trace();
+    assert_complete(t);
+    for p in ["to.sock", "msg.sock"] {
+        expect_access(
+            t,
+            &w.p(p),
+            &json!({"op": "connect", "syscall": "socketcall", "abi": "x86", "result": "ok"}),
+        );
+    }
+    // 32-bit glibc's own choice of socketcall or direct calls; sendmmsg
+    // is a direct one, with the compat struct layout.
+    let w = Work::new();
+    let r = w.run(&[], &[&sends32, &w.p(""), "plain"]);
+    ok_run(&r);
+    let t = r.trace();
+    assert_complete(t);
+    expect_access(
+        t,
+        &w.p("mmsg.sock"),
+        &json!({"op": "connect", "syscall": "sendmmsg", "abi": "x86", "result": "ok"}),
+    );
+    let got: Vec<String> = sends_to(t)
+        .into_iter()
+        .map(|(p, _, r)| format!("{p} {r}"))
+        .collect();
+    for p in [
+        "to.sock ok",
+        "msg.sock ok",
+        "missing.sock ENOENT",
+        "conn.sock ok",
+    ] {
+        assert!(got.contains(&w.p(p)), "{p} not in {got:?}");
+    }
+}
+
+#[test]
+fn privileged_calls_that_look_up_a_path_are_recorded() {
+    // Arguments that make each call fail harmlessly after its lookup (or,
+    // for mount_setattr, change nothing), whatever the kernel supports.
+    for (program, abi) in [("fsops", None), ("fsops32", Some("x86"))] {
+        let w = Work::new();
+        let bin = w.program_as(
+            "fsops",
+            program,
+            if abi.is_some() { &["-m32"] } else { &[] },
+        );
+        let dir = w.mkdir("d");
+        let file = w.file("d/file", "x");
+        let missing = w.p("d/missing");
+        let calls: [(&str, &str, &str, Option<&str>); 7] = [
+            ("acct", &dir, "open", Some("write")),
+            ("acct", &missing, "open", Some("write")),
+            ("swapon", &file, "open", Some("read-write")),
+            ("swapoff", &file, "open", Some("read-write")),
+            ("uselib", &file, "open", Some("read")),
+            ("quotactl", &file, "lookup", None),
+            ("mount_setattr", &dir, "lookup", None),
+        ];
+        let mut cmd: Vec<&str> = vec![&bin];
+        for (name, path, _, _) in &calls {
+            cmd.extend([*name, *path]);
+        }
+        let r = w.run(&[], &cmd);
+        let out = ok_run(&r);
+        let t = r.trace();
+        assert_complete(t);
+        for ((name, path, op, mode), line) in calls.iter().zip(out.lines()) {
+            // What the program saw is what the trace says.
+            let result = line.rsplit(" -> ").next().unwrap_or_default();
+            let mut want = json!({"op": op, "syscall": name, "result": result, "abi": abi});
+            if let Some(m) = mode {
+                want["mode"] = json!(m);
+            }
+            expect_access(t, path, &want);
+        }
+    }
+}
+
 #[test]
 fn links_renames_and_new_names_are_recorded_with_their_roles() {
     let w = Work::new();

@@ -33,6 +33,9 @@ use crate::model::{
     },
 };
 
+/// quotactl's `Q_QUOTAON` (the cmd's upper bits; `QCMD(cmd, type)`).
+const Q_QUOTAON: u64 = 0x80_0002;
+
 /// What makes two execs the same: the program and its command line.
 type ExecKey = (String, String, Option<String>, Vec<String>);
 
@@ -437,6 +440,13 @@ impl Collector {
             return;
         };
         let op = op_of(row, e);
+        if row.name == "quotactl" && e.arg_flags >> 8 == Q_QUOTAON {
+            // Its quota file (`addr`) is a path the record does not hold.
+            *self
+                .unobserved
+                .entry(("quotactl".into(), "Q_QUOTAON quota file".into(), e.pid))
+                .or_default() += 1;
+        }
         let shape = Shape {
             op,
             syscall: row.name.to_string(),
@@ -849,6 +859,9 @@ impl Collector {
                 "cgroup" => format!(
                     "{n} traced process(es) moved to a cgroup outside the scope; what they did after was not traced"
                 ),
+                "sendmmsg" => format!(
+                    "{n} sendmmsg calls sent to AF_UNIX paths besides the first message's, which alone is recorded"
+                ),
                 _ => format!("{n} {channel} accesses seen but not recorded"),
             });
         }
@@ -1041,6 +1054,28 @@ pub(crate) mod tests {
             "{:?}",
             t.incomplete_reasons
         );
+    }
+
+    #[test]
+    fn quotactl_names_its_device_and_counts_a_quota_file() {
+        let mut c = Collector::new();
+        // QCMD(Q_GETQUOTA, USRQUOTA), then QCMD(Q_QUOTAON, GRPQUOTA).
+        c.add(ev(
+            sys("quotactl", 0, 0, 0x80_0007 << 8),
+            [b"/dev/vda", E, E, E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(paths(&t), ["/dev/vda"]);
+        assert!(t.complete);
+        let mut c = Collector::new();
+        c.add(ev(
+            sys("quotactl", 0, 0, 0x80_0002 << 8 | 1),
+            [b"/dev/vda", E, E, E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(paths(&t), ["/dev/vda"]);
+        assert!(!t.complete);
+        assert_eq!(t.unobserved[0].channel, "quotactl");
     }
 
     #[test]

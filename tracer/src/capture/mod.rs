@@ -583,10 +583,12 @@ impl Capture {
                     channel::IO_URING => "io_uring".into(),
                     channel::X32 => "x32".into(),
                     channel::CGROUP_MOVE => "cgroup".into(),
+                    channel::SENDMMSG => "sendmmsg".into(),
                     other => format!("channel_{other}"),
                 },
                 op: match k.channel {
                     channel::CGROUP_MOVE => "moved out of the scope".into(),
+                    channel::SENDMMSG => "a later message's AF_UNIX path".into(),
                     channel::IO_URING if k.op == 0xffff => "any (io_uring structs unknown)".into(),
                     channel::IO_URING => format!("op_{}", k.op),
                     _ => format!("syscall_{}", k.op),
