@@ -164,6 +164,11 @@ pub mod walk_end {
     /// The directory saved at syscall entry was gone by its exit (its
     /// dentry now holds another inode): nothing is recorded for it.
     pub const STALE: u8 = 4;
+    /// A file with no place in any tree: a pipe, socket, memfd or other
+    /// pseudo file, or a dentry disconnected from its parents (its own
+    /// parent, not its mount's root). The names, if any, are those below
+    /// that point.
+    pub const UNNAMED: u8 = 5;
 }
 
 /// One section of a record's data. Walks are written as NUL-terminated

@@ -430,6 +430,13 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
             }
             c.first = 0;
             let mnt_root = read_u64(c.mnt + conf!(offsets.vfsmount_root) as u64);
+            if c.dentry == parent && c.dentry != mnt_root {
+                // Its own parent, yet not its mount's root: a pseudo file
+                // (pipe, socket, memfd) or a disconnected dentry. Going on
+                // would name it after the mount's top, `/`.
+                c.end = walk_end::UNNAMED as u64;
+                return 1;
+            }
             if c.dentry == mnt_root || c.dentry == parent {
                 let mount_parent = read_u64(c.mount + conf!(offsets.mount_parent) as u64);
                 if mount_parent == c.mount || mount_parent == 0 {

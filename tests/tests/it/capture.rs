@@ -1172,6 +1172,54 @@ fn privileged_calls_that_look_up_a_path_are_recorded() {
     }
 }
 
+/// Accesses of `/` that claim to be a file opened or run: what a pipe or
+/// memfd was named as when its walk went on to the top of its mount.
+fn root_as_a_file(t: &Trace) -> Vec<&Access> {
+    accesses(t, "/")
+        .into_iter()
+        .filter(|a| matches!(a.op, Op::Open | Op::Exec))
+        .collect()
+}
+
+#[test]
+fn a_pipe_behind_dev_stdin_is_named_as_asked() {
+    let w = Work::new();
+    let r = w.run(&[], &["sh", "-c", "echo hi | cat /dev/stdin"]);
+    assert_eq!(ok_run(&r), "hi\n");
+    let t = r.trace();
+    assert_complete(t);
+    let a = expect_access(
+        t,
+        "/dev/stdin",
+        &json!({"op": "open", "syscall": "openat", "result": "ok", "raw": "/dev/stdin"}),
+    );
+    assert!(!a.observed && !a.outside_root);
+    assert!(root_as_a_file(t).is_empty(), "{:?}", root_as_a_file(t));
+}
+
+#[test]
+fn a_program_run_from_a_memfd_has_no_file() {
+    let w = Work::new();
+    let prog = w.program("memfd_exec", &[]);
+    let r = w.run(&[], &[&prog]);
+    ok_run(&r);
+    let t = r.trace();
+    assert_complete(t);
+    let run = execs(t)
+        .iter()
+        .find(|e| e.argv == ["payload"])
+        .expect("the memfd's exec");
+    assert!(run.path.starts_with("/dev/fd/"), "{run:?}");
+    assert_eq!(run.exe, None);
+    // What it was copied from was read, and is named.
+    expect_access(
+        t,
+        &canonical("/usr/bin/true"),
+        &json!({"op": "open", "result": "ok", "observed": true}),
+    );
+    assert!(root_as_a_file(t).is_empty(), "{:?}", root_as_a_file(t));
+}
+
 #[test]
 fn links_renames_and_new_names_are_recorded_with_their_roles() {
     let w = Work::new();

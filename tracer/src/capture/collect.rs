@@ -224,6 +224,10 @@ fn requested(
         if b.end == WalkEnd::Stale {
             return Err(Unnamed::Stale);
         }
+        if b.end == WalkEnd::Unnamed {
+            // A pipe or socket as a dirfd: the call failed ENOTDIR.
+            return Err(Unnamed::BadDirfd);
+        }
         (b.path.clone(), Place::of(b))
     } else {
         return Err(Unnamed::Stale);
@@ -506,9 +510,13 @@ impl Collector {
                 .flatten(),
             e.has(flags::BAD_DIRFD1),
         );
+        // A file with no path (the pipe behind /dev/stdin, a memfd) is
+        // known only by the name asked for.
+        let nameless = e.obs.as_ref().is_some_and(|o| o.end == WalkEnd::Unnamed);
+        let obs = e.obs.as_ref().filter(|_| !nameless);
         // The path the result names (an O_TMPFILE has no name yet: the
         // directory it was made in is what was looked up).
-        let first = match (&e.obs, req1) {
+        let first = match (obs, req1) {
             (Some(obs), req) if !tmpfile => {
                 let (req, raw) = match req {
                     // A request through a magic link cannot be followed
@@ -526,6 +534,14 @@ impl Collector {
                 Some(Named::from_requested(exact, a.raw, a.place))
             }
             (_, Err(why)) => {
+                if nameless && e.ret >= 0 && matches!(why, Unnamed::Absent) {
+                    // Opened by handle (a dentry cut off from its
+                    // parents): which file is not known.
+                    *self
+                        .unobserved
+                        .entry(("unnamed".into(), s.syscall.clone(), e.pid))
+                        .or_default() += 1;
+                }
                 self.count_unnamed(why, e.ret);
                 None
             }
@@ -627,7 +643,11 @@ impl Collector {
         // file was walked as the base.
         let mut raw = e.raw1.clone();
         let mut base_is_file = false;
+        // The file run has no path (a memfd): it is only what was asked.
+        let exe = e.exe.as_ref().filter(|x| x.end != WalkEnd::Unnamed);
+        let base_nameless = e.base1.as_ref().is_some_and(|b| b.end == WalkEnd::Unnamed);
         if syscall == "execveat"
+            && !base_nameless
             && let Some(r) = &raw
             && let Some(rest) = r.strip_prefix(b"/dev/fd/")
         {
@@ -651,15 +671,15 @@ impl Collector {
             requested(
                 raw.as_deref(),
                 e.has(flags::RAW1_UNREADABLE),
-                e.has(flags::HAS_BASE1),
-                e.base1.as_ref(),
+                e.has(flags::HAS_BASE1) && !base_nameless,
+                e.base1.as_ref().filter(|_| !base_nameless),
                 None,
                 false,
             )
             .map(|a| {
                 // A binary's own file is observed (`exe`); a script's is
                 // known only by its name.
-                let known = e.exe.is_some() && e.interp.is_none();
+                let known = exe.is_some() && e.interp.is_none();
                 (self.past_proc_link(&a, true, known), a.raw, a.place)
             })
         };
@@ -668,7 +688,7 @@ impl Collector {
             Err(why) => {
                 // The program is still known by the file the kernel ran.
                 self.count_unnamed(why, 0);
-                match &e.exe {
+                match exe {
                     Some(x) => (x.path.clone(), Vec::new(), Place::of(x)),
                     None => return,
                 }
@@ -679,7 +699,7 @@ impl Collector {
         let exec = Exec {
             path: text(&path),
             raw: text(e.raw1.as_deref().unwrap_or_default()),
-            exe: e.exe.as_ref().map(|x| text(&x.path)),
+            exe: exe.map(|x| text(&x.path)),
             argv: argv.iter().map(|a| text(a)).collect(),
             argv_truncated: e.has(flags::ARGV_TRUNCATED),
             interpreter: e.interp.as_deref().map(text),
@@ -720,7 +740,7 @@ impl Collector {
             Named::from_requested(exact, raw_bytes, place)
         };
         self.add_access(named, &shape, false, e.has(flags::RAW1_TRUNCATED));
-        if let Some(exe) = &e.exe
+        if let Some(exe) = exe
             && exe.path != path
         {
             let mut n = Named::from_observed(exe, None, None);
@@ -858,6 +878,9 @@ impl Collector {
             reasons.push(match channel {
                 "cgroup" => format!(
                     "{n} traced process(es) moved to a cgroup outside the scope; what they did after was not traced"
+                ),
+                "unnamed" => format!(
+                    "{n} files opened by handle had no path (a dentry cut off from its parents); they are not named"
                 ),
                 "sendmmsg" => format!(
                     "{n} sendmmsg calls sent to AF_UNIX paths besides the first message's, which alone is recorded"
@@ -1259,6 +1282,46 @@ pub(crate) mod tests {
         assert!(dash.accesses[0].exe);
         assert!(t.files.iter().any(|f| f.path == "/w/d/run.sh"));
         assert!(t.files.iter().all(|f| !f.path.starts_with("/dev/fd")));
+    }
+
+    #[test]
+    fn a_file_with_no_path_is_named_as_asked_never_as_the_root() {
+        let mut c = Collector::new();
+        // open("/dev/stdin") of a pipe: the walk ends at once, unnamed.
+        let mut h = sys("openat", 3, flags::HAS_OBS, 0);
+        h.sections[section::OBS].end = walk_end::UNNAMED;
+        h.sections[section::OBS].magic = 0x5049_5045;
+        c.add(ev(h, [b"/dev/stdin", E, E, E, E, E, E, E]));
+        // fexecve of a memfd.
+        let mut h = header(
+            kind::EXEC,
+            id("execveat"),
+            0,
+            flags::HAS_BASE1 | flags::HAS_EXE,
+        );
+        h.dirfd1 = 4;
+        h.sections[section::BASE1].end = walk_end::UNNAMED;
+        h.sections[section::EXE].end = walk_end::UNNAMED;
+        c.add(ev(h, [b"/dev/fd/4", E, E, E, E, E, b"payload\0", E]));
+        let t = c.finish(run_info());
+        assert_eq!(paths(&t), ["/dev/fd/4", "/dev/stdin"]);
+        let stdin = &t.files[1].accesses[0];
+        assert!(!stdin.observed && !stdin.outside_root);
+        assert_eq!(t.execs[0].path, "/dev/fd/4");
+        assert_eq!(t.execs[0].exe, None);
+        assert!(t.complete);
+    }
+
+    #[test]
+    fn a_handle_opened_with_no_path_makes_the_trace_incomplete() {
+        let mut c = Collector::new();
+        let mut h = sys("open_by_handle_at", 3, flags::HAS_OBS, 0);
+        h.sections[section::OBS].end = walk_end::UNNAMED;
+        c.add(ev(h, [E, E, E, b"f\0", E, E, E, E]));
+        let t = c.finish(run_info());
+        assert!(t.files.is_empty());
+        assert!(!t.complete);
+        assert_eq!(t.unobserved[0].channel, "unnamed");
     }
 
     #[test]

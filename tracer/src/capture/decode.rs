@@ -30,6 +30,9 @@ pub enum WalkEnd {
     Truncated,
     /// The directory saved at syscall entry was freed before its exit.
     Stale,
+    /// A file with no path: a pipe, socket, memfd, or a dentry
+    /// disconnected from its parents (`walk_end::UNNAMED`).
+    Unnamed,
 }
 
 /// One record as the kernel reported it.
@@ -96,6 +99,7 @@ fn walk(bytes: &[u8], s: &Section) -> Result<Walk, DecodeError> {
         walk_end::ROOT => WalkEnd::Root,
         walk_end::OUTSIDE => WalkEnd::Outside,
         walk_end::STALE => WalkEnd::Stale,
+        walk_end::UNNAMED => WalkEnd::Unnamed,
         _ => WalkEnd::Truncated,
     };
     let mount = if s.cross == Section::NO_CROSS {

@@ -36,9 +36,9 @@ pub struct Through {
 /// following call reaches a file the capture records anyway (the
 /// program's working directory, root or executable, a descriptor's file).
 pub fn through(path: &[u8], procfs: &[&[u8]]) -> Option<Through> {
-    // Most paths have nothing to do with /proc: leave them at once.
-    let mount_named = procfs.last().is_none_or(|top| contains(path, top));
-    if !mount_named && !contains(path, b"dev") {
+    // Most paths have nothing to do with /proc: leave them at once. This
+    // runs for every record, on the reader's thread.
+    if !names_a_component(path, procfs.first().copied()) {
         return None;
     }
     let parts: Vec<&[u8]> = path
@@ -67,8 +67,27 @@ pub fn through(path: &[u8], procfs: &[&[u8]]) -> Option<Through> {
     None
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Whether a component of `path` is `dev`, `proc` or `top` (the procfs
+/// mount's first component): one pass, looking only where a component
+/// starts.
+fn names_a_component(path: &[u8], top: Option<&[u8]>) -> bool {
+    let is = |at: usize, name: &[u8]| {
+        let end = at + name.len();
+        end <= path.len() && &path[at..end] == name && (end == path.len() || path[end] == b'/')
+    };
+    let mut at = 0;
+    while at < path.len() {
+        if path[at] != b'/' {
+            if is(at, b"proc") || is(at, b"dev") || top.is_some_and(|t| is(at, t)) {
+                return true;
+            }
+            while at < path.len() && path[at] != b'/' {
+                at += 1;
+            }
+        }
+        at += 1;
+    }
+    false
 }
 
 fn digits(c: &[u8]) -> bool {
