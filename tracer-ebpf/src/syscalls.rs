@@ -5,7 +5,10 @@
 //! then; at entry `bpf_probe_read_user_str` can fail on a cold page.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::bpf_probe_read_user_str,
+    },
     programs::RawTracePointContext,
 };
 use tracer_common::{
@@ -150,6 +153,11 @@ pub fn on_enter(ctx: &RawTracePointContext) {
     if !foreign && !scope::armed() && (spec.class != class::EXEC || !scope::arm_at_exec(task)) {
         return;
     }
+    if (spec.class == class::SOCKADDR || spec.class == class::MSGHDR)
+        && sends_nothing(ctx, abi, &spec)
+    {
+        return;
+    }
     save_entry(ctx, task, abi, id, spec);
 }
 
@@ -279,11 +287,6 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
             return;
         }
         entry_args();
-        if no_address(&*i) {
-            // A send on a connected socket (or a connect to nothing):
-            // no lookup. The slot is left unclaimed, so the exit skips.
-            return;
-        }
         if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
             // A filesystem's source ("tmpfs", "overlay", a device) is not
             // a path lookup of the mount's own.
@@ -296,22 +299,53 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
     }
 }
 
-/// Whether a send names no address at all: sendto's `addr` NULL, or a
-/// single message whose `msg_name` reads NULL now. Anything else is
-/// decoded at exit.
+/// Whether a send (or a connect) names no address: sendto's `addr`
+/// NULL, one message whose `msg_name` reads NULL now, a sendmmsg of none.
+/// Most sends are on connected sockets, so this is checked before the
+/// entry is saved, from the one or two registers it needs. Anything else
+/// is decoded at exit.
 #[inline(always)]
-fn no_address(i: &Inflight) -> bool {
-    match i.spec.class {
-        class::SOCKADDR => i.path1 == 0,
-        class::MSGHDR => {
-            // sendmmsg has a vlen (aux), sendmsg one message.
-            let vlen = if i.spec.aux < 0 { 1 } else { i.aux };
-            i.path1 == 0
-                || vlen == 0
-                || vlen == 1 && matches!(msg_name(i.abi == abi::COMPAT, i.path1), Some((0, _)))
-        }
-        _ => false,
+fn sends_nothing(ctx: &RawTracePointContext, abi: u8, spec: &SyscallSpec) -> bool {
+    let Some(ptr) = arg_now(ctx, abi, spec.path1) else {
+        return false;
+    };
+    if ptr == 0 {
+        return true;
     }
+    if spec.class != class::MSGHDR {
+        return false;
+    }
+    // sendmmsg has a vlen (aux, an unsigned int), sendmsg one message.
+    let vlen = if spec.aux < 0 {
+        1
+    } else {
+        match arg_now(ctx, abi, spec.aux) {
+            Some(v) => v & 0xffff_ffff,
+            None => return false,
+        }
+    };
+    vlen == 0 || vlen == 1 && matches!(msg_name(abi == abi::COMPAT, ptr), Some((0, _)))
+}
+
+/// Syscall argument `index`, one register read from the tracepoint's
+/// `pt_regs` (the entry copies all sixteen words at once instead).
+#[inline(always)]
+fn arg_now(ctx: &RawTracePointContext, abi: u8, index: i8) -> Option<u64> {
+    if !(0..6).contains(&index) {
+        return Some(0);
+    }
+    let off = if abi == abi::COMPAT {
+        conf!(offsets.regs_arg[1][index as usize & 7])
+    } else {
+        conf!(offsets.regs_arg[0][index as usize & 7])
+    };
+    let regs: u64 = ctx.arg(0);
+    let v = unsafe { bpf_probe_read_kernel((regs + off as u64) as *const u64) }.ok()?;
+    Some(if abi == abi::COMPAT {
+        v & 0xffff_ffff
+    } else {
+        v
+    })
 }
 
 /// A `struct msghdr`'s `msg_name` and `msg_namelen` (`struct
@@ -714,8 +748,15 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
             _ => return false,
         }
     } else if c == class::MSGHDR {
-        // aux is sendmmsg's vlen; sendmsg has none.
-        msgs = (x.path1, if x.spec.aux < 0 { 1 } else { x.aux });
+        // aux is sendmmsg's vlen (an unsigned int); sendmsg has none.
+        msgs = (
+            x.path1,
+            if x.spec.aux < 0 {
+                1
+            } else {
+                x.aux & 0xffff_ffff
+            },
+        );
     }
     if msgs.0 != 0 && msgs.1 != 0 {
         let compat = x.abi == abi::COMPAT;

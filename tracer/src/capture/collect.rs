@@ -521,7 +521,10 @@ impl Collector {
                 let (req, raw) = match req {
                     // A request through a magic link cannot be followed
                     // in an image; the observed name is where the file is.
-                    Ok(a) => (proc_link(&a).is_none().then_some(a.exact), Some(a.raw)),
+                    Ok(a) => {
+                        let keep = a.exact != obs.path && proc_link(&a).is_none();
+                        (keep.then_some(a.exact), Some(a.raw))
+                    }
                     Err(_) => (None, e.raw1.clone()),
                 };
                 Some(Named::from_observed(obs, req, raw))
@@ -530,8 +533,8 @@ impl Collector {
                 if e.has(flags::OBS_GONE) {
                     self.counters.unobserved_results += 1;
                 }
-                let exact = self.past_proc_link(&a, e.ret >= 0, false);
-                Some(Named::from_requested(exact, a.raw, a.place))
+                let a = self.past_proc_link(a, e.ret >= 0, false);
+                Some(Named::from_requested(a.exact, a.raw, a.place))
             }
             (_, Err(why)) => {
                 if nameless && e.ret >= 0 && matches!(why, Unnamed::Absent) {
@@ -561,8 +564,8 @@ impl Collector {
             e.has(flags::BAD_DIRFD2),
         ) {
             Ok(a) => {
-                let exact = self.past_proc_link(&a, e.ret >= 0, false);
-                let n = Named::from_requested(exact, a.raw, a.place);
+                let a = self.past_proc_link(a, e.ret >= 0, false);
+                let n = Named::from_requested(a.exact, a.raw, a.place);
                 self.add_access(n, s, true, e.has(flags::RAW2_TRUNCATED));
             }
             Err(why) => self.count_unnamed(why, e.ret),
@@ -574,19 +577,17 @@ impl Collector {
     /// succeeded: a failure may be `/proc`'s own); other magic links are
     /// counted, as the file is not known, unless the record names it
     /// otherwise (`known`).
-    fn past_proc_link(&mut self, a: &Asked, ok: bool, known: bool) -> Vec<u8> {
-        let Some(t) = proc_link(a) else {
-            return a.exact.clone();
+    fn past_proc_link(&mut self, mut a: Asked, ok: bool, known: bool) -> Asked {
+        let Some(t) = proc_link(&a) else {
+            return a;
         };
         if t.link == proc_links::Link::OwnRoot && ok && a.raw.first() == Some(&b'/') {
-            return join(&a.base, &t.rest);
+            a.exact = join(&a.base, &t.rest);
+        } else if !known {
+            self.counters.proc_link_paths += 1;
+            self.proc_link_example.get_or_insert_with(|| text(&a.exact));
         }
-        if known {
-            return a.exact.clone();
-        }
-        self.counters.proc_link_paths += 1;
-        self.proc_link_example.get_or_insert_with(|| text(&a.exact));
-        a.exact.clone()
+        a
     }
 
     fn add_access(&mut self, n: Named, s: &Shape, second: bool, raw_truncated: bool) {
@@ -680,7 +681,8 @@ impl Collector {
                 // A binary's own file is observed (`exe`); a script's is
                 // known only by its name.
                 let known = exe.is_some() && e.interp.is_none();
-                (self.past_proc_link(&a, true, known), a.raw, a.place)
+                let a = self.past_proc_link(a, true, known);
+                (a.exact, a.raw, a.place)
             })
         };
         let (exact, raw_bytes, place) = match asked {
