@@ -775,6 +775,44 @@ fn arguments_that_are_not_utf8_reach_the_command() {
 }
 
 #[test]
+fn a_device_or_pipe_as_output_is_written_into_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    // Should a regression rename a file over /dev/null, this puts the
+    // device back before the test fails, for everything else running.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let ok = fs::metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device());
+            if !ok {
+                let _ = fs::remove_file("/dev/null");
+                let _ = Command::new("mknod")
+                    .args(["-m", "666", "/dev/null", "c", "1", "3"])
+                    .status();
+            }
+        }
+    }
+    let _restore = Restore;
+    TestCommand::trace()
+        .args(["run", "-o", "/dev/null", "--", "true"])
+        .expect_success();
+    let null = fs::symlink_metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device(), "{null:?}");
+
+    // stdout is a pipe here: /dev/stdout leads to it.
+    let o = TestCommand::trace()
+        .args(["run", "-o", "/dev/stdout", "--", "true"])
+        .expect_success();
+    let t = tracer::model::write::from_slice(&o.stdout).expect("the trace on stdout");
+    assert_eq!(t.command, ["true"]);
+    assert!(
+        fs::symlink_metadata("/dev/stdout")
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
 fn a_process_that_leaves_the_cgroup_makes_the_trace_incomplete() {
     let dir = tempdir();
     let base = dir.path().canonicalize().unwrap();

@@ -64,6 +64,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), TraceFileError> 
 }
 
 /// Writes what `fill` writes to `path` atomically: all of it or nothing.
+///
+/// What is there already decides how. A device, FIFO or terminal
+/// (`/dev/null`, `/dev/stdout` on a pipe) is written into: a rename would
+/// replace the node itself. A symlink to a regular file keeps the link;
+/// the file it names is replaced.
 pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
@@ -71,6 +76,21 @@ pub fn write_atomic_with(
     let err = |source| TraceFileError::Write {
         path: path.to_path_buf(),
         source,
+    };
+    let target = fs::metadata(path).ok();
+    if let Some(meta) = &target
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
+        return write_in_place(path, fill).map_err(err);
+    }
+    let resolved;
+    let path = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() && target.is_some() => {
+            resolved = fs::canonicalize(path).map_err(err)?;
+            resolved.as_path()
+        }
+        _ => path,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -103,6 +123,17 @@ pub fn write_atomic_with(
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// Writes into an existing device, FIFO or terminal as it is.
+fn write_in_place(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let file = fs::OpenOptions::new().write(true).open(path)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    fill(&mut w)?;
+    w.flush()
 }
 
 pub fn to_json(t: &Trace) -> Vec<u8> {
@@ -589,6 +620,41 @@ mod tests {
         let e = format!("{:#}", anyhow::Error::from(e));
         assert!(e.contains("spill gone"), "{e}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_fifo_is_written_into_and_stays_a_fifo() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RWXU).unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(&fifo).unwrap())
+        };
+        write_atomic(&fifo, b"through the pipe").unwrap();
+        // Checked first: had it been renamed over, the reader would wait on.
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        // Nothing was left beside it.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_symlink_is_kept_and_the_file_it_names_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&real).unwrap(), b"new");
     }
 
     #[test]
