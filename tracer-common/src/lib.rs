@@ -390,6 +390,9 @@ pub struct KernelOffsets {
     /// `qstr.hash_len`: the name's hash and length in one word.
     pub qstr_hash_len: u32,
     pub sb_magic: u32,
+    /// `super_block.s_root`: a dentry that is its own parent but not this
+    /// is cut off from its parents.
+    pub sb_root: u32,
     pub vfsmount_root: u32,
     pub mount_mnt: u32,
     pub mount_parent: u32,

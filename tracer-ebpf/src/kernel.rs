@@ -458,8 +458,15 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     c.first = 0;
     if c.on_root_sb != 0 && c.dentry == parent {
         // The top of the root filesystem without meeting the scope's root
-        // (a file outside `--root`'s directory).
-        c.end = walk_end::OUTSIDE as u64;
+        // (a file outside `--root`'s directory), unless it is not that
+        // filesystem's root at all but a dentry cut off from its parents
+        // (`open_by_handle_at` of a file the dcache had dropped).
+        let s_root = read_u64(dentry_sb(c.dentry) + conf!(offsets.sb_root) as u64);
+        c.end = if c.dentry == s_root {
+            walk_end::OUTSIDE
+        } else {
+            walk_end::UNNAMED
+        } as u64;
         return 1;
     }
     let pos = c.pos as usize;

@@ -27,6 +27,7 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
     qstr_name: 0,
     qstr_hash_len: 0,
     sb_magic: 0,
+    sb_root: 0,
     vfsmount_root: 0,
     mount_mnt: 0,
     mount_parent: 0,

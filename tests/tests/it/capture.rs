@@ -774,6 +774,41 @@ fn int80_from_a_64bit_binary_is_recorded_as_ia32() {
 }
 
 #[test]
+fn a_handle_opened_after_its_dentry_was_dropped_is_named_or_flagged() {
+    // With the dcache dropped between the two calls, the kernel opens the
+    // handle through a dentry cut off from its parents, which no walk can
+    // name. The file is then flagged, never named after the top of the
+    // filesystem (it was filed under `/` before); should the dentry have
+    // survived, it is named as usual.
+    let w = Work::new();
+    let f = w.file("h/file", "x");
+    let fsops = w.program("fsops", &[]);
+    for _ in 0..3 {
+        let r = TestCommand::trace()
+            .current_dir(&w.base)
+            .env("FSOPS_DROP_CACHES", "1")
+            .args(["run", "-o"])
+            .arg(w.base.join("trace.json"))
+            .args(["--", &fsops, "by_handle", &f, &w.p("h")])
+            .expect_success();
+        assert!(String::from_utf8_lossy(&r.stdout).contains("open_by_handle_at"));
+        let t = read_trace(&w.base).expect("a trace");
+        let named = entries_with(&t, &json!({"syscall": "open_by_handle_at"}));
+        let flagged = t
+            .unobserved
+            .iter()
+            .any(|u| u.channel == "unnamed" && u.op == "open_by_handle_at");
+        if flagged {
+            assert!(named.is_empty(), "flagged and named {named:?}");
+            assert!(!t.complete);
+        } else {
+            assert_eq!(named, vec![f.clone()]);
+            assert_complete(&t);
+        }
+    }
+}
+
+#[test]
 fn open_by_handle_and_open_tree_are_named_by_their_descriptor() {
     let w = Work::new();
     let f = w.file("h/file", "x");

@@ -67,6 +67,7 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         qstr_name: o("qstr", "name")?,
         qstr_hash_len: o("qstr", "hash_len")?,
         sb_magic: o("super_block", "s_magic")?,
+        sb_root: o("super_block", "s_root")?,
         vfsmount_root: o("vfsmount", "mnt_root")?,
         mount_mnt: o("mount", "mnt")?,
         mount_parent: o("mount", "mnt_parent")?,
