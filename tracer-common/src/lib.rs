@@ -229,6 +229,11 @@ pub mod flags {
     /// A sockaddr that is not a filesystem `AF_UNIX` address (abstract,
     /// unnamed, another family): nothing to record.
     pub const NOT_A_PATH: u32 = 1 << 17;
+    /// `RAW1` is absolute but goes on past `/proc/self/cwd/` (or
+    /// `/proc/thread-self/cwd/`), which the kernel follows to the working
+    /// directory: `BASE1` is that directory's walk (absent when it is the
+    /// scope's root), and the path goes on from it after the prefix.
+    pub const BASE1_IS_CWD: u32 = 1 << 18;
 }
 
 /// Fixed part of every ring-buffer record; the [`section`]s follow in

@@ -429,6 +429,29 @@ fn scan_later_messages(compat: bool, vec: u64, vlen: u64, first: u64) {
     }
 }
 
+/// Whether the first path, absolute and given with `AT_FDCWD`, goes on past
+/// `/proc/self/cwd/` or `/proc/thread-self/cwd/` (`data` holds its `n`
+/// bytes). The kernel follows that link to the working directory, which
+/// the entry saved as `base1`: the path is named from there, not from the
+/// root (`BASE1_IS_CWD`).
+#[inline(always)]
+fn via_cwd(data: *const u8, n: usize, x: &Inflight) -> bool {
+    const SELF: usize = 15; // "/proc/self/cwd/"
+    const THREAD: usize = 22; // "/proc/thread-self/cwd/"
+    if x.dirfd1 != AT_FDCWD || n <= SELF {
+        return false;
+    }
+    let word = |at: usize| unsafe { core::ptr::read_unaligned(data.add(at) as *const u64) };
+    let w0 = word(0);
+    if w0 == u64::from_le_bytes(*b"/proc/se") {
+        return word(8) & 0x00ff_ffff_ffff_ffff == u64::from_le_bytes(*b"lf/cwd/\0");
+    }
+    n > THREAD
+        && w0 == u64::from_le_bytes(*b"/proc/th")
+        && word(8) == u64::from_le_bytes(*b"read-sel")
+        && word(16) & 0xffff_ffff_ffff == u64::from_le_bytes(*b"f/cwd/\0\0")
+}
+
 /// Reads a user string into the record at `pos`; returns its length
 /// without the NUL, and whether it was cut or unreadable.
 #[inline(always)]
@@ -534,7 +557,11 @@ fn exit_step(index: u64, files: Typed) -> i64 {
                 return 0;
             }
             let in_root = c == class::OPENAT2 && w.arg_flags2 & RESOLVE_IN_ROOT != 0;
-            let from_root = w.abs1 != 0 && !in_root;
+            let cwd = w.abs1 != 0 && !in_root && via_cwd(data, w.raw1 as usize, x);
+            if cwd {
+                w.fl |= flags::BASE1_IS_CWD;
+            }
+            let from_root = w.abs1 != 0 && !in_root && !cwd;
             let base = if from_root { x.root } else { x.base1 };
             if base.dentry == p.stop_dentry {
                 return 0;
@@ -634,7 +661,8 @@ fn fast_key(
     };
     let absolute = n > 0 && unsafe { *data } == b'/';
     let in_root = c == class::OPENAT2 && arg_flags2 & RESOLVE_IN_ROOT != 0;
-    let from_root = absolute && !in_root;
+    // As the record's base is chosen (exit step 2), so the key's.
+    let from_root = absolute && !in_root && !via_cwd(data, n, x);
     let base = if n == 0 {
         KRef::default()
     } else if from_root {

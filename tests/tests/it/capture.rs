@@ -414,6 +414,7 @@ fn a_path_through_the_callers_own_root_in_proc_is_named_as_its_file() {
     let cfg = w.file("D/etc/cfg", "x");
     let f = w.file("D/sub/f", "y");
     let fsops = w.program("fsops", &[]);
+    let g = w.file("E/sub/f", "z");
     let via_root = format!("/proc/self/root{cfg}");
     let via_cwd = "/proc/self/cwd/sub/f";
     let r = w.run(
@@ -426,17 +427,41 @@ fn a_path_through_the_callers_own_root_in_proc_is_named_as_its_file() {
             &via_root,
             "open",
             via_cwd,
+            "stat",
+            via_cwd,
+            "chdir",
+            &w.p("E"),
+            "stat",
+            via_cwd,
+            "access",
+            "/proc/thread-self/cwd/sub/f",
         ],
     );
     ok_run(&r);
     let t = r.trace();
-    // The own root is where an absolute path starts anyway; an open's
-    // file is named by its descriptor, whatever link led there.
+    // The own root is where an absolute path starts anyway; the kernel
+    // side names a path past /proc/self/cwd from the working directory
+    // it saved at entry; an open's file is named by its descriptor,
+    // whatever link led there.
     assert_complete(t);
     expect_access(
         t,
         &cfg,
         &json!({"op": "stat", "syscall": "stat", "result": "ok", "raw": via_root}),
+    );
+    // The same request from two working directories is two files: the
+    // in-kernel repeat check keys on the directory too.
+    for file in [&f, &g] {
+        expect_access(
+            t,
+            file,
+            &json!({"op": "stat", "syscall": "stat", "result": "ok", "raw": via_cwd}),
+        );
+    }
+    expect_access(
+        t,
+        &g,
+        &json!({"op": "access", "result": "ok", "raw": "/proc/thread-self/cwd/sub/f"}),
     );
     let open = expect_access(
         t,
@@ -455,37 +480,40 @@ fn a_path_through_the_callers_own_root_in_proc_is_named_as_its_file() {
 #[test]
 fn a_path_through_another_proc_link_makes_the_trace_incomplete() {
     let w = Work::new();
-    w.file("D/sub/f", "y");
+    let f = w.file("D/sub/f", "y");
     let fsops = w.program("fsops", &[]);
-    let via_cwd = "/proc/self/cwd/sub/f";
+    // Another process's working directory (pid 1's, whatever it is).
+    let via_other = format!("/proc/1/cwd{f}");
     let r = w.run(
         &[],
         &[
             &fsops,
-            "chdir",
-            &w.p("D"),
             "access",
-            via_cwd,
+            &via_other,
             "stat",
             "/proc/self/exe",
+            "stat",
+            "/proc/self/cwd/missing",
         ],
     );
     ok_run(&r);
     let t = r.trace();
-    // The kernel reached D/sub/f, but nothing in the record says so.
+    // Nothing in the records says which file the kernel reached, nor
+    // whether a failure past /proc/self/cwd was /proc's own.
     assert!(!t.complete);
-    assert_eq!(t.counters.proc_link_paths, 1);
+    assert_eq!(t.counters.proc_link_paths, 2);
     assert!(
         t.incomplete_reasons
             .iter()
-            .any(|r| r.contains("magic link") && r.contains(via_cwd)),
+            .any(|r| r.contains("magic link") && r.contains(&via_other)),
         "{:?}",
         t.incomplete_reasons
     );
+    expect_access(t, &via_other, &json!({"op": "access", "raw": via_other}));
     expect_access(
         t,
-        via_cwd,
-        &json!({"op": "access", "result": "ok", "raw": via_cwd}),
+        "/proc/self/cwd/missing",
+        &json!({"op": "stat", "result": "ENOENT"}),
     );
 }
 

@@ -188,10 +188,16 @@ struct Asked {
     exact: Vec<u8>,
     raw: Vec<u8>,
     place: Place,
+    /// `raw` went on past `/proc/self/cwd/`, and the base is the working
+    /// directory the kernel followed that to (`flags::BASE1_IS_CWD`).
+    via_cwd: bool,
 }
 
+/// The prefixes `flags::BASE1_IS_CWD` stands for.
+const CWD_LINKS: [&[u8]; 2] = [b"/proc/self/cwd/", b"/proc/thread-self/cwd/"];
+
 /// The requested path of `raw` from the record's base (or the scope's
-/// root when there is none).
+/// root when there is none); `via_cwd` as the kernel found it.
 fn requested(
     raw: Option<&[u8]>,
     unreadable: bool,
@@ -199,6 +205,7 @@ fn requested(
     base: Option<&Walk>,
     obs_parent: Option<&Walk>,
     bad_dirfd: bool,
+    via_cwd: bool,
 ) -> Result<Asked, Unnamed> {
     let raw = match raw {
         Some(r) => r,
@@ -232,11 +239,17 @@ fn requested(
     } else {
         return Err(Unnamed::Stale);
     };
+    // Past the link, the path goes on from the working directory.
+    let rest = CWD_LINKS
+        .iter()
+        .find_map(|l| raw.strip_prefix(*l))
+        .filter(|_| via_cwd);
     Ok(Asked {
-        exact: join(&base_path, raw),
+        exact: join(&base_path, rest.unwrap_or(raw)),
         base: base_path,
         raw: raw.to_vec(),
         place,
+        via_cwd: rest.is_some(),
     })
 }
 
@@ -246,6 +259,10 @@ fn requested(
 /// is a procfs.
 fn proc_link(a: &Asked) -> Option<proc_links::Through> {
     const PROC: &[&[u8]] = &[b"proc"];
+    if a.via_cwd {
+        // Named from the directory the kernel followed the link to.
+        return None;
+    }
     if a.raw.first() == Some(&b'/') {
         return proc_links::through(&a.raw, PROC);
     }
@@ -509,6 +526,7 @@ impl Collector {
                 .then_some(e.obs.as_ref())
                 .flatten(),
             e.has(flags::BAD_DIRFD1),
+            e.has(flags::BASE1_IS_CWD),
         );
         // A file with no path (the pipe behind /dev/stdin, a memfd) is
         // known only by the name asked for.
@@ -562,6 +580,7 @@ impl Collector {
             e.base2.as_ref(),
             None,
             e.has(flags::BAD_DIRFD2),
+            false,
         ) {
             Ok(a) => {
                 let a = self.past_proc_link(a, e.ret >= 0, false);
@@ -578,16 +597,27 @@ impl Collector {
     /// counted, as the file is not known, unless the record names it
     /// otherwise (`known`).
     fn past_proc_link(&mut self, mut a: Asked, ok: bool, known: bool) -> Asked {
+        if a.via_cwd && !ok {
+            // /proc itself may be what was missing: the name asked for
+            // stands, and the file is not known.
+            a.exact = join(b"/", &a.raw);
+            self.count_proc_link(&a.exact);
+            return a;
+        }
         let Some(t) = proc_link(&a) else {
             return a;
         };
         if t.link == proc_links::Link::OwnRoot && ok && a.raw.first() == Some(&b'/') {
             a.exact = join(&a.base, &t.rest);
         } else if !known {
-            self.counters.proc_link_paths += 1;
-            self.proc_link_example.get_or_insert_with(|| text(&a.exact));
+            self.count_proc_link(&a.exact);
         }
         a
+    }
+
+    fn count_proc_link(&mut self, exact: &[u8]) {
+        self.counters.proc_link_paths += 1;
+        self.proc_link_example.get_or_insert_with(|| text(exact));
     }
 
     fn add_access(&mut self, n: Named, s: &Shape, second: bool, raw_truncated: bool) {
@@ -675,6 +705,7 @@ impl Collector {
                 e.has(flags::HAS_BASE1) && !base_nameless,
                 e.base1.as_ref().filter(|_| !base_nameless),
                 None,
+                false,
                 false,
             )
             .map(|a| {
@@ -1043,6 +1074,37 @@ pub(crate) mod tests {
         assert_eq!(a.requested.as_deref(), Some("/r/etc/../etc/x"));
         assert_eq!(a.raw.as_deref(), Some("/proc/self/root/etc/../etc/x"));
         assert!(t.complete);
+    }
+
+    #[test]
+    fn past_the_cwd_link_a_path_goes_on_from_the_working_directory() {
+        let mut c = Collector::new();
+        let cwd = flags::HAS_BASE1 | flags::BASE1_IS_CWD;
+        c.add(ev(
+            sys("newfstatat", 0, cwd, 0),
+            [b"/proc/self/cwd/../x", E, b"d\0w\0", E, E, E, E, E],
+        ));
+        // The cwd is the scope's root: no walk.
+        c.add(ev(
+            sys("newfstatat", 0, flags::BASE1_IS_CWD, 0),
+            [b"/proc/thread-self/cwd/etc/y", E, E, E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(paths(&t), ["/etc/y", "/w/x"]);
+        assert_eq!(
+            t.files[1].accesses[0].requested.as_deref(),
+            Some("/w/d/../x")
+        );
+        assert!(t.complete);
+        // Failed: /proc itself may be what is missing.
+        let mut c = Collector::new();
+        c.add(ev(
+            sys("newfstatat", -2, cwd, 0),
+            [b"/proc/self/cwd/z", E, b"d\0w\0", E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(paths(&t), ["/proc/self/cwd/z"]);
+        assert!(!t.complete);
     }
 
     #[test]

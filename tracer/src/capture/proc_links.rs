@@ -3,10 +3,12 @@
 //! `/proc/<pid>/root`, `cwd`, `exe`, `fd/<n>` (and `/dev/fd/<n>`,
 //! `/dev/stdin`, which lead there) are links the kernel follows to the
 //! file they stand for, whatever their text says. A path that goes on past
-//! one (`/proc/self/cwd/conf.d/x`) names a `/proc` file no image holds,
+//! one (`/proc/self/fd/3/conf.d/x`) names a `/proc` file no image holds,
 //! while the kernel reached a file elsewhere. It is only sure which file
 //! when the link is the caller's own root (`/proc/self/root/etc/hostname`
-//! is `/etc/hostname`); the capture rewrites those and counts the rest.
+//! is `/etc/hostname`), which the capture rewrites, or its own working
+//! directory, which the kernel side names (`flags::BASE1_IS_CWD`); the
+//! rest are counted.
 //!
 //! The analysis is lexical up to the link, as the kernel's own walk is
 //! there: `/proc/self` and `/proc/thread-self` are plain relative links
