@@ -437,7 +437,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 c.end = walk_end::UNNAMED as u64;
                 return 1;
             }
-            if c.dentry == mnt_root || c.dentry == parent {
+            if c.dentry == mnt_root {
                 let mount_parent = read_u64(c.mount + conf!(offsets.mount_parent) as u64);
                 if mount_parent == c.mount || mount_parent == 0 {
                     // The top of the mount tree, and the root was not on

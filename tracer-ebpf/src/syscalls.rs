@@ -48,16 +48,28 @@ const MMSG_MAX: u32 = 1024;
 /// architectures `trace` supports; the loader checks).
 #[inline(always)]
 fn arg(abi: u8, regs: &[u64; 16], index: i8) -> u64 {
-    if !(0..6).contains(&index) {
-        return 0;
+    match arg_offset(abi, index) {
+        Some(off) => narrow(abi, regs[(off as usize / 8) & 15]),
+        None => 0,
     }
-    let off = if abi == abi::COMPAT {
+}
+
+/// Where argument `index` (0..6) lies in `struct pt_regs` for `abi`.
+#[inline(always)]
+fn arg_offset(abi: u8, index: i8) -> Option<u32> {
+    if !(0..6).contains(&index) {
+        return None;
+    }
+    Some(if abi == abi::COMPAT {
         conf!(offsets.regs_arg[1][index as usize & 7])
     } else {
         conf!(offsets.regs_arg[0][index as usize & 7])
-    };
-    let v = regs[(off as usize / 8) & 15];
-    // Compat registers hold 32-bit values (pointers, ints) in 64-bit slots.
+    })
+}
+
+/// Compat registers hold 32-bit values (pointers, ints) in 64-bit slots.
+#[inline(always)]
+fn narrow(abi: u8, v: u64) -> u64 {
     if abi == abi::COMPAT {
         v & 0xffff_ffff
     } else {
@@ -315,15 +327,10 @@ fn sends_nothing(ctx: &RawTracePointContext, abi: u8, spec: &SyscallSpec) -> boo
     if spec.class != class::MSGHDR {
         return false;
     }
-    // sendmmsg has a vlen (aux, an unsigned int), sendmsg one message.
-    let vlen = if spec.aux < 0 {
-        1
-    } else {
-        match arg_now(ctx, abi, spec.aux) {
-            Some(v) => v & 0xffff_ffff,
-            None => return false,
-        }
+    let Some(aux) = arg_now(ctx, abi, spec.aux) else {
+        return false;
     };
+    let vlen = message_count(spec, aux);
     vlen == 0 || vlen == 1 && matches!(msg_name(abi == abi::COMPAT, ptr), Some((0, _)))
 }
 
@@ -331,21 +338,19 @@ fn sends_nothing(ctx: &RawTracePointContext, abi: u8, spec: &SyscallSpec) -> boo
 /// `pt_regs` (the entry copies all sixteen words at once instead).
 #[inline(always)]
 fn arg_now(ctx: &RawTracePointContext, abi: u8, index: i8) -> Option<u64> {
-    if !(0..6).contains(&index) {
+    let Some(off) = arg_offset(abi, index) else {
         return Some(0);
-    }
-    let off = if abi == abi::COMPAT {
-        conf!(offsets.regs_arg[1][index as usize & 7])
-    } else {
-        conf!(offsets.regs_arg[0][index as usize & 7])
     };
     let regs: u64 = ctx.arg(0);
     let v = unsafe { bpf_probe_read_kernel((regs + off as u64) as *const u64) }.ok()?;
-    Some(if abi == abi::COMPAT {
-        v & 0xffff_ffff
-    } else {
-        v
-    })
+    Some(narrow(abi, v))
+}
+
+/// How many messages a sendmsg or sendmmsg sends: one, or sendmmsg's
+/// `vlen` (argument `aux`, an unsigned int), given that argument's value.
+#[inline(always)]
+fn message_count(spec: &SyscallSpec, aux: u64) -> u64 {
+    if spec.aux < 0 { 1 } else { aux & 0xffff_ffff }
 }
 
 /// A `struct msghdr`'s `msg_name` and `msg_namelen` (`struct
@@ -776,15 +781,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
             _ => return false,
         }
     } else if c == class::MSGHDR {
-        // aux is sendmmsg's vlen (an unsigned int); sendmsg has none.
-        msgs = (
-            x.path1,
-            if x.spec.aux < 0 {
-                1
-            } else {
-                x.aux & 0xffff_ffff
-            },
-        );
+        msgs = (x.path1, message_count(&x.spec, x.aux));
     }
     if msgs.0 != 0 && msgs.1 != 0 {
         let compat = x.abi == abi::COMPAT;

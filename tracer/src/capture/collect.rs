@@ -240,10 +240,9 @@ fn requested(
         return Err(Unnamed::Stale);
     };
     // Past the link, the path goes on from the working directory.
-    let rest = CWD_LINKS
-        .iter()
-        .find_map(|l| raw.strip_prefix(*l))
-        .filter(|_| via_cwd);
+    let rest = via_cwd
+        .then(|| CWD_LINKS.iter().find_map(|l| raw.strip_prefix(*l)))
+        .flatten();
     Ok(Asked {
         exact: join(&base_path, rest.unwrap_or(raw)),
         base: base_path,
@@ -463,10 +462,7 @@ impl Collector {
         let op = op_of(row, e);
         if row.name == "quotactl" && e.arg_flags >> 8 == Q_QUOTAON {
             // Its quota file (`addr`) is a path the record does not hold.
-            *self
-                .unobserved
-                .entry(("quotactl".into(), "Q_QUOTAON quota file".into(), e.pid))
-                .or_default() += 1;
+            self.count_unobserved("quotactl", "Q_QUOTAON quota file".into(), e.pid, 1);
         }
         let shape = Shape {
             op,
@@ -558,10 +554,7 @@ impl Collector {
                 if nameless && e.ret >= 0 && matches!(why, Unnamed::Absent) {
                     // Opened by handle (a dentry cut off from its
                     // parents): which file is not known.
-                    *self
-                        .unobserved
-                        .entry(("unnamed".into(), s.syscall.clone(), e.pid))
-                        .or_default() += 1;
+                    self.count_unobserved("unnamed", s.syscall.clone(), e.pid, 1);
                 }
                 self.count_unnamed(why, e.ret);
                 None
@@ -613,6 +606,14 @@ impl Collector {
             self.count_proc_link(&a.exact);
         }
         a
+    }
+
+    /// Accesses seen but not recorded, by channel, what and process.
+    fn count_unobserved(&mut self, channel: &str, op: String, pid: u32, n: u64) {
+        *self
+            .unobserved
+            .entry((channel.to_string(), op, pid))
+            .or_default() += n;
     }
 
     fn count_proc_link(&mut self, exact: &[u8]) {
@@ -810,20 +811,10 @@ impl Collector {
         // Submissions whose completion never came: what they did is unknown.
         for (_, sub) in std::mem::take(&mut self.uring) {
             let name = uring_op(sub.syscall, &sub).map_or("unknown", |(_, n)| n);
-            *self
-                .unobserved
-                .entry((
-                    "io_uring".into(),
-                    format!("{name} (no completion)"),
-                    sub.pid,
-                ))
-                .or_default() += 1;
+            self.count_unobserved("io_uring", format!("{name} (no completion)"), sub.pid, 1);
         }
         for u in &t.unobserved {
-            *self
-                .unobserved
-                .entry((u.channel.clone(), u.op.clone(), u.pid))
-                .or_default() += u.count;
+            self.count_unobserved(&u.channel, u.op.clone(), u.pid, u.count);
         }
         let mut counters = self.counters;
         counters.syscalls_seen = t.seen;

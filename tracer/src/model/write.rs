@@ -82,7 +82,13 @@ pub fn write_atomic_with(
         && !meta.is_file()
         && !meta.is_dir()
     {
-        return write_in_place(path, fill).map_err(err);
+        // Written into as it is.
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| filled(f, fill))
+            .map(drop)
+            .map_err(err);
     }
     let resolved;
     let path = match fs::symlink_metadata(path) {
@@ -111,9 +117,7 @@ pub fn write_atomic_with(
         let file = fs::File::create(&tmp)?;
         crate::runtime::leftovers::record_path(&tmp);
         stall_for_tests(path);
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
+        let f = filled(file, fill)?;
         crate::timing::mark("  trace serialized");
         f.sync_all()?;
         crate::timing::mark("  trace synced");
@@ -125,15 +129,15 @@ pub fn write_atomic_with(
     result.map_err(err)
 }
 
-/// Writes into an existing device, FIFO or terminal as it is.
-fn write_in_place(
-    path: &Path,
+/// What `fill` writes, into `file` through one large buffer; the file
+/// back, everything handed to it.
+fn filled(
+    file: fs::File,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let file = fs::OpenOptions::new().write(true).open(path)?;
+) -> std::io::Result<fs::File> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     fill(&mut w)?;
-    w.flush()
+    w.into_inner().map_err(|e| e.into_error())
 }
 
 pub fn to_json(t: &Trace) -> Vec<u8> {
