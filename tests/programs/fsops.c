@@ -36,6 +36,9 @@
 #ifndef SYS_move_mount
 #define SYS_move_mount 429
 #endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
@@ -287,6 +290,10 @@ int main(int argc, char **argv)
             if (fd >= 0)
                 close(fd);
             used = 3;
+        } else if (!strcmp(c, "fsopen")) {
+            /* fsopen FSTYPE: a filesystem context, configured no further */
+            int fd = syscall(SYS_fsopen, a, 0);
+            r = fd < 0 ? fd : close(fd);
         } else if (!strcmp(c, "chdir_n")) {
             /* chdir_n NAME N: chdir(NAME) N times (deep trees, each step
              * relative) */

@@ -107,12 +107,18 @@ impl SyscallSpec {
 /// Bits of [`SyscallSpec::spec_flags`].
 pub mod spec_flags {
     /// `path2` is not looked up: it is the content of a new symlink (or a
-    /// mount source that is not a path).
+    /// mount's filesystem type, when its source is not a path).
     pub const PATH2_CONTENT: u8 = 1 << 0;
     /// The syscall can change what existing names lead to (rename, mount,
     /// umount, move_mount, pivot_root): whoever makes it, names the kernel
     /// side remembered may be stale (`GEN`).
     pub const NS_CHANGE: u8 = 1 << 1;
+    /// On success the file to observe is the caller's new working
+    /// directory (chdir): what the kernel reached, even through a bind
+    /// mount the name alone cannot show.
+    pub const RESULT_PWD: u8 = 1 << 2;
+    /// On success the file to observe is the caller's new root (chroot).
+    pub const RESULT_ROOT: u8 = 1 << 3;
 }
 
 /// Kinds of ring-buffer record.

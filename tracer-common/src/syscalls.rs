@@ -165,6 +165,12 @@ const fn ns(mut r: Row) -> Row {
     r
 }
 
+/// What a successful call leaves to observe (`RESULT_PWD`, `RESULT_ROOT`).
+const fn result_is(mut r: Row, flag: u8) -> Row {
+    r.spec_flags |= flag;
+    r
+}
+
 const NOFOLLOW: u64 = AT_SYMLINK_NOFOLLOW;
 
 /// Every recorded syscall. The order is the record ABI (`SyscallSpec::id`
@@ -208,13 +214,13 @@ pub const TABLE: &[Row] = &[
     at("name_to_handle_at", op::LOOKUP, 4),
     at("fspick", op::LOOKUP, 2),
     // Working directory, root, exec.
-    p("chdir", op::CHDIR, N),
+    result_is(p("chdir", op::CHDIR, N), spec_flags::RESULT_PWD),
     {
         let mut r = class_of(row("fchdir", op::CHDIR), class::FD_ARG);
         r.dirfd1 = 0;
         r
     },
-    p("chroot", op::CHROOT, N),
+    result_is(p("chroot", op::CHROOT, N), spec_flags::RESULT_ROOT),
     class_of(p("execve", op::EXEC, N), class::EXEC),
     class_of(at("execveat", op::EXEC, 4), class::EXEC),
     // Directory listings.
@@ -339,11 +345,13 @@ pub const TABLE: &[Row] = &[
     flags2(at("fchownat", op::CHOWN, N), 4),
     // Mounts.
     {
-        // mount(source, target, fstype, flags, data).
+        // mount(source, target, fstype, flags, data); `aux` the fstype,
+        // kept instead of a source that is not a path.
         let mut r = ns(class_of(row("mount", op::MOUNT), class::MOUNT));
         r.path1 = 1;
         r.path2 = 0;
         r.flags = 3;
+        r.aux = 2;
         r
     },
     ns(p("umount", op::UMOUNT, N)),
@@ -388,6 +396,14 @@ pub const TABLE: &[Row] = &[
     },
     // mount_setattr(dirfd, path, flags, attr, size).
     at("mount_setattr", op::LOOKUP, 2),
+    {
+        // fsopen(fsname, flags): the filesystem type is kept (`content`),
+        // as overlayfs looks up paths given in its options later.
+        let mut r = row("fsopen", op::MOUNT);
+        r.path2 = 0;
+        r.spec_flags = spec_flags::PATH2_CONTENT;
+        r
+    },
 ];
 
 impl Row {

@@ -301,8 +301,10 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
         entry_args();
         if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
             // A filesystem's source ("tmpfs", "overlay", a device) is not
-            // a path lookup of the mount's own.
+            // a path lookup of the mount's own; its type says more (an
+            // overlay looks up the directories its options name).
             (*i).spec.spec_flags |= spec_flags::PATH2_CONTENT;
+            (*i).path2 = (*i).aux;
         }
         entry_bases(fs, files);
         // Valid from here on.
@@ -483,7 +485,7 @@ fn read_user_path(data: *mut u8, pos: usize, ptr: u64, max: u32) -> (usize, bool
 /// once, but cost a helper call and four indirect calls per record, for
 /// about 10% more verifier work saved.
 #[inline(always)]
-fn exit_step(index: u64, files: Typed) -> i64 {
+fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
     let (Some(w), Some(p), Some(buf)) = (EXITING.get_ptr_mut(0), PENDING.get_ptr_mut(0), scratch())
     else {
         return 1;
@@ -543,6 +545,16 @@ fn exit_step(index: u64, files: Typed) -> i64 {
                         Some(f) => p.obs = f,
                         None => w.fl |= flags::OBS_GONE,
                     }
+                }
+            } else if x.spec.spec_flags & (spec_flags::RESULT_PWD | spec_flags::RESULT_ROOT) != 0 {
+                // chdir, chroot: the directory the kernel reached.
+                if w.ret == 0 {
+                    let fs = kernel::fs_of(task);
+                    p.obs = if x.spec.spec_flags & spec_flags::RESULT_ROOT != 0 {
+                        kernel::root_of(fs)
+                    } else {
+                        kernel::pwd_of(fs)
+                    };
                 }
             } else if (c == class::FD_ARG || c == class::PLAIN) && x.file.dentry != 0 {
                 if still_valid(&x.file) {
@@ -862,7 +874,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     }
     let mut step = 0;
     while step < 4 {
-        if exit_step(step, files) != 0 {
+        if exit_step(step, task, files) != 0 {
             break;
         }
         step += 1;

@@ -585,6 +585,161 @@ fn bind_mount_in_a_private_namespace_is_named_where_the_file_lies() {
 }
 
 #[test]
+fn a_stat_through_a_bind_made_in_the_run_is_flagged_and_chdir_names_the_source() {
+    let w = Work::new();
+    let a = w.mkdir("A");
+    let b = w.mkdir("B");
+    let ag = w.file("A/g", "");
+    w.file("A/f", "");
+    let bf = w.p("B/f");
+    let bnew = w.p("B/new");
+    let fsops = w.program("fsops", &[]);
+    // The stat of B/f reaches A/f, which the name does not show (B is
+    // empty in the image); the chdir is observed; a relative stat from
+    // there is named from the observed cwd; a mkdir creates, reads nothing.
+    let script =
+        format!("{fsops} mount_bind {a} {b} stat {bf} chdir {b} stat g mkdir {bnew} stat {a}/f");
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    assert_eq!(
+        ok_run(&r),
+        format!(
+            "mount_bind {a} -> ok\nstat {bf} -> ok\nchdir {b} -> ok\nstat g -> ok\nmkdir {bnew} -> ok\nstat {a}/f -> ok\n"
+        )
+    );
+    let t = r.trace();
+    assert!(!t.complete, "a stat through the bind went unflagged");
+    let flagged: Vec<_> = t
+        .unobserved
+        .iter()
+        .filter(|u| u.channel == "bind mount")
+        .collect();
+    assert_eq!(flagged.len(), 1, "{:?}", t.unobserved);
+    assert_eq!(flagged[0].count, 1, "only the stat of B/f: {flagged:?}");
+    assert!(
+        t.incomplete_reasons.iter().any(|r| r.contains(&bf)),
+        "{:?}",
+        t.incomplete_reasons
+    );
+    expect_access(
+        t,
+        &a,
+        &json!({"op": "chdir", "syscall": "chdir", "result": "ok", "observed": true,
+                "raw": b, "requested": b}),
+    );
+    expect_access(t, &ag, &json!({"op": "stat", "result": "ok", "raw": "g"}));
+    assert!(
+        matching(t, &b, &json!({"op": "chdir"})).is_empty(),
+        "the chdir filed under the mount point"
+    );
+}
+
+#[test]
+fn dotdot_at_a_chroot_root_stays_at_that_root() {
+    let w = Work::new();
+    let croot = w.mkdir("croot");
+    w.mkdir("croot/a");
+    let x = w.file("croot/etc/x", "");
+    // A decoy where a `..` out of the root would lead.
+    let decoy = w.file("etc/x", "");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(
+        &[],
+        &[
+            &fsops,
+            "chroot",
+            &croot,
+            "stat",
+            "/../etc/x",
+            "stat",
+            "/a/../../etc/x",
+        ],
+    );
+    assert_eq!(
+        ok_run(&r),
+        format!("chroot {croot} -> ok\nstat /../etc/x -> ok\nstat /a/../../etc/x -> ok\n")
+    );
+    let t = r.trace();
+    expect_access(
+        t,
+        &x,
+        &json!({"op": "stat", "result": "ok", "raw": "/../etc/x"}),
+    );
+    expect_access(
+        t,
+        &croot,
+        &json!({"op": "chroot", "syscall": "chroot", "result": "ok", "observed": true}),
+    );
+    assert!(
+        matching(t, &decoy, &json!({"op": "stat"})).is_empty(),
+        "filed above the chroot"
+    );
+    // Past the root after a component: filed where it lands when `a` is
+    // no symlink, and counted, as only the image can tell.
+    expect_access(
+        t,
+        &x,
+        &json!({"op": "stat", "result": "ok", "raw": "/a/../../etc/x"}),
+    );
+    assert!(!t.complete);
+    let root: Vec<_> = t
+        .unobserved
+        .iter()
+        .filter(|u| u.channel == "root")
+        .collect();
+    assert_eq!(root.len(), 1, "{:?}", t.unobserved);
+    assert_eq!(root[0].count, 1, "{root:?}");
+}
+
+#[test]
+fn an_overlay_mount_made_in_the_run_is_flagged() {
+    let w = Work::new();
+    let lower = w.mkdir("lower");
+    let upper = w.mkdir("upper");
+    let work = w.mkdir("work");
+    let merged = w.mkdir("merged");
+    w.file("lower/f", "from lower");
+    let opts = format!("lowerdir={lower},upperdir={upper},workdir={work}");
+    let script = format!("mount -t overlay ov -o {opts} {merged} && cat {merged}/f");
+    let r = w.run(&[], &["unshare", "-m", "sh", "-c", &script]);
+    assert_eq!(ok_run(&r), "from lower");
+    let t = r.trace();
+    assert!(!t.complete);
+    assert!(
+        t.unobserved.iter().any(|u| u.channel == "mount options"),
+        "{:?}",
+        t.unobserved
+    );
+    // The mount point says what was mounted there (util-linux may use
+    // mount(2) or the new API's fsopen; either names the type).
+    let typed = t
+        .files
+        .iter()
+        .flat_map(|f| f.accesses.iter())
+        .any(|a| a.content.as_deref() == Some("overlay"));
+    assert!(typed, "no access names the overlay type");
+}
+
+#[test]
+fn fsopen_of_an_overlay_is_flagged_and_of_a_tmpfs_is_not() {
+    let w = Work::new();
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&[], &[&fsops, "fsopen", "tmpfs"]);
+    assert_eq!(ok_run(&r), "fsopen tmpfs -> ok\n");
+    assert_complete(r.trace());
+    let r = w.run(&[], &[&fsops, "fsopen", "overlay"]);
+    assert_eq!(ok_run(&r), "fsopen overlay -> ok\n");
+    let t = r.trace();
+    assert!(!t.complete);
+    let u: Vec<_> = t
+        .unobserved
+        .iter()
+        .filter(|u| u.channel == "mount options")
+        .collect();
+    assert_eq!(u.len(), 1, "{:?}", t.unobserved);
+    assert_eq!(u[0].op, "fsopen");
+}
+
+#[test]
 fn a_shared_cwd_is_read_at_syscall_entry() {
     let w = Work::new();
     let d1 = w.mkdir("dir1");

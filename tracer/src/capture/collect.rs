@@ -22,6 +22,7 @@ use tracer_common::abis as abi;
 use super::{
     Totals,
     decode::{Event, Kind, Walk, WalkEnd},
+    mounts_made::{self, Doubt, MountsMade},
     proc_links,
     store::{AccessStore, Entries},
 };
@@ -54,6 +55,10 @@ pub struct Collector {
     unobserved: BTreeMap<(String, String, u32), u64>,
     /// The first path counted in `proc_link_paths`, for the reason.
     proc_link_example: Option<String>,
+    /// Bind mounts and roots the traced programs made.
+    mounts: MountsMade,
+    /// The first name counted for each kind of doubt, for the reason.
+    doubt_example: BTreeMap<&'static str, String>,
 }
 
 /// What the run itself tells, added when the trace is finished.
@@ -169,6 +174,11 @@ struct Named {
     observed: bool,
     /// The file an exec ran, under another name than the one asked for.
     exe: bool,
+    /// The name asked for stands for the file and may be wrong: a `..`
+    /// above the caller's root (`mounts_made::at_root`), or one to check
+    /// against the mounts made (`MountsMade::doubt`).
+    past_root: bool,
+    check_doubt: bool,
 }
 
 /// Why a path of a record could not be named.
@@ -191,6 +201,8 @@ struct Asked {
     /// `raw` went on past `/proc/self/cwd/`, and the base is the working
     /// directory the kernel followed that to (`flags::BASE1_IS_CWD`).
     via_cwd: bool,
+    /// An absolute `raw` climbs `..` above the root it started from.
+    past_root: bool,
 }
 
 /// The prefixes `flags::BASE1_IS_CWD` stands for.
@@ -243,12 +255,19 @@ fn requested(
     let rest = via_cwd
         .then(|| CWD_LINKS.iter().find_map(|l| raw.strip_prefix(*l)))
         .flatten();
+    // An absolute path from a root that is not the scope's (a chroot, or
+    // openat2's RESOLVE_IN_ROOT): the kernel's `..` stops at that root.
+    let (from, past_root) = match rest {
+        None if has_base && raw.first() == Some(&b'/') => mounts_made::at_root(raw),
+        _ => (rest.unwrap_or(raw).into(), false),
+    };
     Ok(Asked {
-        exact: join(&base_path, rest.unwrap_or(raw)),
+        exact: join(&base_path, &from),
         base: base_path,
         raw: raw.to_vec(),
         place,
         via_cwd: rest.is_some(),
+        past_root,
     })
 }
 
@@ -288,6 +307,8 @@ impl Named {
             place,
             observed: false,
             exe: false,
+            past_root: false,
+            check_doubt: true,
         }
     }
 
@@ -299,7 +320,15 @@ impl Named {
             place: Place::of(obs),
             observed: true,
             exe: false,
+            past_root: false,
+            check_doubt: false,
         }
+    }
+
+    fn from_asked(a: Asked) -> Named {
+        let mut n = Named::from_requested(a.exact, a.raw, a.place);
+        n.past_root = a.past_root;
+        n
     }
 }
 
@@ -406,6 +435,7 @@ fn role(op: Op, second: bool) -> Option<Role> {
 /// The parts of an access that come from its record, not its path.
 struct Shape {
     op: Op,
+    pid: u32,
     syscall: String,
     arg_flags: u64,
     arg_flags2: u64,
@@ -466,6 +496,7 @@ impl Collector {
         }
         let shape = Shape {
             op,
+            pid: e.pid,
             syscall: row.name.to_string(),
             arg_flags: e.arg_flags,
             arg_flags2: e.arg_flags2,
@@ -491,6 +522,7 @@ impl Collector {
         merged.flags |= done.flags & (flags::HAS_OBS | flags::OBS_GONE | flags::FIXED_SLOT);
         let shape = Shape {
             op,
+            pid: sub.pid,
             syscall: name.to_string(),
             arg_flags: sub.arg_flags,
             arg_flags2: sub.arg_flags2,
@@ -548,7 +580,7 @@ impl Collector {
                     self.counters.unobserved_results += 1;
                 }
                 let a = self.past_proc_link(a, e.ret >= 0, false);
-                Some(Named::from_requested(a.exact, a.raw, a.place))
+                Some(Named::from_asked(a))
             }
             (_, Err(why)) => {
                 if nameless && e.ret >= 0 && matches!(why, Unnamed::Absent) {
@@ -560,13 +592,15 @@ impl Collector {
                 None
             }
         };
+        let first_at = first.as_ref().map(|n| (n.key.clone(), n.place.clone()));
         if let Some(n) = first {
             self.add_access(n, s, false, e.has(flags::RAW1_TRUNCATED));
         }
         if e.has(flags::RAW2_CONTENT) || e.raw2.is_none() && !e.has(flags::RAW2_UNREADABLE) {
+            self.note_mount(s, first_at, None);
             return;
         }
-        match requested(
+        let second = match requested(
             e.raw2.as_deref(),
             e.has(flags::RAW2_UNREADABLE),
             e.has(flags::HAS_BASE2),
@@ -577,10 +611,55 @@ impl Collector {
         ) {
             Ok(a) => {
                 let a = self.past_proc_link(a, e.ret >= 0, false);
-                let n = Named::from_requested(a.exact, a.raw, a.place);
+                let n = Named::from_asked(a);
+                let key = n.key.clone();
                 self.add_access(n, s, true, e.has(flags::RAW2_TRUNCATED));
+                Some(key)
             }
-            Err(why) => self.count_unnamed(why, e.ret),
+            Err(why) => {
+                self.count_unnamed(why, e.ret);
+                None
+            }
+        };
+        self.note_mount(s, first_at, second);
+    }
+
+    /// What a successful mount, chroot or pivot_root changes about the
+    /// names asked for later (`MountsMade`), and an overlay's options,
+    /// which name directories the record does not hold.
+    fn note_mount(&mut self, s: &Shape, first: Option<(Vec<u8>, Place)>, second: Option<Vec<u8>>) {
+        if s.ret < 0 {
+            return;
+        }
+        match s.op {
+            Op::Mount => {
+                if s.content
+                    .as_deref()
+                    .is_some_and(|t| mounts_made::reads_paths_from_options(t.as_bytes()))
+                {
+                    self.count_unobserved("mount options", s.syscall.clone(), s.pid, 1);
+                }
+                // A bind or a move: the source is a path.
+                if let (Some((target, _)), Some(source)) = (first, second) {
+                    self.mounts.add_mount(Some(&source), &target);
+                }
+            }
+            Op::MoveMount => {
+                // What is moved shows the image's files only if it lies on
+                // the root's filesystem (not a new tmpfs from fsmount).
+                if let (Some((source, place)), Some(target)) = (first, second)
+                    && place.mount.is_none()
+                    && !place.outside
+                {
+                    self.mounts.add_mount(Some(&source), &target);
+                }
+            }
+            Op::Chroot | Op::PivotRoot => {
+                if let Some((root, _)) = first {
+                    self.mounts.add_root(&root);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -622,6 +701,20 @@ impl Collector {
     }
 
     fn add_access(&mut self, n: Named, s: &Shape, second: bool, raw_truncated: bool) {
+        if n.check_doubt && s.ret >= 0 && mounts_made::reads_existing(s.op, second) {
+            let doubt = if n.past_root {
+                Some(Doubt::PastRoot)
+            } else {
+                let exact = n.requested.as_deref().unwrap_or(&n.key);
+                self.mounts.doubt(&n.key, exact)
+            };
+            if let Some(d) = doubt {
+                self.count_unobserved(d.channel(), s.syscall.clone(), s.pid, 1);
+                self.doubt_example
+                    .entry(d.channel())
+                    .or_insert_with(|| text(n.requested.as_deref().unwrap_or(&n.key)));
+            }
+        }
         let truncated = raw_truncated || n.place.truncated;
         if truncated {
             self.counters.truncated_paths += 1;
@@ -695,7 +788,7 @@ impl Collector {
         let asked = if base_is_file {
             match &e.base1 {
                 Some(b) if b.end != WalkEnd::Stale => {
-                    Ok((b.path.clone(), Vec::new(), Place::of(b)))
+                    Ok((b.path.clone(), Vec::new(), Place::of(b), false))
                 }
                 _ => Err(Unnamed::Stale),
             }
@@ -714,16 +807,16 @@ impl Collector {
                 // known only by its name.
                 let known = exe.is_some() && e.interp.is_none();
                 let a = self.past_proc_link(a, true, known);
-                (a.exact, a.raw, a.place)
+                (a.exact, a.raw, a.place, a.past_root)
             })
         };
-        let (exact, raw_bytes, place) = match asked {
+        let (exact, raw_bytes, place, past_root) = match asked {
             Ok(x) => x,
             Err(why) => {
                 // The program is still known by the file the kernel ran.
                 self.count_unnamed(why, 0);
                 match exe {
-                    Some(x) => (x.path.clone(), Vec::new(), Place::of(x)),
+                    Some(x) => (x.path.clone(), Vec::new(), Place::of(x), false),
                     None => return,
                 }
             }
@@ -751,6 +844,7 @@ impl Collector {
         self.execs.entry(key).or_insert(exec);
         let shape = Shape {
             op: Op::Exec,
+            pid: e.pid,
             syscall: syscall.to_string(),
             arg_flags: e.arg_flags,
             arg_flags2: 0,
@@ -769,9 +863,15 @@ impl Collector {
                 place,
                 observed: true,
                 exe: false,
+                past_root: false,
+                check_doubt: false,
             }
         } else {
-            Named::from_requested(exact, raw_bytes, place)
+            let mut n = Named::from_requested(exact, raw_bytes, place);
+            n.past_root = past_root;
+            // A binary's own file is observed (`exe`): its name is known.
+            n.check_doubt = !(exe.is_some() && e.interp.is_none());
+            n
         };
         self.add_access(named, &shape, false, e.has(flags::RAW1_TRUNCATED));
         if let Some(exe) = exe
@@ -908,6 +1008,17 @@ impl Collector {
                 ),
                 "sendmmsg" => format!(
                     "{n} sendmmsg calls sent to AF_UNIX paths besides the first message's, which alone is recorded"
+                ),
+                "bind mount" => format!(
+                    "{n} successful lookups went through a bind or move mount made during the run, so the name asked for is not where the file lies (first: {})",
+                    self.doubt_example.get(channel).map_or("?", String::as_str)
+                ),
+                "root" => format!(
+                    "{n} successful lookups climbed `..` out of a root or a bind mount's source made during the run, where the kernel's `..` may not go where the name says (first: {})",
+                    self.doubt_example.get(channel).map_or("?", String::as_str)
+                ),
+                "mount options" => format!(
+                    "{n} overlay mounts take their directories from mount options, which are not recorded"
                 ),
                 _ => format!("{n} {channel} accesses seen but not recorded"),
             });

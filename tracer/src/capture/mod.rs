@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod collect;
 pub mod decode;
 pub mod kept;
+pub mod mounts_made;
 pub mod objects;
 pub mod offsets;
 pub mod offsets_cache;

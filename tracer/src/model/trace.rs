@@ -364,7 +364,8 @@ pub struct Access {
     /// `x86` (ia32) or `arm` (aarch32) for a compat-ABI syscall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abi: Option<Box<str>>,
-    /// A symlink's content, or a mount's source when it is not a path.
+    /// A symlink's content, or the filesystem type of a mount whose source
+    /// is not a path (and of an fsopen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Box<str>>,
 }
