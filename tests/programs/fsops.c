@@ -36,6 +36,9 @@
 #ifndef SYS_move_mount
 #define SYS_move_mount 429
 #endif
+#ifndef AT_EXECVE_CHECK
+#define AT_EXECVE_CHECK 0x10000
+#endif
 #ifndef SYS_fsopen
 #define SYS_fsopen 430
 #endif
@@ -346,6 +349,17 @@ int main(int argc, char **argv)
             fflush(stdout);
             r = syscall(SYS_execveat, d, b, args, environ, 0);
             used = 3;
+        } else if (!strcmp(c, "exec_check")) {
+            /* exec_check PATH: execveat(AT_EXECVE_CHECK), which runs
+             * nothing (Linux 6.14+) */
+            char *args[] = {(char *)a, NULL};
+            r = syscall(SYS_execveat, AT_FDCWD, a, args, environ, AT_EXECVE_CHECK);
+        } else if (!strcmp(c, "exec_fd")) {
+            /* exec_fd PATH: execveat of an open descriptor (AT_EMPTY_PATH),
+             * for a file that cannot be run */
+            char *args[] = {(char *)a, NULL};
+            int fd = open(a, O_RDONLY | O_CLOEXEC);
+            r = fd < 0 ? fd : syscall(SYS_execveat, fd, "", args, environ, AT_EMPTY_PATH);
         } else if (!strcmp(c, "acct"))
             r = syscall(SYS_acct, a);
         else if (!strcmp(c, "swapon"))

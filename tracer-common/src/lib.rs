@@ -618,6 +618,8 @@ pub mod fcntl {
     pub const AT_REMOVEDIR: u64 = 0x200;
     pub const AT_SYMLINK_FOLLOW: u64 = 0x400;
     pub const AT_EMPTY_PATH: u64 = 0x1000;
+    /// execveat: check that the file could be run, and return (6.14+).
+    pub const AT_EXECVE_CHECK: u64 = 0x10000;
     /// openat2 `resolve` bits.
     pub const RESOLVE_IN_ROOT: u64 = 0x10;
     /// inotify_add_watch's IN_DONT_FOLLOW, fanotify_mark's

@@ -27,7 +27,7 @@ use crate::{
     scope::{self, in_base_scope_hot},
 };
 
-use tracer_common::fcntl::{MS_BIND, MS_MOVE, RESOLVE_IN_ROOT};
+use tracer_common::fcntl::{AT_EXECVE_CHECK, MS_BIND, MS_MOVE, RESOLVE_IN_ROOT};
 const AF_UNIX: u16 = 1;
 /// `sizeof(((struct sockaddr_un *)0)->sun_path)`.
 const SUN_PATH: u64 = 108;
@@ -556,7 +556,11 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
                         kernel::pwd_of(fs)
                     };
                 }
-            } else if (c == class::FD_ARG || c == class::PLAIN) && x.file.dentry != 0 {
+            } else if (c == class::FD_ARG || c == class::PLAIN || (c == class::EXEC && w.raw1 == 0))
+                && x.file.dentry != 0
+            {
+                // The descriptor's file (an execveat of the descriptor
+                // itself, AT_EMPTY_PATH, that failed or only checked).
                 if still_valid(&x.file) {
                     copy::copy(&raw mut p.obs, &raw const x.file);
                 } else {
@@ -759,8 +763,9 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     }
     let ret: i64 = ctx.arg(1);
     let c = x.spec.class;
-    if c == class::EXEC && ret == 0 {
-        // Reported by `sched_process_exec`, which sees the new image.
+    if c == class::EXEC && ret == 0 && x.flags & AT_EXECVE_CHECK == 0 {
+        // Reported by `sched_process_exec`, which sees the new image. A
+        // check (AT_EXECVE_CHECK) runs nothing: its exit reports it.
         return false;
     }
     count_stat(stats::SEEN);

@@ -1721,6 +1721,38 @@ fn fexecve_of_a_script_names_the_script() {
     script_exec_check(r.trace(), &script, &read);
 }
 
+#[test]
+fn an_exec_check_and_a_failed_exec_of_a_descriptor_are_recorded() {
+    let w = Work::new();
+    let script = w.file("checked.sh", "#!/bin/sh\n");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let plain = w.file("plain.txt", "not a program");
+    let fsops = w.program("fsops", &[]);
+    let r = w.run(&[], &[&fsops, "exec_check", &script, "exec_fd", &plain]);
+    // AT_EXECVE_CHECK is Linux 6.14 and later (before, EINVAL).
+    assert_eq!(
+        ok_run(&r),
+        format!("exec_check {script} -> ok\nexec_fd {plain} -> EACCES\n")
+    );
+    let t = r.trace();
+    assert_complete(t);
+    // No new program ran, yet the file was looked at as one.
+    expect_access(
+        t,
+        &script,
+        &json!({"op": "exec", "syscall": "execveat", "result": "ok", "raw": script}),
+    );
+    assert!(
+        execs(t).iter().all(|e| e.path != script),
+        "a check filed as a run"
+    );
+    expect_access(
+        t,
+        &plain,
+        &json!({"op": "exec", "syscall": "execveat", "result": "EACCES", "observed": true}),
+    );
+}
+
 // ---------------------------------------------------------------------
 // 6. Pid scope.
 // ---------------------------------------------------------------------
