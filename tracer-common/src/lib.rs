@@ -630,4 +630,46 @@ pub mod fcntl {
     /// mount(2) flags that make the source a path.
     pub const MS_BIND: u64 = 0x1000;
     pub const MS_MOVE: u64 = 0x2000;
+    /// mount(2) flags that change an existing mount, whose source (and
+    /// type) the kernel ignores: a remount, a propagation change.
+    pub const MS_REMOUNT: u64 = 0x20;
+    pub const MS_PROPAGATION: u64 = (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20);
+
+    /// What mount(2) does with its `source` and `fstype` for these
+    /// flags, in the kernel's order (`path_mount`): (source is a path,
+    /// a new filesystem of type `fstype` is mounted).
+    pub const fn mount_kind(flags: u64) -> (bool, bool) {
+        if flags & MS_REMOUNT != 0 {
+            (false, false)
+        } else if flags & MS_BIND != 0 {
+            (true, false)
+        } else if flags & MS_PROPAGATION != 0 {
+            (false, false)
+        } else if flags & MS_MOVE != 0 {
+            (true, false)
+        } else {
+            (false, true)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn mount_kind_follows_the_kernels_order() {
+            const MS_RDONLY: u64 = 1;
+            const MS_PRIVATE: u64 = 1 << 18;
+            const MS_REC: u64 = 0x4000;
+            assert_eq!(mount_kind(0), (false, true));
+            assert_eq!(mount_kind(MS_BIND), (true, false));
+            assert_eq!(mount_kind(MS_BIND | MS_REC), (true, false));
+            assert_eq!(mount_kind(MS_MOVE), (true, false));
+            assert_eq!(mount_kind(MS_REMOUNT | MS_BIND | MS_RDONLY), (false, false));
+            assert_eq!(mount_kind(MS_PRIVATE | MS_REC), (false, false));
+            // A bind wins over a propagation flag, which wins over a move.
+            assert_eq!(mount_kind(MS_BIND | MS_PRIVATE), (true, false));
+            assert_eq!(mount_kind(MS_MOVE | MS_PRIVATE), (false, false));
+        }
+    }
 }

@@ -27,7 +27,7 @@ use crate::{
     scope::{self, in_base_scope_hot},
 };
 
-use tracer_common::fcntl::{AT_EXECVE_CHECK, MS_BIND, MS_MOVE, RESOLVE_IN_ROOT};
+use tracer_common::fcntl::{AT_EXECVE_CHECK, RESOLVE_IN_ROOT, mount_kind};
 const AF_UNIX: u16 = 1;
 /// `sizeof(((struct sockaddr_un *)0)->sun_path)`.
 const SUN_PATH: u64 = 108;
@@ -299,12 +299,16 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
             return;
         }
         entry_args();
-        if spec.class == class::MOUNT && (*i).flags & (MS_BIND | MS_MOVE) == 0 {
-            // A filesystem's source ("tmpfs", "overlay", a device) is not
-            // a path lookup of the mount's own; its type says more (an
-            // overlay looks up the directories its options name).
-            (*i).spec.spec_flags |= spec_flags::PATH2_CONTENT;
-            (*i).path2 = (*i).aux;
+        if spec.class == class::MOUNT {
+            let (source_is_path, new_fs) = mount_kind((*i).flags);
+            if !source_is_path {
+                // A filesystem's source ("tmpfs", "overlay", a device) is
+                // not a path lookup of the mount's own; its type says more
+                // (an overlay looks up the directories its options name).
+                // A remount or a propagation change has neither.
+                (*i).spec.spec_flags |= spec_flags::PATH2_CONTENT;
+                (*i).path2 = if new_fs { (*i).aux } else { 0 };
+            }
         }
         entry_bases(fs, files);
         // Valid from here on.
