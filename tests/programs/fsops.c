@@ -349,6 +349,18 @@ int main(int argc, char **argv)
             fflush(stdout);
             r = syscall(SYS_execveat, d, b, args, environ, 0);
             used = 3;
+        } else if (!strcmp(c, "execveat_devfd")) {
+            /* execveat_devfd DIR NAME: execveat(fd of ".",
+             * "/dev/fd/<fd of DIR>/NAME"), an absolute path the kernel
+             * takes as given, whatever the dirfd */
+            char *args[] = {(char *)b, NULL};
+            char p[64];
+            int here = open(".", O_RDONLY | O_DIRECTORY);
+            int d = open(a, O_RDONLY | O_DIRECTORY);
+            snprintf(p, sizeof p, "/dev/fd/%d/%s", d, b);
+            fflush(stdout);
+            r = here < 0 || d < 0 ? -1 : syscall(SYS_execveat, here, p, args, environ, 0);
+            used = 3;
         } else if (!strcmp(c, "exec_check")) {
             /* exec_check PATH: execveat(AT_EXECVE_CHECK), which runs
              * nothing (Linux 6.14+) */

@@ -240,6 +240,10 @@ pub mod flags {
     /// directory: `BASE1` is that directory's walk (absent when it is the
     /// scope's root), and the path goes on from it after the prefix.
     pub const BASE1_IS_CWD: u32 = 1 << 18;
+    /// An exec's `RAW1` is the name the kernel made for execveat's relative
+    /// (or empty) path, `/dev/fd/N[/name]`, and `BASE1` is descriptor N's
+    /// file: not a path the program gave.
+    pub const RAW1_IS_FDPATH: u32 = 1 << 19;
 }
 
 /// Fixed part of every ring-buffer record; the [`section`]s follow in

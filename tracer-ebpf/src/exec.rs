@@ -117,10 +117,12 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     let fdpath = raw_len >= 8
         && unsafe { core::ptr::read_unaligned(data as *const u64) }
             == u64::from_le_bytes(*b"/dev/fd/");
-    if file.dentry != 0 && fdpath {
-        // execveat(dirfd, ...): the name reads /dev/fd/N[/name]; what the
-        // descriptor named was saved at entry.
-        fl |= flags::HAS_BASE1;
+    if file.dentry != 0 && fdpath && base1.dentry != 0 {
+        // execveat(dirfd, relative or empty path): the kernel named it
+        // /dev/fd/N[/name]; what the descriptor named was saved at entry
+        // (an absolute path, even /dev/fd/..., is the program's own and
+        // has no base saved).
+        fl |= flags::HAS_BASE1 | flags::RAW1_IS_FDPATH;
         if still_valid(&file) {
             p.base1 = file;
         } else {

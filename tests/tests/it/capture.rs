@@ -1722,6 +1722,37 @@ fn fexecve_of_a_script_names_the_script() {
 }
 
 #[test]
+fn an_absolute_dev_fd_path_given_to_execveat_is_not_joined_to_the_dirfd() {
+    let w = Work::new();
+    let read = w.file("read-by-script", "z");
+    let script = w.file("d/s.sh", &format!("#!/bin/sh\nexec cat {read}\n"));
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let fsops = w.program("fsops", &[]);
+    // The dirfd is the cwd (BASE); the path goes through d's descriptor.
+    let r = w.run(&[], &[&fsops, "execveat_devfd", &w.p("d"), "s.sh"]);
+    assert_eq!(ok_run(&r), "z");
+    let t = r.trace();
+    // Neither BASE/s.sh (the dirfd's) nor a guess: the name asked for,
+    // through a magic link, counted.
+    let wrong = w.p("s.sh");
+    assert!(
+        execs(t).iter().all(|e| e.path != wrong) && accesses(t, &wrong).is_empty(),
+        "joined to the dirfd: {:?}",
+        execs(t)
+    );
+    assert!(
+        execs(t)
+            .iter()
+            .any(|e| e.path.starts_with("/dev/fd/") && e.path.ends_with("/s.sh")),
+        "{:?}",
+        execs(t)
+    );
+    assert!(!t.complete);
+    assert!(t.counters.proc_link_paths >= 1, "{:?}", t.counters);
+    expect_access(t, &read, &json!({"op": "open", "result": "ok"}));
+}
+
+#[test]
 fn an_exec_check_and_a_failed_exec_of_a_descriptor_are_recorded() {
     let w = Work::new();
     let script = w.file("checked.sh", "#!/bin/sh\n");

@@ -764,18 +764,22 @@ impl Collector {
     fn add_exec(&mut self, e: &Event) {
         let row = row_of(e.syscall);
         let syscall = row.map_or("execve", |r| r.name);
-        // execveat names the program /dev/fd/N[/name]: the descriptor's
-        // file was walked as the base.
+        // execveat of a relative path names the program /dev/fd/N[/name]:
+        // the descriptor's file was walked as the base.
         let mut raw = e.raw1.clone();
         let mut base_is_file = false;
         // The file run has no path (a memfd): it is only what was asked.
         let exe = e.exe.as_ref().filter(|x| x.end != WalkEnd::Unnamed);
         let base_nameless = e.base1.as_ref().is_some_and(|b| b.end == WalkEnd::Unnamed);
-        if syscall == "execveat"
+        if e.has(flags::RAW1_IS_FDPATH)
             && !base_nameless
             && let Some(r) = &raw
             && let Some(rest) = r.strip_prefix(b"/dev/fd/")
         {
+            // The kernel's name for a relative (or empty) path from the
+            // dirfd. An absolute path the program gave (`/dev/fd/5`, with
+            // any dirfd) is its own: it goes through a magic link, as an
+            // execve's would.
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
             let tail = &rest[digits..];
             if tail.is_empty() {
@@ -1425,7 +1429,7 @@ pub(crate) mod tests {
             kind::EXEC,
             id("execveat"),
             0,
-            flags::HAS_BASE1 | flags::HAS_EXE | flags::HAS_INTERP,
+            flags::HAS_BASE1 | flags::HAS_EXE | flags::HAS_INTERP | flags::RAW1_IS_FDPATH,
         );
         h.dirfd1 = 3;
         c.add(ev(
@@ -1451,6 +1455,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_absolute_dev_fd_path_given_to_execveat_is_the_programs_own() {
+        let mut c = Collector::new();
+        // execveat(3, "/dev/fd/4/run.sh"): the kernel ignores the dirfd.
+        let mut h = header(
+            kind::EXEC,
+            id("execveat"),
+            0,
+            flags::HAS_EXE | flags::HAS_INTERP,
+        );
+        h.dirfd1 = 3;
+        c.add(ev(
+            h,
+            [
+                b"/dev/fd/4/run.sh",
+                E,
+                E,
+                E,
+                E,
+                b"dash\0bin\0usr\0",
+                b"run.sh\0",
+                b"/bin/sh",
+            ],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(t.execs[0].path, "/dev/fd/4/run.sh");
+        // Through a magic link to a file it does not name: counted.
+        assert_eq!(t.counters.proc_link_paths, 1);
+        assert!(!t.complete);
+    }
+
+    #[test]
     fn a_file_with_no_path_is_named_as_asked_never_as_the_root() {
         let mut c = Collector::new();
         // open("/dev/stdin") of a pipe: the walk ends at once, unnamed.
@@ -1463,7 +1498,7 @@ pub(crate) mod tests {
             kind::EXEC,
             id("execveat"),
             0,
-            flags::HAS_BASE1 | flags::HAS_EXE,
+            flags::HAS_BASE1 | flags::HAS_EXE | flags::RAW1_IS_FDPATH,
         );
         h.dirfd1 = 4;
         h.sections[section::BASE1].end = walk_end::UNNAMED;
