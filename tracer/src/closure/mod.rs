@@ -248,6 +248,12 @@ impl<'a> Walk<'a> {
                         script: path.display().to_string(),
                         why: why.text,
                     });
+                    // The kernel runs the interpreter as a program: a
+                    // script in turn brings its own (`#!` chains, up to
+                    // the kernel's depth), a binary its libraries. The
+                    // trace names only the first script and the last
+                    // binary; the ones between are read by the kernel.
+                    self.mark_program(real, programs::Why::interpreter_of(&path));
                 }
             }
         }

@@ -33,6 +33,11 @@ impl Why {
             needs_exec_bit: false,
         }
     }
+    /// The interpreter a kept script's `#!` names.
+    pub fn interpreter_of(script: &Path) -> Why {
+        Why::named(&format!("interpreter of {}", script.display()))
+    }
+
     pub fn of_unit(unit: &str) -> Why {
         Why {
             text: unit.to_string(),

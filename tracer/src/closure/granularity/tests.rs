@@ -96,6 +96,28 @@ fn a_script_only_read_needs_no_interpreter() {
 }
 
 #[test]
+fn a_chain_of_interpreters_is_kept_to_its_end() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, "/usr/bin/perl", b"perl binary", 0o755);
+    write(r, "/opt/chain/i1", b"#!/usr/bin/perl\n", 0o755);
+    write(r, "/opt/chain/i2", b"#!/opt/chain/i1 -w\n", 0o755);
+    write(r, "/opt/chain/top", b"#!/opt/chain/i2\n", 0o755);
+    // The trace names the script run and the binary the kernel ended at.
+    let ran = trace(
+        &[("/opt/chain/top", Op::Exec), ("/usr/bin/perl", Op::Exec)],
+        true,
+    );
+    let k = keep(d.path(), &[ran], &Rules::default(), &Options::default());
+    for p in ["/opt/chain/i2", "/opt/chain/i1"] {
+        assert_eq!(k.paths.get(Path::new(p)), Some(&Reason::Interpreter), "{p}");
+    }
+    let scripts: Vec<&str> = k.interpreters.iter().map(|i| i.script.as_str()).collect();
+    assert_eq!(scripts.len(), 3, "{scripts:?}");
+    assert!(scripts.contains(&"/opt/chain/i2"), "{scripts:?}");
+}
+
+#[test]
 fn include_and_config_name_programs_include_from_names_files() {
     let d = script_image();
     let none = trace(&[], true);
