@@ -118,11 +118,14 @@ pub fn named(
     for t in traces {
         for f in &t.files {
             // The name execve was given and, for a script or a symlink,
-            // the file the kernel ran (`exe`): both were executed.
-            if f.accesses.iter().any(|a| a.ok() && a.op == Op::Exec)
-                && let Some(real) = regular(fs, &f.os_path())?
-            {
-                out.entry(real).or_insert_with(|| Why::named("executed"));
+            // the file the kernel ran (`exe`): both were executed. The
+            // name as asked, when the folded one differs (`dir/link/..`),
+            // is where the lookup went.
+            for a in f.accesses.iter().filter(|a| a.ok() && a.op == Op::Exec) {
+                let name = a.requested_path().unwrap_or_else(|| f.os_path());
+                if let Some(real) = regular(fs, &name)? {
+                    out.entry(real).or_insert_with(|| Why::named("executed"));
+                }
             }
         }
     }

@@ -118,6 +118,26 @@ fn a_chain_of_interpreters_is_kept_to_its_end() {
 }
 
 #[test]
+fn a_script_run_through_a_symlink_and_dotdot_is_a_program() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, "/usr/bin/perl", b"perl binary", 0o755);
+    write(r, "/opt/real/run.sh", b"#!/usr/bin/perl\n", 0o755);
+    fs::create_dir_all(r.join("opt/real/sub")).unwrap();
+    symlink("real/sub", r.join("opt/L")).unwrap();
+    // Filed under the lexical /opt/run.sh, which the image does not hold;
+    // the request went through L to /opt/real/run.sh.
+    let mut ran = trace(&[("/opt/run.sh", Op::Exec)], true);
+    ran.files[0].accesses[0].requested = Some("/opt/L/../run.sh".into());
+    let k = keep(d.path(), &[ran], &Rules::default(), &Options::default());
+    assert!(has(&k, "/opt/real/run.sh"));
+    assert_eq!(
+        k.paths.get(Path::new("/usr/bin/perl")),
+        Some(&Reason::Interpreter)
+    );
+}
+
+#[test]
 fn include_and_config_name_programs_include_from_names_files() {
     let d = script_image();
     let none = trace(&[], true);
