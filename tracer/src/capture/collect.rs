@@ -829,8 +829,10 @@ impl Collector {
         let argv = e.argv.clone().unwrap_or_default();
         let exec = Exec {
             path: text(&path),
+            path_hex: hex(&path),
             raw: text(e.raw1.as_deref().unwrap_or_default()),
             exe: exe.map(|x| text(&x.path)),
+            exe_hex: exe.and_then(|x| hex(&x.path)),
             argv: argv.iter().map(|a| text(a)).collect(),
             argv_truncated: e.has(flags::ARGV_TRUNCATED),
             interpreter: e.interp.as_deref().map(text),
@@ -839,10 +841,11 @@ impl Collector {
         };
         // The same command line run again (a loop, a long attach) is one
         // entry, with the first pid that ran it.
+        // Names that print alike are kept apart by their bytes.
         let key = (
-            exec.path.clone(),
+            exec.path_hex.clone().unwrap_or_else(|| exec.path.clone()),
             exec.raw.clone(),
-            exec.exe.clone(),
+            exec.exe_hex.clone().or_else(|| exec.exe.clone()),
             exec.argv.clone(),
         );
         self.execs.entry(key).or_insert(exec);
@@ -1452,6 +1455,19 @@ pub(crate) mod tests {
         assert!(dash.accesses[0].exe);
         assert!(t.files.iter().any(|f| f.path == "/w/d/run.sh"));
         assert!(t.files.iter().all(|f| !f.path.starts_with("/dev/fd")));
+    }
+
+    #[test]
+    fn an_exec_of_a_name_that_is_not_utf8_keeps_its_bytes() {
+        let mut c = Collector::new();
+        let h = header(kind::EXEC, id("execve"), 0, flags::HAS_EXE);
+        c.add(ev(
+            h,
+            [b"/opt/caf\xe9", E, E, E, E, b"caf\xe9\0opt\0", b"x\0", E],
+        ));
+        let t = c.finish(run_info());
+        assert_eq!(t.execs[0].path_hex.as_deref(), Some("2f6f70742f636166e9"));
+        assert_eq!(t.execs[0].exe_hex.as_deref(), Some("2f6f70742f636166e9"));
     }
 
     #[test]

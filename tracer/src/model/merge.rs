@@ -184,7 +184,12 @@ pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
         }
         reasons.extend(t.incomplete_reasons);
         for e in t.execs {
-            let key = (e.path.clone(), e.raw.clone(), e.exe.clone(), e.argv.clone());
+            let key = (
+                e.path_hex.clone().unwrap_or_else(|| e.path.clone()),
+                e.raw.clone(),
+                e.exe_hex.clone().or_else(|| e.exe.clone()),
+                e.argv.clone(),
+            );
             // The smallest entry wins whatever the order.
             match execs.entry(key) {
                 std::collections::btree_map::Entry::Vacant(v) => {

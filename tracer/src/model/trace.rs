@@ -195,12 +195,18 @@ pub struct Counters {
 pub struct Exec {
     /// The program path as the process named it, made absolute.
     pub path: String,
+    /// `path`'s exact bytes in hex, present only when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     /// The filename argument as passed (or the kernel's copy of it).
     pub raw: String,
     /// The file the new image runs: symlinks resolved; for a `#!` script,
     /// the interpreter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// `exe`'s exact bytes in hex, present only when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_hex: Option<String>,
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub argv_truncated: bool,
