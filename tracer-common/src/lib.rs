@@ -115,10 +115,15 @@ pub mod spec_flags {
     pub const NS_CHANGE: u8 = 1 << 1;
     /// On success the file to observe is the caller's new working
     /// directory (chdir): what the kernel reached, even through a bind
-    /// mount the name alone cannot show.
+    /// mount the name alone cannot show. The call changes it once: one
+    /// step of `fs_struct.seq` (2) on success is its own.
     pub const RESULT_PWD: u8 = 1 << 2;
     /// On success the file to observe is the caller's new root (chroot).
     pub const RESULT_ROOT: u8 = 1 << 3;
+    /// The syscall may change the cwd or root of tasks in any number of
+    /// steps (fchdir, whose name is its descriptor's; pivot_root, every
+    /// task's that had the old root): `fs_struct.seq` is not checked.
+    pub const FS_CHANGE: u8 = 1 << 4;
 }
 
 /// Kinds of ring-buffer record.
@@ -466,6 +471,13 @@ pub struct KernelOffsets {
     pub css_set_dfl_cgrp: u32,
     /// 1 when those were found; 0: moves out of the scope go unseen.
     pub cgroup_known: u32,
+    /// `fs_struct.seq`'s sequence count, which moves on each change of a
+    /// task's cwd or root: read at a syscall's entry and exit, it tells
+    /// whether another thread sharing them (`CLONE_FS`) changed them in
+    /// between, when the kernel may have started from either.
+    pub fs_seq: u32,
+    /// 1 when `fs_seq` was found.
+    pub fs_seq_known: u32,
 }
 
 /// Load-time configuration, a read-only global of the eBPF object.

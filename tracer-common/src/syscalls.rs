@@ -165,7 +165,8 @@ const fn ns(mut r: Row) -> Row {
     r
 }
 
-/// What a successful call leaves to observe (`RESULT_PWD`, `RESULT_ROOT`).
+/// What a successful call leaves to observe (`RESULT_PWD`, `RESULT_ROOT`),
+/// or that it changes the cwd or root of tasks (`FS_CHANGE`).
 const fn result_is(mut r: Row, flag: u8) -> Row {
     r.spec_flags |= flag;
     r
@@ -218,6 +219,7 @@ pub const TABLE: &[Row] = &[
     {
         let mut r = class_of(row("fchdir", op::CHDIR), class::FD_ARG);
         r.dirfd1 = 0;
+        r.spec_flags = spec_flags::FS_CHANGE;
         r
     },
     result_is(p("chroot", op::CHROOT, N), spec_flags::RESULT_ROOT),
@@ -356,7 +358,8 @@ pub const TABLE: &[Row] = &[
     },
     ns(p("umount", op::UMOUNT, N)),
     ns(p("umount2", op::UMOUNT, 1)),
-    ns(two("pivot_root", op::PIVOT_ROOT)),
+    // pivot_root moves the cwd and root of every task that had the old root.
+    result_is(ns(two("pivot_root", op::PIVOT_ROOT)), spec_flags::FS_CHANGE),
     ns(two_at("move_mount", op::MOVE_MOUNT, 4)),
     // An AF_UNIX datagram's address is looked up as connect's is:
     // sendto(fd, buf, len, flags, addr, addrlen).

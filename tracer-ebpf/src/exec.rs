@@ -65,6 +65,9 @@ pub fn on_exec(ctx: &RawTracePointContext) {
     } else {
         (KRef::default(), KRef::default())
     };
+    // Another thread sharing the cwd and root changed them since the
+    // exec began: the name may have been looked up from either.
+    let fs_moved = own && kernel::fs_seq_of(fs) != x.fs_seq;
     // Read: free the slot.
     if own {
         x.tid = 0;
@@ -123,11 +126,18 @@ pub fn on_exec(ctx: &RawTracePointContext) {
         // (an absolute path, even /dev/fd/..., is the program's own and
         // has no base saved).
         fl |= flags::HAS_BASE1 | flags::RAW1_IS_FDPATH;
-        if still_valid(&file) {
+        // Another file put under the descriptor since entry (dup2 by
+        // another thread): which one the kernel ran is not known. (One
+        // closed on exec is gone by now, and not counted.)
+        let files = kernel::files_of(task);
+        if still_valid(&file) && !crate::syscalls::dirfd_moved(files, dirfd1, &file) {
             p.base1 = file;
         } else {
             h.sections[2].end = walk_end::STALE;
         }
+    } else if n > 0 && fs_moved {
+        fl |= flags::HAS_BASE1;
+        h.sections[2].end = walk_end::STALE;
     } else if n > 0 && first != b'/' {
         // A relative name: from the cwd at entry (or now, if the entry
         // was not seen).

@@ -269,6 +269,22 @@ pub fn root_of<P: Kptr>(fs: P) -> KRef {
     path_in(fs, conf!(offsets.fs_root), false)
 }
 
+/// `fs_struct.seq`'s count (0 when its offset is not known, see
+/// [`fs_seq_known`]): a change between two reads means the cwd or root
+/// changed in between.
+#[inline(always)]
+pub fn fs_seq_of<P: Kptr>(fs: P) -> u32 {
+    if !fs_seq_known() || fs.addr() == 0 {
+        return 0;
+    }
+    fs.half(conf!(offsets.fs_seq))
+}
+
+#[inline(always)]
+pub fn fs_seq_known() -> bool {
+    conf!(offsets.fs_seq_known) != 0
+}
+
 #[inline(always)]
 pub fn pwd_of<P: Kptr>(fs: P) -> KRef {
     path_in(fs, conf!(offsets.fs_pwd), true)

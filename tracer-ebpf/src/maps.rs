@@ -65,6 +65,8 @@ const ZERO_OFFSETS: KernelOffsets = KernelOffsets {
     task_cgroups: 0,
     css_set_dfl_cgrp: 0,
     cgroup_known: 0,
+    fs_seq: 0,
+    fs_seq_known: 0,
 };
 
 /// Set by the loader (`override_global`). Read one field at a time with
@@ -163,6 +165,8 @@ pub struct Inflight {
     pub dirfd1: i32,
     pub dirfd2: i32,
     pub bad_dirfd: u32,
+    /// `fs_struct.seq` at entry (`kernel::fs_seq_of`).
+    pub fs_seq: u32,
     /// User pointers to the path arguments (0: none).
     pub path1: u64,
     pub path2: u64,
@@ -275,7 +279,9 @@ pub struct ExitWork {
     pub path1: u64,
     pub sock_len: u64,
     pub fl: u32,
-    pub _pad: u32,
+    /// What another thread changed while the syscall ran, so that a base
+    /// saved at entry may not be the kernel's (`MOVED_*` bits).
+    pub moved: u32,
     pub raw1: u64,
     pub raw2: u64,
     pub abs1: u64,

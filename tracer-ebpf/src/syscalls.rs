@@ -282,6 +282,7 @@ fn save_entry(ctx: &RawTracePointContext, task: Typed, abi: u8, nr: i64, spec: S
         (*i).nr = nr as u32;
         core::ptr::write_volatile(&raw mut (*i).bad_dirfd, 0);
         (*i).root = kernel::root_of(fs);
+        (*i).fs_seq = kernel::fs_seq_of(fs);
         copy::zero(&raw mut (*i).base1);
         copy::zero(&raw mut (*i).base2);
         copy::zero(&raw mut (*i).file);
@@ -551,8 +552,11 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
                     }
                 }
             } else if x.spec.spec_flags & (spec_flags::RESULT_PWD | spec_flags::RESULT_ROOT) != 0 {
-                // chdir, chroot: the directory the kernel reached.
-                if w.ret == 0 {
+                // chdir, chroot: the directory the kernel reached (unless
+                // another thread changed it too: then it may be theirs).
+                if w.ret == 0 && w.moved & MOVED_FS != 0 {
+                    w.fl |= flags::OBS_GONE;
+                } else if w.ret == 0 {
                     let fs = kernel::fs_of(task);
                     p.obs = if x.spec.spec_flags & spec_flags::RESULT_ROOT != 0 {
                         kernel::root_of(fs)
@@ -565,7 +569,7 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             {
                 // The descriptor's file (an execveat of the descriptor
                 // itself, AT_EMPTY_PATH, that failed or only checked).
-                if still_valid(&x.file) {
+                if still_valid(&x.file) && w.moved & MOVED_DIRFD1 == 0 {
                     copy::copy(&raw mut p.obs, &raw const x.file);
                 } else {
                     w.fl |= flags::OBS_GONE;
@@ -588,6 +592,12 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             }
             let from_root = w.abs1 != 0 && !in_root && !cwd;
             let base = if from_root { x.root } else { x.base1 };
+            if moved_base(w.moved, MOVED_DIRFD1, from_root, x.dirfd1) {
+                // The cwd, root or dirfd changed under the syscall.
+                w.fl |= flags::HAS_BASE1;
+                h.sections[2].end = tracer_common::walk_end::STALE;
+                return 0;
+            }
             if base.dentry == p.stop_dentry {
                 return 0;
             }
@@ -627,7 +637,10 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             w.raw2 = n as u64;
             if n > 0 && !content && w.fl & flags::BAD_DIRFD2 == 0 {
                 let base = if abs2 { x.root } else { x.base2 };
-                if base.dentry != p.stop_dentry {
+                if moved_base(w.moved, MOVED_DIRFD2, abs2, x.dirfd2) {
+                    w.fl |= flags::HAS_BASE2;
+                    h.sections[4].end = tracer_common::walk_end::STALE;
+                } else if base.dentry != p.stop_dentry {
                     w.fl |= flags::HAS_BASE2;
                     if abs2 || still_valid(&base) {
                         copy::copy(&raw mut p.base2, &raw const base);
@@ -639,6 +652,69 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
         }
     }
     0
+}
+
+/// `ExitWork::moved`: another thread sharing the cwd and root (CLONE_FS)
+/// changed one of them, or put another file under a descriptor argument
+/// (dup2), since the syscall's entry; the kernel may have started from
+/// either.
+const MOVED_FS: u32 = 1;
+const MOVED_DIRFD1: u32 = 2;
+const MOVED_DIRFD2: u32 = 4;
+
+#[inline(always)]
+fn moved_since_entry(task: Typed, files: Typed, x: &Inflight, ret: i64) -> u32 {
+    let mut m = 0;
+    let sf = x.spec.spec_flags;
+    // chdir and chroot move the count one step (2) when they succeed.
+    let own = if sf & (spec_flags::RESULT_PWD | spec_flags::RESULT_ROOT) != 0 && ret == 0 {
+        2
+    } else {
+        0
+    };
+    if sf & spec_flags::FS_CHANGE == 0
+        && kernel::fs_seq_known()
+        && kernel::fs_seq_of(kernel::fs_of(task)).wrapping_sub(x.fs_seq) != own
+    {
+        m |= MOVED_FS;
+    }
+    let saved1 = if x.base1.dentry != 0 {
+        &x.base1
+    } else {
+        &x.file
+    };
+    if dirfd_moved(files, x.dirfd1, saved1) {
+        m |= MOVED_DIRFD1;
+    }
+    if dirfd_moved(files, x.dirfd2, &x.base2) {
+        m |= MOVED_DIRFD2;
+    }
+    m
+}
+
+/// Whether descriptor `dirfd` names another file than `saved` now. A
+/// descriptor closed since is not counted: the kernel took its file, or
+/// failed with EBADF.
+#[inline(always)]
+pub fn dirfd_moved<P: kernel::Kptr>(files: P, dirfd: i32, saved: &KRef) -> bool {
+    if dirfd < 0 || saved.dentry == 0 {
+        return false;
+    }
+    match kernel::fd_path_in(files, dirfd as i64) {
+        Some(now) => now.dentry != saved.dentry || now.mnt != saved.mnt,
+        None => false,
+    }
+}
+
+/// Whether a path's base was moved under it: the root or cwd for an
+/// absolute path or `AT_FDCWD`, else its descriptor (`dirfd_bit`).
+#[inline(always)]
+fn moved_base(moved: u32, dirfd_bit: u32, absolute: bool, dirfd: i32) -> bool {
+    if absolute || dirfd == AT_FDCWD {
+        moved & MOVED_FS != 0
+    } else {
+        moved & dirfd_bit != 0
+    }
 }
 
 /// Whether a repeat of this syscall can be recognized before its record
@@ -821,6 +897,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     } else if c == class::MSGHDR {
         return false;
     }
+    w.moved = moved_since_entry(task, files, x, ret);
     // A repeat of a record already sent is dropped before it is built.
     w.ret = ret;
     w.fast = 0;
@@ -831,6 +908,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     let root = scope::root();
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
     if fast_eligible(x)
+        && w.moved == 0
         && root.is_some()
         && let Some((key, seen, n, obs)) = fast_key(w, x, files, stop, arg_flags, arg_flags2)
     {

@@ -755,7 +755,16 @@ fn a_shared_cwd_is_read_at_syscall_entry() {
     // The race really ran both ways.
     assert!(counts.len() == 2 && counts[0] > 0 && counts[1] > 0, "{out}");
     let t = r.trace();
-    assert_complete(t);
+    // A flip while an open ran makes its start unsure: counted, never
+    // guessed (see the deterministic test below); nothing else is amiss.
+    assert!(
+        t.lost_events.total == 0
+            && t.incomplete_reasons
+                .iter()
+                .all(|r| r.contains("another thread changed")),
+        "{:?}",
+        t.incomplete_reasons
+    );
     expect_access(
         t,
         &only1,
@@ -763,6 +772,51 @@ fn a_shared_cwd_is_read_at_syscall_entry() {
     );
     let wrong = matching(t, &w.p("dir2/only1"), &json!({"result": "ok"}));
     assert!(wrong.is_empty(), "success filed under dir2: {wrong:?}");
+}
+
+#[test]
+fn a_base_another_thread_changes_during_the_lookup_is_flagged_not_guessed() {
+    let w = Work::new();
+    let a = w.mkdir("A");
+    let b = w.mkdir("B");
+    w.file("B/t", "");
+    let sa = w.file("A/s", "#!/bin/false\n");
+    let sb = w.file("B/s", "#!/bin/true\n");
+    for s in [&sa, &sb] {
+        fs::set_permissions(s, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    // The name sits on a userfaultfd page: the kernel stalls copying it
+    // in, after the entry was saved, while the main thread moves the
+    // shared cwd or dup2s B under the descriptor.
+    let prog = w.program("base_swap", &["-pthread"]);
+    let at = w.p("A/t");
+    for mode in ["cwd-stat", "dirfd-stat"] {
+        let r = w.run(&[], &[&prog, mode, &a, &b, "t"]);
+        assert_eq!(ok_run(&r), format!("{mode} -> 0\n"));
+        let t = r.trace();
+        let wrong = matching(t, &at, &json!({"result": "ok"}));
+        assert!(
+            wrong.is_empty(),
+            "{mode}: a success filed under A: {wrong:?}"
+        );
+        assert!(!t.complete, "{mode}");
+        assert!(t.counters.stale_bases >= 1, "{mode}: {:?}", t.counters);
+    }
+    for mode in ["cwd-exec", "fd-exec"] {
+        let r = w.run(&[], &[&prog, mode, &a, &b, "s"]);
+        // B's script ran (A's would fail).
+        assert_eq!(r.code(), 0, "{mode}: {}", r.stderr());
+        let t = r.trace();
+        assert!(
+            execs(t).iter().all(|e| e.path != sa),
+            "{mode}: A's script filed as run: {:?}",
+            execs(t)
+        );
+        let wrong = matching(t, &sa, &json!({"op": "exec"}));
+        assert!(wrong.is_empty(), "{mode}: {wrong:?}");
+        assert!(!t.complete, "{mode}");
+        assert!(t.counters.stale_bases >= 1, "{mode}: {:?}", t.counters);
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -34,6 +34,19 @@ use crate::model::{
     },
 };
 
+/// A syscall's result as the program sees it: the kernel's restart codes
+/// (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK),
+/// which a signal's arrival leaves at the syscall's exit, end as EINTR or
+/// as the same syscall made again (and recorded again).
+fn as_seen(ret: i64) -> i64 {
+    const EINTR: i64 = 4;
+    if matches!(-ret, 512 | 513 | 514 | 516) {
+        -EINTR
+    } else {
+        ret
+    }
+}
+
 /// quotactl's `Q_QUOTAON` (the cmd's upper bits; `QCMD(cmd, type)`).
 const Q_QUOTAON: u64 = 0x80_0002;
 
@@ -500,7 +513,7 @@ impl Collector {
             syscall: row.name.to_string(),
             arg_flags: e.arg_flags,
             arg_flags2: e.arg_flags2,
-            ret: e.ret,
+            ret: as_seen(e.ret),
             channel: None,
             abi: (e.abi != tracer_common::abi::NATIVE)
                 .then(|| abi::of_record(e.abi).map(|a| a.arch.to_string()))
@@ -978,7 +991,7 @@ impl Collector {
         }
         if counters.stale_bases > 0 {
             reasons.push(format!(
-                "{} relative paths started from a directory that was freed during the syscall",
+                "{} paths started from a directory that was freed, or from a working directory or root another thread changed, during the syscall",
                 counters.stale_bases
             ));
         }
@@ -1455,6 +1468,18 @@ pub(crate) mod tests {
         assert!(dash.accesses[0].exe);
         assert!(t.files.iter().any(|f| f.path == "/w/d/run.sh"));
         assert!(t.files.iter().all(|f| !f.path.starts_with("/dev/fd")));
+    }
+
+    #[test]
+    fn a_syscall_a_signal_interrupted_is_eintr_as_the_program_sees_it() {
+        let mut c = Collector::new();
+        c.add(ev(
+            sys("openat", -512, 0, 0),
+            [b"/fifo", E, E, E, E, E, E, E],
+        ));
+        let t = c.finish(run_info());
+        let a = &t.files[0].accesses[0];
+        assert_eq!((&*a.result, a.errno), ("EINTR", Some(4)));
     }
 
     #[test]

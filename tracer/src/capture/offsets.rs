@@ -110,6 +110,14 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         k.cqe_res = r[4];
         k.uring_known = u32::from(uring_specs(btf).is_ok());
     }
+    // A seqlock_t since Linux 6.8 or so, a bare seqcount before.
+    if let Some(off) = ["seq.seqcount.seqcount.sequence", "seq.seqcount.sequence"]
+        .iter()
+        .find_map(|m| o("fs_struct", m).ok())
+    {
+        k.fs_seq = off;
+        k.fs_seq_known = 1;
+    }
     // Kernels before 6.1 keep ancestor ids, not pointers: there a move out
     // of the scope goes unseen (docs/capture.md).
     if let Ok(c) = cgroup_offsets(btf) {
