@@ -116,6 +116,48 @@ fn exit_status_env_workdir_and_a_read_only_source() {
 }
 
 #[test]
+fn privileges_are_dockers_defaults_and_nothing_is_ambient() {
+    let image = fixtures().join("bookworm-rootfs");
+    let dir = tempdir();
+    // As a non-root user: noNewPrivileges is off without a seccomp profile
+    // (so setuid programs and file capabilities work, as under docker),
+    // and no capability survives exec (inheritable and ambient empty).
+    let script = "grep -E '^(NoNewPrivs|CapAmb|CapInh|CapEff)' /proc/self/status";
+    let r = run_in(
+        dir.path(),
+        &["--image", image.to_str().unwrap(), "--user", "65534:65534"],
+        &["/bin/sh", "-c", script],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.stdout();
+    for line in [
+        "NoNewPrivs:\t0",
+        "CapAmb:\t0000000000000000",
+        "CapInh:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+    // Root keeps docker's default set (CHOWN ... AUDIT_WRITE, SETFCAP).
+    let r = run_in(
+        dir.path(),
+        &["--image", image.to_str().unwrap()],
+        &[
+            "/bin/sh",
+            "-c",
+            "grep -E '^(CapEff|CapAmb)' /proc/self/status",
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stdout().contains("CapEff:\t00000000a80425fb")
+            && r.stdout().contains("CapAmb:\t0000000000000000"),
+        "{}",
+        r.stdout()
+    );
+}
+
+#[test]
 fn nothing_is_left_behind() {
     let image = fixtures().join("bookworm-oci");
     let dir = tempdir();

@@ -84,6 +84,7 @@ pub fn trim(fs: &dyn Rootfs, kept_paths: &BTreeSet<PathBuf>) -> io::Result<Optio
         lists: Vec::new(),
     };
     let mut status_out = String::new();
+    let mut dirs = RealDirs::default();
     for p in installed(&status) {
         let list = list_path(fs, &p);
         // Owning a directory (or `/lib`, a symlink to one) says nothing;
@@ -91,15 +92,14 @@ pub fn trim(fs: &dyn Rootfs, kept_paths: &BTreeSet<PathBuf>) -> io::Result<Optio
         let owns_kept = match &list {
             Some(l) => String::from_utf8_lossy(&fs.read_all(l)?)
                 .lines()
-                .map(Path::new)
-                .filter(|f| kept_paths.contains(*f))
-                .any(|f| match fs.meta(f) {
+                .filter_map(|f| dirs.kept_as(fs, kept_paths, Path::new(f)))
+                .any(|f| match fs.meta(&f) {
                     Ok(Some(m)) if m.kind == Kind::Regular => true,
                     Ok(Some(Meta {
                         kind: Kind::Symlink(_),
                         ..
                     })) => matches!(
-                        super::resolve::resolve(fs, f, true),
+                        super::resolve::resolve(fs, &f, true),
                         Ok(Some(r)) if matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Regular)
                     ),
                     _ => false,
@@ -128,6 +128,41 @@ pub fn trim(fs: &dyn Rootfs, kept_paths: &BTreeSet<PathBuf>) -> io::Result<Optio
         db.lists.push(format);
     }
     Ok(Some(db))
+}
+
+/// Where the directories of listed files really are in the image, looked
+/// up once each: Debian lists `/bin/dash`, a merged-/usr image holds it
+/// (and the trace names it) as `/usr/bin/dash`.
+#[derive(Default)]
+struct RealDirs(BTreeMap<PathBuf, Option<PathBuf>>);
+
+impl RealDirs {
+    /// The kept path a listed file is at: its own name, or the name under
+    /// its directory's real place.
+    fn kept_as(
+        &mut self,
+        fs: &dyn Rootfs,
+        kept: &BTreeSet<PathBuf>,
+        listed: &Path,
+    ) -> Option<PathBuf> {
+        if kept.contains(listed) {
+            return Some(listed.to_path_buf());
+        }
+        let (dir, name) = (listed.parent()?, listed.file_name()?);
+        let real = self
+            .0
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| {
+                super::resolve::resolve(fs, dir, true)
+                    .ok()
+                    .flatten()
+                    .map(|r| r.path)
+                    .filter(|p| p != dir)
+            })
+            .as_ref()?
+            .join(name);
+        kept.contains(&real).then_some(real)
+    }
 }
 
 /// A Rootfs with some files replaced or added: how the trimmed database
@@ -214,5 +249,36 @@ mod tests {
         assert_eq!(names, vec!["a", "c"]);
         assert_eq!(p[0].arch, "amd64");
         assert!(p[0].paragraph.ends_with("Version: 1"));
+    }
+
+    #[test]
+    fn a_package_listing_its_file_under_a_merged_usr_link_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("var/lib/dpkg/info")).unwrap();
+        std::fs::write(r.join("usr/bin/dash"), "elf").unwrap();
+        std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/status"),
+            "Package: dash\nStatus: install ok installed\nArchitecture: amd64\n\n\
+             Package: other\nStatus: install ok installed\nArchitecture: amd64\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/info/dash.list"),
+            "/.\n/bin\n/bin/dash\n",
+        )
+        .unwrap();
+        std::fs::write(r.join("var/lib/dpkg/info/other.list"), "/bin/other\n").unwrap();
+        let fs = crate::source::dir::DirRootfs::open(r).unwrap();
+        // The trace names the file where it is.
+        let kept: BTreeSet<PathBuf> = ["/bin", "/usr", "/usr/bin", "/usr/bin/dash"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        let db = trim(&fs, &kept).unwrap().unwrap();
+        assert_eq!(db.kept, vec!["dash".to_string()]);
+        assert_eq!(db.dropped, vec!["other".to_string()]);
     }
 }

@@ -124,10 +124,15 @@ pub fn default_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities, Co
     ]
     .into_iter()
     .collect();
+    // Inheritable and ambient empty, as docker has them: the builder's
+    // defaults would hand three capabilities to a non-root user's program
+    // through exec, which docker does not.
     Ok(LinuxCapabilitiesBuilder::default()
         .bounding(set.clone())
         .effective(set.clone())
         .permitted(set)
+        .inheritable(oci_spec::runtime::Capabilities::new())
+        .ambient(oci_spec::runtime::Capabilities::new())
         .build()?)
 }
 

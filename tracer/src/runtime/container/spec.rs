@@ -57,10 +57,9 @@ pub fn build(
         p.set_capabilities(Some(process::default_capabilities()?));
         // With a profile, runc loads the filter right before exec, so only
         // the program's own syscalls (and a documented few) must be
-        // allowed.
-        if seccomp.is_some() {
-            p.set_no_new_privileges(Some(true));
-        }
+        // allowed. Without one, setuid and file capabilities work as under
+        // docker (runc's template sets noNewPrivileges).
+        p.set_no_new_privileges(Some(seccomp.is_some()));
     }
     if let Some(root) = spec.root_mut() {
         root.set_path(rootfs.to_path_buf());
