@@ -443,6 +443,36 @@ fn bad_inputs_are_one_clear_error_and_leave_nothing() {
     );
 }
 
+/// A rootfs file named like a whiteout cannot be stored in a layer (a
+/// runtime would delete instead of create it): refused, naming it.
+#[test]
+fn a_file_named_like_a_whiteout_is_refused() {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("opt/q")).unwrap();
+    fs::write(src.join("opt/q/.wh.victim"), "data").unwrap();
+    let trace = trace_in_rootfs(dir.path(), &["/bin/sh", "-c", "true"]);
+    let out = dir.path().join("never.oci");
+    let o = build(&[
+        "--from",
+        src.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--include",
+        "/opt/q/.wh.victim",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("/opt/q/.wh.victim") && stderr.contains(".wh."),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "output written");
+}
+
 /// A layer that decompresses past `--max-layer-bytes` is refused with one
 /// line naming it, before anything is written.
 #[test]

@@ -137,6 +137,13 @@ fn entry_name(path: &Path) -> Result<Option<Vec<u8>>, OutputError> {
     let mut name = Vec::new();
     for c in comps {
         match c {
+            // A runtime unpacking the layer would delete a file of that
+            // name instead of creating it (the OCI whiteout convention).
+            Component::Normal(n) if n.as_bytes().starts_with(b".wh.") => {
+                return Err(OutputError::WhiteoutName {
+                    path: path.to_path_buf(),
+                });
+            }
             Component::Normal(n) => {
                 if !name.is_empty() {
                     name.push(b'/');

@@ -85,6 +85,10 @@ pub enum OutputError {
     BadOut(PathBuf),
     #[error("{path} is not a normalized absolute path in the image")]
     BadPath { path: PathBuf },
+    #[error(
+        "{path} cannot be stored in an image layer: a name starting with .wh. marks a deletion there"
+    )]
+    WhiteoutName { path: PathBuf },
     #[error("{path} is not in {rootfs}")]
     Missing { path: PathBuf, rootfs: String },
     #[error("cannot read {path} from {rootfs}")]
