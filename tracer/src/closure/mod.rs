@@ -448,6 +448,14 @@ pub fn compute_with(
         kept.paths.remove(&p);
         kept.excluded.insert(p, pat);
     }
+    // A directory that still holds a kept path stays, as a parent with
+    // its own mode and owner: the runtime would make it 0755 root.
+    let holding: BTreeSet<PathBuf> = kept.paths.keys().flat_map(|p| parents(p)).collect();
+    for dir in holding {
+        if kept.excluded.remove(&dir).is_some() {
+            kept.paths.insert(dir, Reason::Parent);
+        }
+    }
     Ok(kept)
 }
 

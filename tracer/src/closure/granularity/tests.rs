@@ -138,6 +138,20 @@ fn a_script_run_through_a_symlink_and_dotdot_is_a_program() {
 }
 
 #[test]
+fn an_excluded_directory_that_holds_a_kept_file_stays_as_its_parent() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "/opt/d/f", b"x", 0o644);
+    write(d.path(), "/opt/d/g", b"y", 0o644);
+    let t = trace(&[("/opt/d/f", Op::Open), ("/opt/d/g", Op::Open)], true);
+    let rules = Rules::new(&[], &["/opt/d".into(), "/opt/d/g".into()], &[]).unwrap();
+    let k = keep(d.path(), &[t], &rules, &Options::default());
+    assert_eq!(k.paths.get(Path::new("/opt/d")), Some(&Reason::Parent));
+    assert!(has(&k, "/opt/d/f"));
+    assert!(!has(&k, "/opt/d/g") && k.excluded.contains_key(Path::new("/opt/d/g")));
+    assert!(!k.excluded.contains_key(Path::new("/opt/d")));
+}
+
+#[test]
 fn include_and_config_name_programs_include_from_names_files() {
     let d = script_image();
     let none = trace(&[], true);
