@@ -307,6 +307,12 @@ pub fn fd_file_in<P: Kptr>(files: P, fd: i64) -> u64 {
     read_u64(fds + (fd as u64) * 8)
 }
 
+/// `file->f_path.dentry`.
+#[inline(always)]
+pub fn file_dentry(file: u64) -> u64 {
+    read_u64(file + (conf!(offsets.file_path) + conf!(offsets.path_dentry)) as u64)
+}
+
 /// The path of the file open as `fd` in the task, if any.
 #[inline(always)]
 pub fn fd_path<P: Kptr>(task: P, fd: i64) -> Option<KRef> {

@@ -554,7 +554,7 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             } else if x.spec.spec_flags & (spec_flags::RESULT_PWD | spec_flags::RESULT_ROOT) != 0 {
                 // chdir, chroot: the directory the kernel reached (unless
                 // another thread changed it too: then it may be theirs).
-                if w.ret == 0 && w.moved & MOVED_FS != 0 {
+                if w.ret == 0 && moved(w) & MOVED_FS != 0 {
                     w.fl |= flags::OBS_GONE;
                 } else if w.ret == 0 {
                     let fs = kernel::fs_of(task);
@@ -569,7 +569,7 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             {
                 // The descriptor's file (an execveat of the descriptor
                 // itself, AT_EMPTY_PATH, that failed or only checked).
-                if still_valid(&x.file) && w.moved & MOVED_DIRFD1 == 0 {
+                if still_valid(&x.file) && moved(w) & MOVED_DIRFD1 == 0 {
                     copy::copy(&raw mut p.obs, &raw const x.file);
                 } else {
                     w.fl |= flags::OBS_GONE;
@@ -591,13 +591,18 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
                 w.fl |= flags::BASE1_IS_CWD;
             }
             let from_root = w.abs1 != 0 && !in_root && !cwd;
-            let base = if from_root { x.root } else { x.base1 };
-            if moved_base(w.moved, MOVED_DIRFD1, from_root, x.dirfd1) {
-                // The cwd, root or dirfd changed under the syscall.
-                w.fl |= flags::HAS_BASE1;
-                h.sections[2].end = tracer_common::walk_end::STALE;
-                return 0;
-            }
+            // The cwd, root or dirfd changed under the syscall: no base,
+            // which ends below as a stale one (as data, not another
+            // branch: the verifier's work stays what it was).
+            let stale = moved_base(moved(w), MOVED_DIRFD1, from_root, x.dirfd1);
+            let base = if stale {
+                KRef::default()
+            } else if from_root {
+                x.root
+            } else {
+                x.base1
+            };
+            let from_root = from_root && !stale;
             if base.dentry == p.stop_dentry {
                 return 0;
             }
@@ -636,13 +641,17 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             h.sections[1].len = n as u16;
             w.raw2 = n as u64;
             if n > 0 && !content && w.fl & flags::BAD_DIRFD2 == 0 {
-                let base = if abs2 { x.root } else { x.base2 };
-                if moved_base(w.moved, MOVED_DIRFD2, abs2, x.dirfd2) {
+                let stale = moved_base(moved(w), MOVED_DIRFD2, abs2, x.dirfd2);
+                let base = if stale {
+                    KRef::default()
+                } else if abs2 {
+                    x.root
+                } else {
+                    x.base2
+                };
+                if base.dentry != p.stop_dentry {
                     w.fl |= flags::HAS_BASE2;
-                    h.sections[4].end = tracer_common::walk_end::STALE;
-                } else if base.dentry != p.stop_dentry {
-                    w.fl |= flags::HAS_BASE2;
-                    if abs2 || still_valid(&base) {
+                    if (abs2 && !stale) || still_valid(&base) {
                         copy::copy(&raw mut p.base2, &raw const base);
                     } else {
                         h.sections[4].end = tracer_common::walk_end::STALE;
@@ -662,7 +671,9 @@ const MOVED_FS: u32 = 1;
 const MOVED_DIRFD1: u32 = 2;
 const MOVED_DIRFD2: u32 = 4;
 
-#[inline(always)]
+// A subprogram of its own: inlined, its branches cost the verifier about
+// a third more work on the rest of sys_exit.
+#[inline(never)]
 fn moved_since_entry(task: Typed, files: Typed, x: &Inflight, ret: i64) -> u32 {
     let mut m = 0;
     let sf = x.spec.spec_flags;
@@ -692,6 +703,12 @@ fn moved_since_entry(task: Typed, files: Typed, x: &Inflight, ret: i64) -> u32 {
     m
 }
 
+/// `ExitWork::moved`, read back from memory (see where it is set).
+#[inline(always)]
+fn moved(w: &ExitWork) -> u32 {
+    unsafe { core::ptr::read_volatile(&raw const w.moved) }
+}
+
 /// Whether descriptor `dirfd` names another file than `saved` now. A
 /// descriptor closed since is not counted: the kernel took its file, or
 /// failed with EBADF.
@@ -700,10 +717,10 @@ pub fn dirfd_moved<P: kernel::Kptr>(files: P, dirfd: i32, saved: &KRef) -> bool 
     if dirfd < 0 || saved.dentry == 0 {
         return false;
     }
-    match kernel::fd_path_in(files, dirfd as i64) {
-        Some(now) => now.dentry != saved.dentry || now.mnt != saved.mnt,
-        None => false,
-    }
+    // The dentry alone: one read past the table, where a whole path and
+    // its inode cost the verifier far more states.
+    let file = kernel::fd_file_in(files, dirfd as i64);
+    file != 0 && kernel::file_dentry(file) != saved.dentry
 }
 
 /// Whether a path's base was moved under it: the root or cwd for an
@@ -897,7 +914,10 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     } else if c == class::MSGHDR {
         return false;
     }
-    w.moved = moved_since_entry(task, files, x, ret);
+    // Through memory, volatile: a value the compiler kept in a register
+    // would stay a known constant to the verifier through the rest of the
+    // program, and multiply the paths it walks.
+    unsafe { core::ptr::write_volatile(&raw mut w.moved, moved_since_entry(task, files, x, ret)) };
     // A repeat of a record already sent is dropped before it is built.
     w.ret = ret;
     w.fast = 0;
@@ -908,7 +928,7 @@ fn build_exit(ctx: &RawTracePointContext, w: &mut ExitWork, x: &Inflight) -> boo
     let root = scope::root();
     let (stop, root_sb) = scope::walk_stop_of(root, &x.root);
     if fast_eligible(x)
-        && w.moved == 0
+        && moved(w) == 0
         && root.is_some()
         && let Some((key, seen, n, obs)) = fast_key(w, x, files, stop, arg_flags, arg_flags2)
     {

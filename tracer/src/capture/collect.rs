@@ -714,12 +714,15 @@ impl Collector {
     }
 
     fn add_access(&mut self, n: Named, s: &Shape, second: bool, raw_truncated: bool) {
-        if n.check_doubt && s.ret >= 0 && mounts_made::reads_existing(s.op, second) {
+        // readlink's EINVAL proves the path exists, as a success does.
+        let found = s.ret >= 0 || (s.op == Op::Readlink && s.ret == -i64::from(libc::EINVAL));
+        if n.check_doubt && found && mounts_made::reads_existing(s.op, second) {
             let doubt = if n.past_root {
                 Some(Doubt::PastRoot)
             } else {
                 let exact = n.requested.as_deref().unwrap_or(&n.key);
-                self.mounts.doubt(&n.key, exact)
+                let relative = n.raw.as_deref().is_some_and(|r| r.first() != Some(&b'/'));
+                self.mounts.doubt(&n.key, exact, relative, n.place.outside)
             };
             if let Some(d) = doubt {
                 self.count_unobserved(d.channel(), s.syscall.clone(), s.pid, 1);

@@ -61,15 +61,22 @@ impl MountsMade {
     }
 
     /// Whether the name asked for (`key` folded, `exact` unfolded) may
-    /// lead elsewhere than it says.
-    pub fn doubt(&self, key: &[u8], exact: &[u8]) -> Option<Doubt> {
+    /// lead elsewhere than it says. `relative`: it was looked up from a
+    /// working directory or dirfd (an absolute one starts at the caller's
+    /// root, whose `..` is handled where it is joined, `at_root`).
+    /// `outside`: it lies outside the scope's root (a tree the program
+    /// built elsewhere and pivoted into, a bind inside which the name
+    /// cannot show).
+    pub fn doubt(&self, key: &[u8], exact: &[u8], relative: bool, outside: bool) -> Option<Doubt> {
         if self.targets.is_empty() && self.tops.is_empty() {
             return None;
         }
-        if self.targets.iter().any(|t| strictly_below(key, t)) {
+        if self.targets.iter().any(|t| strictly_below(key, t))
+            || (outside && !self.targets.is_empty())
+        {
             return Some(Doubt::BindMount);
         }
-        climbs_out_of(exact, &self.tops).then_some(Doubt::PastRoot)
+        (relative && climbs_out_of(exact, &self.tops)).then_some(Doubt::PastRoot)
     }
 }
 
@@ -172,10 +179,18 @@ mod tests {
     fn below_a_bind_target_is_in_doubt_but_the_mount_point_is_not() {
         let mut m = MountsMade::default();
         m.add_mount(Some(b"/srv/a"), b"/mnt/b");
-        assert_eq!(m.doubt(b"/mnt/b/f", b"/mnt/b/f"), Some(Doubt::BindMount));
-        assert_eq!(m.doubt(b"/mnt/b", b"/mnt/b"), None);
-        assert_eq!(m.doubt(b"/mnt/bb/f", b"/mnt/bb/f"), None);
-        assert_eq!(m.doubt(b"/srv/a/f", b"/srv/a/f"), None);
+        assert_eq!(
+            m.doubt(b"/mnt/b/f", b"/mnt/b/f", false, false),
+            Some(Doubt::BindMount)
+        );
+        assert_eq!(m.doubt(b"/mnt/b", b"/mnt/b", false, false), None);
+        assert_eq!(m.doubt(b"/mnt/bb/f", b"/mnt/bb/f", false, false), None);
+        assert_eq!(m.doubt(b"/srv/a/f", b"/srv/a/f", false, false), None);
+        // A tree outside the scope's root, with binds made: it may hold one.
+        assert_eq!(
+            m.doubt(b"/data/f", b"/data/f", false, true),
+            Some(Doubt::BindMount)
+        );
     }
 
     #[test]
@@ -184,23 +199,26 @@ mod tests {
         m.add_mount(Some(b"/srv/a"), b"/mnt/b");
         m.add_root(b"/jail");
         // The cwd inside /mnt/b is named /srv/a: its parent is /mnt.
-        assert_eq!(m.doubt(b"/srv/x", b"/srv/a/../x"), Some(Doubt::PastRoot));
-        assert_eq!(m.doubt(b"/x", b"/jail/d/../../x"), Some(Doubt::PastRoot));
-        assert_eq!(m.doubt(b"/jail/x", b"/jail/d/../x"), None);
-        assert_eq!(m.doubt(b"/srv/a/x", b"/srv/a/y/../x"), None);
+        let rel = |k: &[u8], e: &[u8]| m.doubt(k, e, true, false);
+        assert_eq!(rel(b"/srv/x", b"/srv/a/../x"), Some(Doubt::PastRoot));
+        assert_eq!(rel(b"/x", b"/jail/d/../../x"), Some(Doubt::PastRoot));
+        assert_eq!(rel(b"/jail/x", b"/jail/d/../x"), None);
+        assert_eq!(rel(b"/srv/a/x", b"/srv/a/y/../x"), None);
+        // An absolute name from the host's root means what it says.
+        assert_eq!(m.doubt(b"/x", b"/jail/../x", false, false), None);
     }
 
     #[test]
     fn a_directory_bound_onto_itself_is_no_doubt() {
         let mut m = MountsMade::default();
         m.add_mount(Some(b"/nr"), b"/nr");
-        assert_eq!(m.doubt(b"/nr/old", b"/nr/old"), None);
+        assert_eq!(m.doubt(b"/nr/old", b"/nr/old", false, false), None);
     }
 
     #[test]
     fn nothing_made_nothing_doubted() {
         let m = MountsMade::default();
-        assert_eq!(m.doubt(b"/x", b"/a/../x"), None);
+        assert_eq!(m.doubt(b"/x", b"/a/../x", true, true), None);
     }
 
     #[test]
