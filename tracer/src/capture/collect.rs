@@ -29,8 +29,8 @@ use super::{
 use crate::model::{
     path::normalize,
     trace::{
-        Access, Counters, Exec, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, Mount, Op,
-        OpenMode, Role, ScopeInfo, Trace, Unobserved, errno_name,
+        Access, Counters, Exec, ExecKey, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, Mount,
+        Op, OpenMode, Role, ScopeInfo, Trace, Unobserved, errno_name,
     },
 };
 
@@ -49,9 +49,6 @@ fn as_seen(ret: i64) -> i64 {
 
 /// quotactl's `Q_QUOTAON` (the cmd's upper bits; `QCMD(cmd, type)`).
 const Q_QUOTAON: u64 = 0x80_0002;
-
-/// What makes two execs the same: the program and its command line.
-type ExecKey = (String, String, Option<String>, Vec<String>);
 
 /// Everything userspace learned during a run, before the run's metadata
 /// is known.
@@ -857,14 +854,7 @@ impl Collector {
         };
         // The same command line run again (a loop, a long attach) is one
         // entry, with the first pid that ran it.
-        // Names that print alike are kept apart by their bytes.
-        let key = (
-            exec.path_hex.clone().unwrap_or_else(|| exec.path.clone()),
-            exec.raw.clone(),
-            exec.exe_hex.clone().or_else(|| exec.exe.clone()),
-            exec.argv.clone(),
-        );
-        self.execs.entry(key).or_insert(exec);
+        self.execs.entry(exec.key()).or_insert(exec);
         let shape = Shape {
             op: Op::Exec,
             pid: e.pid,

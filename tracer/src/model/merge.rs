@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::trace::{
-    Counters, Exec, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, LostEvents, ScopeInfo,
-    Syscalls, Trace, Unobserved,
+    Counters, Exec, ExecKey, ExitInfo, FORMAT_NAME, FORMAT_VERSION, FileEntry, LostEvents,
+    ScopeInfo, Syscalls, Trace, Unobserved,
 };
 
 /// One input: its label (for `seen_in`) and the trace.
@@ -143,7 +143,7 @@ pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
     // Every entry of every input, sorted and united below: a flat list
     // costs a third of a tree keyed by name.
     let mut files: Vec<(FileEntry, Seen)> = Vec::new();
-    let mut execs: BTreeMap<(String, String, Option<String>, Vec<String>), Exec> = BTreeMap::new();
+    let mut execs: BTreeMap<ExecKey, Exec> = BTreeMap::new();
     let mut binds = BTreeSet::new();
     let mut lost = LostEvents::default();
     let mut counters = Counters::default();
@@ -184,14 +184,8 @@ pub fn merge_parts(inputs: impl IntoIterator<Item = Input>) -> Merged {
         }
         reasons.extend(t.incomplete_reasons);
         for e in t.execs {
-            let key = (
-                e.path_hex.clone().unwrap_or_else(|| e.path.clone()),
-                e.raw.clone(),
-                e.exe_hex.clone().or_else(|| e.exe.clone()),
-                e.argv.clone(),
-            );
             // The smallest entry wins whatever the order.
-            match execs.entry(key) {
+            match execs.entry(e.key()) {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(e);
                 }

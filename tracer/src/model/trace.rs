@@ -217,6 +217,22 @@ pub struct Exec {
     pub comm: String,
 }
 
+/// What makes two execs the same: the program (by its bytes, so names
+/// that print alike stay apart), the name asked for, the file run and the
+/// command line.
+pub type ExecKey = (String, String, Option<String>, Vec<String>);
+
+impl Exec {
+    pub fn key(&self) -> ExecKey {
+        (
+            self.path_hex.clone().unwrap_or_else(|| self.path.clone()),
+            self.raw.clone(),
+            self.exe_hex.clone().or_else(|| self.exe.clone()),
+            self.argv.clone(),
+        )
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileEntry {
     /// Absolute, normalized, as the traced process saw it.
