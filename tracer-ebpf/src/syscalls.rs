@@ -554,15 +554,17 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             } else if x.spec.spec_flags & (spec_flags::RESULT_PWD | spec_flags::RESULT_ROOT) != 0 {
                 // chdir, chroot: the directory the kernel reached (unless
                 // another thread changed it too: then it may be theirs).
-                if w.ret == 0 && moved(w) & MOVED_FS != 0 {
-                    w.fl |= flags::OBS_GONE;
-                } else if w.ret == 0 {
-                    let fs = kernel::fs_of(task);
-                    p.obs = if x.spec.spec_flags & spec_flags::RESULT_ROOT != 0 {
-                        kernel::root_of(fs)
+                if w.ret == 0 {
+                    if moved(w) & MOVED_FS != 0 {
+                        w.fl |= flags::OBS_GONE;
                     } else {
-                        kernel::pwd_of(fs)
-                    };
+                        let fs = kernel::fs_of(task);
+                        p.obs = if x.spec.spec_flags & spec_flags::RESULT_ROOT != 0 {
+                            kernel::root_of(fs)
+                        } else {
+                            kernel::pwd_of(fs)
+                        };
+                    }
                 }
             } else if (c == class::FD_ARG || c == class::PLAIN || (c == class::EXEC && w.raw1 == 0))
                 && x.file.dentry != 0
@@ -591,17 +593,8 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
                 w.fl |= flags::BASE1_IS_CWD;
             }
             let from_root = w.abs1 != 0 && !in_root && !cwd;
-            // The cwd, root or dirfd changed under the syscall: no base,
-            // which ends below as a stale one (as data, not another
-            // branch: the verifier's work stays what it was).
             let stale = moved_base(moved(w), MOVED_DIRFD1, from_root, x.dirfd1);
-            let base = if stale {
-                KRef::default()
-            } else if from_root {
-                x.root
-            } else {
-                x.base1
-            };
+            let base = start_of(stale, from_root, x.root, x.base1);
             let from_root = from_root && !stale;
             if base.dentry == p.stop_dentry {
                 return 0;
@@ -642,13 +635,7 @@ fn exit_step(index: u64, task: Typed, files: Typed) -> i64 {
             w.raw2 = n as u64;
             if n > 0 && !content && w.fl & flags::BAD_DIRFD2 == 0 {
                 let stale = moved_base(moved(w), MOVED_DIRFD2, abs2, x.dirfd2);
-                let base = if stale {
-                    KRef::default()
-                } else if abs2 {
-                    x.root
-                } else {
-                    x.base2
-                };
+                let base = start_of(stale, abs2, x.root, x.base2);
                 if base.dentry != p.stop_dentry {
                     w.fl |= flags::HAS_BASE2;
                     if (abs2 && !stale) || still_valid(&base) {
@@ -731,6 +718,20 @@ fn moved_base(moved: u32, dirfd_bit: u32, absolute: bool, dirfd: i32) -> bool {
         moved & MOVED_FS != 0
     } else {
         moved & dirfd_bit != 0
+    }
+}
+
+/// Where a path's lookup started: the root for an absolute one, else its
+/// base; none when that was moved under the syscall (`moved_base`), which
+/// then ends as a stale base.
+#[inline(always)]
+fn start_of(stale: bool, absolute: bool, root: KRef, base: KRef) -> KRef {
+    if stale {
+        KRef::default()
+    } else if absolute {
+        root
+    } else {
+        base
     }
 }
 
