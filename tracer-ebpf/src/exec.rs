@@ -130,7 +130,7 @@ pub fn on_exec(ctx: &RawTracePointContext) {
         // another thread): which one the kernel ran is not known. (One
         // closed on exec is gone by now, and not counted.)
         let files = kernel::files_of(task);
-        if still_valid(&file) && !crate::syscalls::dirfd_moved(files, dirfd1, &file) {
+        if still_valid(&file) && !kernel::dirfd_moved(files, dirfd1, &file) {
             p.base1 = file;
         } else {
             h.sections[2].end = walk_end::STALE;

@@ -313,6 +313,20 @@ pub fn file_dentry(file: u64) -> u64 {
     read_u64(file + (conf!(offsets.file_path) + conf!(offsets.path_dentry)) as u64)
 }
 
+/// Whether descriptor `dirfd` names another file than `saved` now. A
+/// descriptor closed since is not counted: the kernel took its file, or
+/// failed with EBADF.
+#[inline(always)]
+pub fn dirfd_moved<P: Kptr>(files: P, dirfd: i32, saved: &KRef) -> bool {
+    if dirfd < 0 || saved.dentry == 0 {
+        return false;
+    }
+    // The dentry alone: one read past the table, where a whole path and
+    // its inode cost the verifier far more states.
+    let file = fd_file_in(files, dirfd as i64);
+    file != 0 && file_dentry(file) != saved.dentry
+}
+
 /// The path of the file open as `fd` in the task, if any.
 #[inline(always)]
 pub fn fd_path<P: Kptr>(task: P, fd: i64) -> Option<KRef> {

@@ -681,10 +681,10 @@ fn moved_since_entry(task: Typed, files: Typed, x: &Inflight, ret: i64) -> u32 {
     } else {
         &x.file
     };
-    if dirfd_moved(files, x.dirfd1, saved1) {
+    if kernel::dirfd_moved(files, x.dirfd1, saved1) {
         m |= MOVED_DIRFD1;
     }
-    if dirfd_moved(files, x.dirfd2, &x.base2) {
+    if kernel::dirfd_moved(files, x.dirfd2, &x.base2) {
         m |= MOVED_DIRFD2;
     }
     m
@@ -694,20 +694,6 @@ fn moved_since_entry(task: Typed, files: Typed, x: &Inflight, ret: i64) -> u32 {
 #[inline(always)]
 fn moved(w: &ExitWork) -> u32 {
     unsafe { core::ptr::read_volatile(&raw const w.moved) }
-}
-
-/// Whether descriptor `dirfd` names another file than `saved` now. A
-/// descriptor closed since is not counted: the kernel took its file, or
-/// failed with EBADF.
-#[inline(always)]
-pub fn dirfd_moved<P: kernel::Kptr>(files: P, dirfd: i32, saved: &KRef) -> bool {
-    if dirfd < 0 || saved.dentry == 0 {
-        return false;
-    }
-    // The dentry alone: one read past the table, where a whole path and
-    // its inode cost the verifier far more states.
-    let file = kernel::fd_file_in(files, dirfd as i64);
-    file != 0 && kernel::file_dentry(file) != saved.dentry
 }
 
 /// Whether a path's base was moved under it: the root or cwd for an
