@@ -1,4 +1,4 @@
-import tarfile, io, json, hashlib, gzip, os
+import tarfile, io, json, hashlib, gzip, os, subprocess
 def tar_bytes(entries, fmt=tarfile.GNU_FORMAT):
     b = io.BytesIO()
     with tarfile.open(fileobj=b, mode='w', format=fmt) as t:
@@ -30,6 +30,8 @@ layer = tar_bytes([
 os.makedirs('seeds/layer_tar', exist_ok=True)
 open('seeds/layer_tar/small.tar','wb').write(layer)
 open('seeds/layer_tar/small.tar.gz','wb').write(gzip.compress(layer, mtime=0))
+# zstd: Python has no zstd module before 3.14; the CLI writes the same frame.
+subprocess.run(['zstd', '-q', '-f', '-19', 'seeds/layer_tar/small.tar', '-o', 'seeds/layer_tar/small.tar.zst'], check=True)
 sha = lambda b: hashlib.sha256(b).hexdigest()
 def config(diff):
     return json.dumps({"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"],"Env":["PATH=/usr/bin"]},

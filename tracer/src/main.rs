@@ -12,7 +12,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => bad_arguments(e),
     };
-    tracer::source::archive::set_limits(cli.limits.limits());
+    tracer::source::decompress::set_limits(cli.limits.limits());
     tracer::cache::set_enabled(!cli.no_cache);
     // Every command that may make cgroups, containers or temporary files
     // records its own (and a supervisor removes them if this process is

@@ -151,3 +151,78 @@ fn every_file_transport_names_the_same_image() {
         assert!(!work.path().join("x1").exists() && !work.path().join("x2").exists());
     }
 }
+
+/// Layers compressed with zstd (`skopeo copy --dest-compress-format zstd`,
+/// `podman push --compression-format zstd`, a containerd store's `docker
+/// save`) are read like gzip ones: the container runs from them and the
+/// build keeps the same layer, byte for byte.
+#[test]
+fn zstd_layers_run_and_build_like_gzip_ones() {
+    let work = tempdir();
+    let f = fixtures();
+    let zstd = work.path().join("zstd");
+    let o = TestCommand::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-compress-format",
+            "zstd",
+        ])
+        .arg(format!("oci:{}:full", f.join("bookworm-oci").display()))
+        .arg(format!("oci:{}:full", zstd.display()))
+        .run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = json(&zstd.join("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = json(&zstd.join("blobs/sha256").join(&digest[7..]));
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    // A cache of its own, empty: the layer is decompressed, not found
+    // under the diff_id the gzip fixture shares.
+    let cache = work.path().join("cache");
+    let t = work.path().join("t.json");
+    let o = trace()
+        .env("TRACE_CACHE_DIR", &cache)
+        .args(["run", "-o"])
+        .arg(&t)
+        .arg("--image")
+        .arg(format!("oci:{}:full", zstd.display()))
+        .args(["--", "/bin/cat", "/etc/debian_version"])
+        .run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.stdout,
+        fs::read(f.join("bookworm-rootfs/etc/debian_version")).unwrap()
+    );
+    let mut layers = Vec::new();
+    for (i, src) in [
+        format!("oci:{}:full", zstd.display()),
+        format!("oci:{}:full", f.join("bookworm-oci").display()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = work.path().join(format!("o{i}"));
+        let o = trace()
+            .env("TRACE_CACHE_DIR", work.path().join(format!("cache{i}")))
+            .args(["build", "--from", src, "--trace"])
+            .arg(&t)
+            .arg("-o")
+            .arg(&out)
+            .args(["--format", "oci"])
+            .run();
+        assert!(
+            o.status.success(),
+            "{src}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let index = json(&out.join("index.json"));
+        let digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest = json(&out.join("blobs/sha256").join(&digest[7..]));
+        layers.push(manifest["layers"].clone());
+    }
+    assert_eq!(layers[0], layers[1]);
+}

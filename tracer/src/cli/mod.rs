@@ -105,19 +105,19 @@ pub struct LimitArgs {
     /// Refuse an image layer (or compressed image archive) that
     /// decompresses to more than SIZE (bytes, or with K, M, G, T).
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
-          default_value_t = crate::source::archive::DEFAULT_MAX_LAYER_BYTES)]
+          default_value_t = crate::source::decompress::DEFAULT_MAX_LAYER_BYTES)]
     pub max_layer_bytes: u64,
     /// Refuse a layer that decompresses to more than N times its
     /// compressed size (checked past its first GiB).
     #[arg(long, global = true, value_name = "N",
-          default_value_t = crate::source::archive::DEFAULT_MAX_LAYER_RATIO,
+          default_value_t = crate::source::decompress::DEFAULT_MAX_LAYER_RATIO,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_layer_ratio: u64,
 }
 
 impl LimitArgs {
-    pub fn limits(&self) -> crate::source::archive::Limits {
-        crate::source::archive::Limits {
+    pub fn limits(&self) -> crate::source::decompress::Limits {
+        crate::source::decompress::Limits {
             max_bytes: self.max_layer_bytes,
             max_ratio: self.max_layer_ratio,
             ..Default::default()

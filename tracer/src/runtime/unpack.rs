@@ -47,7 +47,7 @@ fn check_space(fs: &dyn Rootfs, dest: &Path) -> Result<(), UnpackError> {
         source,
     };
     let need = data_bytes(fs).map_err(err)?;
-    let free = crate::source::archive::free_bytes(dest).map_err(err)?;
+    let free = crate::source::decompress::free_bytes(dest).map_err(err)?;
     if need > free {
         return Err(err(io::Error::new(
             io::ErrorKind::StorageFull,
@@ -205,7 +205,7 @@ mod tests {
     fn refuses_an_image_larger_than_the_free_space() {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let free = crate::source::archive::free_bytes(dst.path()).unwrap();
+        let free = crate::source::decompress::free_bytes(dst.path()).unwrap();
         let size = free + (1 << 30);
         fs::File::create(src.path().join("big"))
             .unwrap()

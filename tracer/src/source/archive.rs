@@ -8,10 +8,7 @@ use std::{
     io::{self, Read, Seek, SeekFrom},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
 };
 
 use sha2::{Digest as _, Sha256};
@@ -123,135 +120,6 @@ impl Seek for RegionReader {
             )),
         }
     }
-}
-
-/// How far a compressed stream may expand: a few megabytes of gzip can
-/// stand for terabytes of zeros, all of which would be written to disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Decompressed bytes per layer (or compressed archive).
-    pub max_bytes: u64,
-    /// Decompressed bytes per compressed byte ...
-    pub max_ratio: u64,
-    /// ... checked once this much has come out, so a small, highly
-    /// compressible layer (a file of zeros) still passes.
-    pub ratio_after: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_bytes: DEFAULT_MAX_LAYER_BYTES,
-            max_ratio: DEFAULT_MAX_LAYER_RATIO,
-            ratio_after: 1 << 30,
-        }
-    }
-}
-
-pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
-pub const DEFAULT_MAX_LAYER_RATIO: u64 = 200;
-
-static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
-
-/// Sets the limits for this process (from the command line); the first
-/// call wins.
-pub fn set_limits(l: Limits) {
-    let _ = LIMITS.set(l);
-}
-
-pub fn limits() -> Limits {
-    LIMITS.get().copied().unwrap_or_default()
-}
-
-/// Bytes free to an unprivileged writer in the filesystem holding `dir`.
-pub fn free_bytes(dir: &Path) -> io::Result<u64> {
-    let s = rustix::fs::statvfs(dir)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
-/// Decompresses a gzip `region` once into an anonymous temporary file,
-/// so its contents can then be read in place. Returns the uncompressed
-/// data and its sha256 (hex). Errors reading the stream are taken to be
-/// the compressed data's: the blob is a local file.
-pub fn gunzip_to_temp(region: &Region, label: &str) -> Result<(Region, String), SourceError> {
-    gunzip_with(region, label, limits())
-}
-
-/// [`gunzip_to_temp`] under `limits`; also refused when the output would
-/// not fit in the free space of the temporary directory.
-pub fn gunzip_with(
-    region: &Region,
-    label: &str,
-    limits: Limits,
-) -> Result<(Region, String), SourceError> {
-    gunzip_until(region, label, limits, &AtomicBool::new(false))
-}
-
-/// [`gunzip_with`] that gives up as soon as `stop` is set (by a digest
-/// check running beside it, whose error is then the one reported).
-pub fn gunzip_until(
-    region: &Region,
-    label: &str,
-    limits: Limits,
-    stop: &AtomicBool,
-) -> Result<(Region, String), SourceError> {
-    use std::io::Write as _;
-    let tmp = std::env::temp_dir();
-    let free = free_bytes(&tmp).map_err(SourceError::io(&tmp))?;
-    let file = tempfile::tempfile().map_err(SourceError::io(&tmp))?;
-    let mut out = io::BufWriter::with_capacity(1 << 16, file);
-    let mut gz = flate2::read::MultiGzDecoder::new(region.reader());
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return Err(SourceError::Io {
-                path: tmp,
-                source: io::Error::other("stopped: the layer's digest does not match"),
-            });
-        }
-        let n = match gz.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(SourceError::CorruptGzip {
-                    layer: label.to_string(),
-                    source,
-                });
-            }
-        };
-        total += n as u64;
-        if total > limits.max_bytes {
-            return Err(SourceError::LayerTooLarge {
-                layer: label.to_string(),
-                limit: limits.max_bytes,
-            });
-        }
-        if total > limits.ratio_after && total / region.len().max(1) > limits.max_ratio {
-            return Err(SourceError::LayerRatio {
-                layer: label.to_string(),
-                compressed: region.len(),
-                ratio: limits.max_ratio,
-            });
-        }
-        if total > free {
-            return Err(SourceError::NoSpace {
-                layer: label.to_string(),
-                dir: tmp,
-                free,
-            });
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(SourceError::io(&tmp))?;
-    }
-    let file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .map_err(SourceError::io(&tmp))?;
-    let region = Region::whole(file).map_err(SourceError::io(&tmp))?;
-    Ok((region, hex(&hasher.finalize())))
 }
 
 /// Checks what follows the last entry of a tar `region` whose entries'

@@ -76,9 +76,10 @@ pub enum SourceError {
         tag: String,
         found: Vec<String>,
     },
-    #[error("{layer}: corrupt gzip data")]
-    CorruptGzip {
+    #[error("{layer}: corrupt {what} data")]
+    Corrupt {
         layer: String,
+        what: &'static str,
         #[source]
         source: io::Error,
     },

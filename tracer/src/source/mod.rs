@@ -5,6 +5,7 @@ pub mod dir;
 pub mod rootfs;
 
 pub mod archive;
+pub mod decompress;
 pub mod error;
 pub mod formats;
 pub mod image;

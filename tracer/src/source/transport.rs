@@ -12,6 +12,7 @@ use std::{
 };
 
 use super::{
+    decompress::Compression,
     error::SourceError,
     image::{self, Form, Image, Unmerged},
 };
@@ -247,16 +248,11 @@ fn detect(p: &Path) -> std::io::Result<Option<&'static str>> {
     if p.is_dir() {
         return Ok(p.join("oci-layout").is_file().then_some("oci"));
     }
-    let mut file = File::open(p)?;
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic)?;
-    let file = File::open(p)?;
-    let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut ar = tar::Archive::new(reader);
+    let mut head = Vec::with_capacity(512);
+    File::open(p)?.take(512).read_to_end(&mut head)?;
+    // An archive compressed some other way is read as it is, and fails there.
+    let how = Compression::detect(&head).unwrap_or(Compression::None);
+    let mut ar = tar::Archive::new(how.reader(File::open(p)?));
     for entry in ar.entries()? {
         let entry = entry?;
         let name = entry.path_bytes();

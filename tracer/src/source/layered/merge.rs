@@ -16,6 +16,7 @@ use super::{
 };
 use crate::source::{
     archive::{Region, verify},
+    decompress::{self, Compression},
     error::{NameProblem, SourceError},
     rootfs::{Kind, Meta},
 };
@@ -336,15 +337,16 @@ fn read_verified(layer: &LayerBlob) -> Result<(Region, Vec<Raw>), SourceError> {
     let origin = &layer.origin;
     let magic = layer
         .region
-        .read_exact_at(0, 6.min(layer.region.len() as usize))
+        .read_exact_at(0, 512.min(layer.region.len() as usize))
         .map_err(SourceError::io(origin))?;
-    let gzip = magic.starts_with(&[0x1f, 0x8b]);
-    let refused = unsupported(&magic, &layer.label);
+    let how = Compression::detect(&magic).map_err(|what| SourceError::UnsupportedCompression {
+        layer: layer.label.to_string(),
+        what,
+    });
     // A plain tar is its own uncompressed form: its diff_id is checked on
-    // the same bytes (a gzip layer's is checked as it is decompressed).
+    // the same bytes (a compressed layer's is checked as it is decompressed).
     let mut digests: Vec<&String> = layer.blob_sha.iter().collect();
-    if !gzip
-        && refused.is_none()
+    if matches!(how, Ok(Compression::None))
         && let Some(diff) = &layer.diff_sha
         && !digests.contains(&diff)
     {
@@ -366,17 +368,15 @@ fn read_verified(layer: &LayerBlob) -> Result<(Region, Vec<Raw>), SourceError> {
                 })
             })
             .collect();
-        let read = match refused {
-            Some(e) => Err(e),
-            None => match gzip {
-                true => gunzip(layer, &tampered),
-                false => Ok(layer.region.clone()),
-            }
+        let read = how
+            .and_then(|how| match how {
+                Compression::None => Ok(layer.region.clone()),
+                _ => decompress(layer, how, &tampered),
+            })
             .and_then(|tar| {
                 let raws = read_entries(&tar, &layer.label)?;
                 Ok((tar, raws))
-            }),
-        };
+            });
         for check in checks {
             check.join().map_err(|_| SourceError::Io {
                 path: origin.clone(),
@@ -387,29 +387,16 @@ fn read_verified(layer: &LayerBlob) -> Result<(Region, Vec<Raw>), SourceError> {
     })
 }
 
-/// The error for a compressed layer in a format other than gzip.
-fn unsupported(magic: &[u8], label: &str) -> Option<SourceError> {
-    let what = if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        "zstd"
-    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        "xz"
-    } else if magic.starts_with(b"BZh") {
-        "bzip2"
-    } else {
-        return None;
-    };
-    Some(SourceError::UnsupportedCompression {
-        layer: label.to_string(),
-        what,
-    })
-}
-
-/// Decompresses a gzip layer once into an anonymous temporary file,
+/// Decompresses a layer once into an anonymous temporary file,
 /// checking the result against the layer's diff_id.
-fn gunzip(layer: &LayerBlob, tampered: &AtomicBool) -> Result<Region, SourceError> {
-    let limits = crate::source::archive::limits();
+fn decompress(
+    layer: &LayerBlob,
+    how: Compression,
+    tampered: &AtomicBool,
+) -> Result<Region, SourceError> {
+    let limits = decompress::limits();
     let (region, actual) =
-        crate::source::archive::gunzip_until(&layer.region, &layer.label, limits, tampered)?;
+        decompress::to_temp_until(&layer.region, how, &layer.label, limits, tampered)?;
     if let Some(diff) = &layer.diff_sha
         && *diff != actual
     {
@@ -452,6 +439,25 @@ mod tests {
 
     fn sha(b: &[u8]) -> String {
         hex(&Sha256::digest(b))
+    }
+
+    fn zstd_of(b: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    /// A zstd layer is read like a gzip one, checked against both digests.
+    #[test]
+    fn a_zstd_layer_is_read_and_checked() {
+        let good = tar_with("etc/x", &[7u8; 5000]);
+        let z = zstd_of(&good);
+        let mut m = Merger::new();
+        let r = m.apply(&blob(&z, Some(sha(&z)), Some(sha(&good))));
+        assert!(r.is_ok(), "{r:?}");
+        assert!(
+            m.nodes.contains_key(Path::new("/etc/x")),
+            "{:?}",
+            m.nodes.keys()
+        );
     }
 
     fn blob(bytes: &[u8], blob_sha: Option<String>, diff_sha: Option<String>) -> LayerBlob {
@@ -508,13 +514,22 @@ mod tests {
         z[mid] ^= 0x55;
         z[mid + 1] ^= 0x55;
         assert!(mismatch(apply(&blob(&z, Some(sha(&gzip(&good))), None))));
-        // zstd magic: refused as unsupported, unless the digest is wrong.
+        // xz magic: refused as unsupported, unless the digest is wrong.
+        let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
+        assert!(matches!(
+            apply(&blob(&xz, Some(sha(&xz)), None)),
+            Err(SourceError::UnsupportedCompression { what: "xz", .. })
+        ));
+        assert!(mismatch(apply(&blob(&xz, Some(sha(&good)), None))));
+        // Corrupt zstd (a frame header cut short), and a zstd layer whose
+        // diff_id is not its content's.
         let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
         assert!(matches!(
             apply(&blob(&zstd, Some(sha(&zstd)), None)),
-            Err(SourceError::UnsupportedCompression { .. })
+            Err(SourceError::Corrupt { what: "zstd", .. })
         ));
-        assert!(mismatch(apply(&blob(&zstd, Some(sha(&good)), None))));
+        let z = zstd_of(&good);
+        assert!(mismatch(apply(&blob(&z, Some(sha(&z)), Some(sha(&z))))));
         // A large, well-formed gzip stream under the wrong digest: the
         // decompression beside the check gives up, the mismatch is told.
         let big = gzip(&tar_with("big", &vec![0u8; 64 << 20]));
