@@ -105,6 +105,11 @@ pub struct Kept {
     pub not_in_source: BTreeSet<PathBuf>,
     /// Libraries an ELF file needs that the image does not have.
     pub missing_libraries: Vec<(String, PathBuf)>,
+    /// Interpreters named by a relative path (a `#!` line, an ELF's
+    /// `PT_INTERP`), with the file naming them: the kernel looks them up
+    /// from the caller's working directory, which a trace does not
+    /// record, so nothing is kept for them.
+    pub relative_interpreters: Vec<(String, PathBuf)>,
     /// Paths removed by `--exclude`, with the pattern.
     pub excluded: BTreeMap<PathBuf, String>,
     /// The unit that pulled each path a level, the metadata rule or
@@ -241,7 +246,13 @@ impl<'a> Walk<'a> {
                 && (!why.needs_exec_bit || self.executable(&path))
             {
                 // A script that was only read or copied needs no interpreter.
-                if let Some((real, _)) = self.keep_found(&interp, true, Reason::Interpreter)? {
+                if !interp.starts_with("/") {
+                    self.kept
+                        .relative_interpreters
+                        .push((interp.display().to_string(), path.clone()));
+                } else if let Some((real, _)) =
+                    self.keep_found(&interp, true, Reason::Interpreter)?
+                {
                     self.kept.interpreters.push(InterpreterUse {
                         interpreter: interp.display().to_string(),
                         resolved: real.display().to_string(),
@@ -285,6 +296,7 @@ impl<'a> Walk<'a> {
                 }
             }
             self.kept.missing_libraries.extend(closure.missing);
+            self.kept.relative_interpreters.extend(closure.relative);
         }
     }
 }
@@ -295,6 +307,41 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
 }
 
 /// Computes the kept set for `traces` over the source `fs`.
+/// Every symlink the traced runs made, with each target it was given.
+fn symlinks_made(traces: &[Trace]) -> Vec<(PathBuf, PathBuf)> {
+    let mut made = Vec::new();
+    for trace in traces {
+        for file in &trace.files {
+            for a in &file.accesses {
+                if a.op == Op::Symlink
+                    && a.errno.is_none()
+                    && let Some(target) = a.content.as_deref()
+                {
+                    made.push((file.os_path(), PathBuf::from(target)));
+                }
+            }
+        }
+    }
+    made.sort();
+    made.dedup();
+    made
+}
+
+/// `name` with a symlink the run made on its way replaced by each target
+/// that link was given (relative targets from the link's directory).
+fn through_made_links(made: &[(PathBuf, PathBuf)], name: &Path) -> Vec<PathBuf> {
+    made.iter()
+        .filter_map(|(link, target)| {
+            let rest = name.strip_prefix(link).ok()?;
+            if rest.as_os_str().is_empty() {
+                return None;
+            }
+            let dir = link.parent().unwrap_or(Path::new("/"));
+            Some(dir.join(target).join(rest))
+        })
+        .collect()
+}
+
 pub fn compute_with(
     fs: &dyn Rootfs,
     traces: &[Trace],
@@ -319,6 +366,7 @@ pub fn compute_with(
         w.mark_program(real, why);
     }
 
+    let made = symlinks_made(traces);
     for trace in traces {
         for file in &trace.files {
             let path = file.os_path();
@@ -355,6 +403,12 @@ pub fn compute_with(
                 }
             }
             for (name, follow) in exists {
+                // A name through a symlink the run made (or re-pointed)
+                // went where that link pointed, not where the image's
+                // link of that name does: both are kept.
+                for alt in through_made_links(&made, &name) {
+                    w.keep_resolved(&alt, follow, Reason::Traced)?;
+                }
                 if !w.keep_resolved(&name, follow, Reason::Traced)? {
                     w.kept.not_in_source.insert(name);
                 }

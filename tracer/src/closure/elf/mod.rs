@@ -36,6 +36,10 @@ pub struct ElfClosure {
     /// Needed names (or interpreters) not found in the image, with the
     /// object that needed them: the program would fail to start.
     pub missing: Vec<(String, PathBuf)>,
+    /// Interpreters (`PT_INTERP`) named by a relative path, with the
+    /// program: the kernel opens them from the working directory of the
+    /// process that runs the program, which nothing here knows.
+    pub relative: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +155,11 @@ pub fn closure_with(
             parent: None,
         });
         let mut queue = VecDeque::new();
-        if let Some(interp) = &object.info.interp {
+        if let Some(interp) = object.info.interp.as_ref().filter(|i| !i.starts_with('/')) {
+            // Never guessed from `/`: a file there would be kept in place
+            // of the one the kernel loads.
+            out.relative.push((interp.clone(), root.clone()));
+        } else if let Some(interp) = &object.info.interp {
             let path = clean(fs, &Path::new("/").join(interp));
             let loaded = match &path {
                 Some(p) => match resolve(fs, p, true) {

@@ -117,6 +117,82 @@ fn a_chain_of_interpreters_is_kept_to_its_end() {
     assert!(scripts.contains(&"/opt/chain/i2"), "{scripts:?}");
 }
 
+/// A relative interpreter (`#!./mid`, `PT_INTERP` "ld.so") is looked up
+/// by the kernel from the caller's working directory, which no trace
+/// records: it is reported, and a file of that name under `/` (never
+/// accessed) is not kept in its place.
+#[test]
+fn a_relative_interpreter_is_reported_not_guessed() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, "/interp", b"interp binary", 0o755);
+    write(r, "/w/mid", b"#!/interp\n", 0o755);
+    write(r, "/mid", b"#!/interp\n", 0o755);
+    write(r, "/s.sh", b"#!./mid\n", 0o755);
+    write(r, "/ld.so", b"decoy", 0o755);
+    write(r, "/w6/ld.so", b"the loader", 0o755);
+    let prog = elf::synth(&elf::Spec {
+        interp: Some("ld.so"),
+        ..Default::default()
+    });
+    write(r, "/bin/dyn", &prog, 0o755);
+    let ran = trace(
+        &[
+            ("/s.sh", Op::Exec),
+            ("/interp", Op::Exec),
+            ("/bin/dyn", Op::Exec),
+        ],
+        true,
+    );
+    let k = keep(r, &[ran], &Rules::default(), &Options::default());
+    for p in ["/mid", "/w/mid", "/ld.so", "/w6/ld.so"] {
+        assert!(!has(&k, p), "{p}");
+    }
+    assert!(has(&k, "/s.sh") && has(&k, "/interp") && has(&k, "/bin/dyn"));
+    let mut rel = k.relative_interpreters.clone();
+    rel.sort();
+    assert_eq!(
+        rel,
+        vec![
+            ("./mid".to_string(), "/s.sh".into()),
+            ("ld.so".to_string(), "/bin/dyn".into())
+        ]
+    );
+    assert!(k.missing_libraries.is_empty(), "{:?}", k.missing_libraries);
+}
+
+/// A stat through a symlink the run made (or re-pointed) reached that
+/// link's target, not the image's link of the same name.
+#[test]
+fn a_name_through_a_symlink_the_run_made_keeps_its_target() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, "/s/A/f", b"a", 0o644);
+    write(r, "/s/B/f", b"b", 0o644);
+    write(r, "/s/B/g", b"g", 0o644);
+    write(r, "/abs/h", b"h", 0o644);
+    symlink("A", r.join("s/lnk")).unwrap();
+    let mut t = trace(
+        &[
+            ("/s/lnk", Op::Symlink),
+            ("/s/lnk/f", Op::Stat),
+            ("/s/lnk/g", Op::Access),
+            ("/s/new", Op::Symlink),
+            ("/s/new/h", Op::Stat),
+        ],
+        true,
+    );
+    t.files[0].accesses[0].content = Some("B".into());
+    t.files[3].accesses[0].content = Some("/abs".into());
+    let k = keep(r, &[t], &Rules::default(), &Options::default());
+    // The image's own link, as before the run re-pointed it, and where
+    // the run's links led.
+    for p in ["/s/lnk", "/s/A/f", "/s/B/f", "/s/B/g", "/abs/h"] {
+        assert!(has(&k, p), "{p}: {:?}", k.paths.keys());
+    }
+    assert!(!k.not_in_source.contains(Path::new("/s/B/f")));
+}
+
 #[test]
 fn a_script_run_through_a_symlink_and_dotdot_is_a_program() {
     let d = tempfile::tempdir().unwrap();

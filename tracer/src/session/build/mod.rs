@@ -9,7 +9,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-pub use self::report::{Largest, Loaded, Missing, Packages, Report, Size, human, summary};
+pub use self::report::{
+    Largest, Loaded, Missing, Packages, RelativeInterpreter, Report, Size, human, summary,
+};
 use super::sbom::{SbomSpec, check_writable, created, trace_ref, write_sbom};
 use crate::{
     closure::{self, Kept, Level, Reason, packages, programs, rules::Rules},
@@ -388,6 +390,14 @@ fn make_report(m: Made) -> Report {
             .map(|(l, by)| Missing {
                 library: l.clone(),
                 needed_by: display(by),
+            })
+            .collect(),
+        relative_interpreters: kept
+            .relative_interpreters
+            .iter()
+            .map(|(i, by)| RelativeInterpreter {
+                interpreter: i.clone(),
+                named_by: display(by),
             })
             .collect(),
         packages: m.packages.map(|d| Packages {

@@ -24,6 +24,12 @@ pub struct Missing {
     pub needed_by: String,
 }
 
+#[derive(Serialize)]
+pub struct RelativeInterpreter {
+    pub interpreter: String,
+    pub named_by: String,
+}
+
 /// `--report`: what was kept, why, and what was left out.
 #[derive(Serialize)]
 pub struct Report {
@@ -43,6 +49,11 @@ pub struct Report {
     pub kept: BTreeMap<String, closure::Reason>,
     pub not_in_source: Vec<String>,
     pub missing_libraries: Vec<Missing>,
+    /// Interpreters named by a relative path (`#!./x`, a relative
+    /// `PT_INTERP`) and the file naming each: the kernel looks them up
+    /// from the caller's working directory, which no trace records, so
+    /// none is kept for them (`--include` what they name).
+    pub relative_interpreters: Vec<RelativeInterpreter>,
     pub excluded: BTreeMap<String, String>,
     /// dpkg packages kept in the trimmed database and dropped from it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +197,15 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(s, "  warning: libraries not in the source image:");
         for m in &r.missing_libraries {
             let _ = writeln!(s, "    {} (needed by {})", m.library, m.needed_by);
+        }
+    }
+    if !r.relative_interpreters.is_empty() {
+        let _ = writeln!(
+            s,
+            "  warning: interpreters named by a relative path, looked up from the caller's working directory (not kept; --include them):"
+        );
+        for m in &r.relative_interpreters {
+            let _ = writeln!(s, "    {} (named by {})", m.interpreter, m.named_by);
         }
     }
     if !r.not_in_source.is_empty() {
