@@ -21,7 +21,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    model::trace::{Access, Need, Op, Trace},
+    model::trace::{Access, Need, Op, Role, Trace},
     source::rootfs::{Kind, Rootfs},
 };
 
@@ -327,6 +327,71 @@ fn symlinks_made(traces: &[Trace]) -> Vec<(PathBuf, PathBuf)> {
     made
 }
 
+/// Directories a run renamed. A trace files a rename's two names apart,
+/// so a name below a rename's new name may stand for one below any
+/// directory the same run renamed away (`mv D D.bak; cat D.bak/y` read
+/// the image's `D/y`): each such directory of the image is tried.
+struct Renamed {
+    targets: Vec<PathBuf>,
+    sources: Vec<PathBuf>,
+}
+
+impl Renamed {
+    /// More directories renamed than this are not tried one by one.
+    const MAX_SOURCES: usize = 64;
+
+    fn of(fs: &dyn Rootfs, trace: &Trace) -> Result<Renamed, ClosureError> {
+        let (mut targets, mut sources) = (Vec::new(), Vec::new());
+        for file in &trace.files {
+            for a in &file.accesses {
+                if a.op != Op::Rename || a.errno.is_some() || !from_image(trace, &file.path, a) {
+                    continue;
+                }
+                match a.role {
+                    Some(Role::Target) => targets.push(file.os_path()),
+                    Some(Role::Source) => sources.push(file.os_path()),
+                    _ => {}
+                }
+            }
+        }
+        let mut dirs = Vec::new();
+        if !targets.is_empty() {
+            for s in sources {
+                let is_dir = matches!(resolve(fs, &s, false)?, Some(r)
+                    if matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Dir));
+                if is_dir && !dirs.contains(&s) {
+                    dirs.push(s);
+                }
+            }
+        }
+        if dirs.len() > Self::MAX_SOURCES {
+            dirs.clear();
+        }
+        Ok(Renamed {
+            targets,
+            sources: dirs,
+        })
+    }
+
+    fn alternatives(&self, name: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            let Ok(rest) = name.strip_prefix(t) else {
+                continue;
+            };
+            if rest.as_os_str().is_empty() {
+                continue;
+            }
+            for s in &self.sources {
+                if s != t {
+                    out.push(s.join(rest));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// `name` with a symlink the run made on its way replaced by each target
 /// that link was given (relative targets from the link's directory).
 fn through_made_links(made: &[(PathBuf, PathBuf)], name: &Path) -> Vec<PathBuf> {
@@ -368,6 +433,7 @@ pub fn compute_with(
 
     let made = symlinks_made(traces);
     for trace in traces {
+        let renamed = Renamed::of(fs, trace)?;
         for file in &trace.files {
             let path = file.os_path();
             // Each way (follow the last symlink or not) of each name is
@@ -407,6 +473,9 @@ pub fn compute_with(
                 // went where that link pointed, not where the image's
                 // link of that name does: both are kept.
                 for alt in through_made_links(&made, &name) {
+                    w.keep_resolved(&alt, follow, Reason::Traced)?;
+                }
+                for alt in renamed.alternatives(&name) {
                     w.keep_resolved(&alt, follow, Reason::Traced)?;
                 }
                 if !w.keep_resolved(&name, follow, Reason::Traced)? {

@@ -193,6 +193,39 @@ fn a_name_through_a_symlink_the_run_made_keeps_its_target() {
     assert!(!k.not_in_source.contains(Path::new("/s/B/f")));
 }
 
+/// `mv D D.bak; cat D.bak/y`: the file read was the image's `D/y`. A
+/// file renamed over another (an atomic write) brings nothing.
+#[test]
+fn a_name_below_a_directory_the_run_renamed_keeps_the_original() {
+    use crate::model::trace::Role;
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, "/s/D/x", b"x", 0o644);
+    write(r, "/s/D/y", b"y", 0o644);
+    write(r, "/s/D/z", b"z", 0o644);
+    write(r, "/etc/conf", b"c", 0o644);
+    let mut t = trace(
+        &[
+            ("/s/D", Op::Rename),
+            ("/s/D.bak", Op::Rename),
+            ("/s/D.bak/x", Op::Stat),
+            ("/s/D.bak/y", Op::Open),
+            ("/etc/conf.tmp", Op::Rename),
+            ("/etc/conf", Op::Rename),
+        ],
+        true,
+    );
+    t.files[0].accesses[0].role = Some(Role::Source);
+    t.files[1].accesses[0].role = Some(Role::Target);
+    t.files[4].accesses[0].role = Some(Role::Source);
+    t.files[5].accesses[0].role = Some(Role::Target);
+    let k = keep(r, &[t], &Rules::default(), &Options::default());
+    for p in ["/s/D/x", "/s/D/y"] {
+        assert!(has(&k, p), "{p}: {:?}", k.paths.keys());
+    }
+    assert!(!has(&k, "/s/D/z"));
+}
+
 #[test]
 fn a_script_run_through_a_symlink_and_dotdot_is_a_program() {
     let d = tempfile::tempdir().unwrap();
