@@ -43,6 +43,9 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/include/x86_64-linux-gnu/gnu/stubs-32.h",
     ),
     ("liburing-dev", "/usr/include/liburing.h"),
+    // The decompression tests compare with what the xz and bzip2 CLIs write.
+    ("xz-utils", "/usr/bin/xz"),
+    ("bzip2", "/usr/bin/bzip2"),
     // The arm64 cross build and its unit tests under qemu (see cross.rs).
     ("clang", "/usr/bin/clang"),
     ("lld", "/usr/bin/ld.lld"),

@@ -26,27 +26,36 @@ pub enum Compression {
     /// Zstandard, also zstd:chunked (its table of contents sits in
     /// skippable frames, which a plain reader passes over).
     Zstd,
+    /// `docker save app | xz` (docker load reads it), legacy layers.
+    Xz,
+    Bzip2,
 }
+
+/// The most memory an xz block's dictionary may ask for: `xz -9e` uses
+/// 64 MiB; the format allows 4 GiB, which a hostile stream would claim.
+const XZ_MEM_LIMIT_KB: u32 = 512 << 10;
 
 impl Compression {
     /// The compression of a blob starting with `magic` (its first 512
-    /// bytes, or all of a shorter one), or the name of one that is refused.
+    /// bytes, or all of a shorter one).
     /// A tar header is recognised first, so a plain layer whose first
     /// member is named, say, `BZh...` is not taken for bzip2.
-    pub fn detect(magic: &[u8]) -> Result<Compression, &'static str> {
+    pub fn detect(magic: &[u8]) -> Compression {
         // Every tar header (ustar, GNU, PAX) carries "ustar" at offset 257.
         if magic.get(257..262) == Some(b"ustar".as_slice()) {
-            Ok(Compression::None)
+            Compression::None
         } else if magic.starts_with(&[0x1f, 0x8b]) {
-            Ok(Compression::Gzip)
+            Compression::Gzip
         } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Ok(Compression::Zstd)
+            Compression::Zstd
         } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            Err("xz")
-        } else if magic.starts_with(b"BZh") {
-            Err("bzip2")
+            Compression::Xz
+        } else if magic.starts_with(b"BZh")
+            && magic.get(3).is_some_and(|b| (b'1'..=b'9').contains(b))
+        {
+            Compression::Bzip2
         } else {
-            Ok(Compression::None)
+            Compression::None
         }
     }
 
@@ -55,6 +64,8 @@ impl Compression {
             Compression::None => "tar",
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+            Compression::Bzip2 => "bzip2",
         }
     }
 
@@ -65,6 +76,12 @@ impl Compression {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
             Compression::Zstd => Box::new(ZstdFrames::new(r)),
+            Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+                io::BufReader::with_capacity(1 << 16, r),
+                true,
+                XZ_MEM_LIMIT_KB,
+            )),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
         }
     }
 }
@@ -322,12 +339,13 @@ mod tests {
         let mut tar_head = vec![0u8; 512];
         tar_head[..3].copy_from_slice(b"BZh");
         tar_head[257..262].copy_from_slice(b"ustar");
-        assert_eq!(Compression::detect(&tar_head), Ok(Compression::None));
-        assert_eq!(Compression::detect(&zstd(b"x")), Ok(Compression::Zstd));
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Ok(Compression::Gzip));
-        assert_eq!(Compression::detect(b"\xfd7zXZ\0"), Err("xz"));
-        assert_eq!(Compression::detect(b"BZh91AY"), Err("bzip2"));
-        assert_eq!(Compression::detect(b""), Ok(Compression::None));
+        assert_eq!(Compression::detect(&tar_head), Compression::None);
+        assert_eq!(Compression::detect(&zstd(b"x")), Compression::Zstd);
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(Compression::detect(b"\xfd7zXZ\0"), Compression::Xz);
+        assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(Compression::detect(b"BZhx"), Compression::None);
+        assert_eq!(Compression::detect(b""), Compression::None);
     }
 
     /// Every frame is read, skippable ones passed over wherever they are.
@@ -374,6 +392,38 @@ mod tests {
                 }
                 other => panic!("{what}: {other:?}"),
             }
+        }
+    }
+
+    /// xz and bzip2 (what the CLIs write: several streams concatenated are
+    /// read whole, a cut stream is corrupt).
+    #[test]
+    fn xz_and_bzip2_streams_are_read() {
+        let cli = |tool: &str, data: &[u8]| {
+            let mut c = std::process::Command::new(tool)
+                .args(["-c", "-6"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{tool} is required for this test: {e}"));
+            c.stdin.take().unwrap().write_all(data).unwrap();
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            out.stdout
+        };
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        for (tool, how) in [("xz", Compression::Xz), ("bzip2", Compression::Bzip2)] {
+            let mut z = cli(tool, &a);
+            assert_eq!(Compression::detect(&z), how, "{tool}");
+            z.extend(cli(tool, b"tail"));
+            let mut want = a.clone();
+            want.extend(b"tail");
+            assert_eq!(unpack(&z, how).unwrap(), want, "{tool}");
+            z.truncate(z.len() / 2);
+            assert!(
+                matches!(unpack(&z, how), Err(SourceError::Corrupt { .. })),
+                "{tool}"
+            );
         }
     }
 

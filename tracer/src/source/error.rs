@@ -83,8 +83,6 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
-    #[error("{layer}: {what}-compressed layers are not supported")]
-    UnsupportedCompression { layer: String, what: &'static str },
     #[error("{layer}: malformed tar")]
     BadTar {
         layer: String,

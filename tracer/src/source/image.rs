@@ -167,16 +167,11 @@ pub fn open_file_unmerged(
     let head = region
         .read_exact_at(0, 512.min(region.len() as usize))
         .map_err(SourceError::io(src))?;
-    // `docker save | gzip` or `| zstd`: decompressed once, then read in place.
-    match Compression::detect(&head) {
-        Ok(Compression::None) => {}
-        Ok(how) => region = decompress::to_temp(&region, how, &src.display().to_string())?.0,
-        Err(what) => {
-            return Err(SourceError::NotAnImage {
-                path: src.to_path_buf(),
-                why: format!("{what}-compressed archives are not supported"),
-            });
-        }
+    // `docker save | gzip` (or zstd, xz, bzip2): decompressed once, then
+    // read in place.
+    let how = Compression::detect(&head);
+    if how != Compression::None {
+        region = decompress::to_temp(&region, how, &src.display().to_string())?.0;
     }
     // Every tar header (ustar, GNU, PAX) carries "ustar" at offset 257.
     let head = region

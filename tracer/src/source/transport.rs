@@ -250,8 +250,7 @@ fn detect(p: &Path) -> std::io::Result<Option<&'static str>> {
     }
     let mut head = Vec::with_capacity(512);
     File::open(p)?.take(512).read_to_end(&mut head)?;
-    // An archive compressed some other way is read as it is, and fails there.
-    let how = Compression::detect(&head).unwrap_or(Compression::None);
+    let how = Compression::detect(&head);
     let mut ar = tar::Archive::new(how.reader(File::open(p)?));
     for entry in ar.entries()? {
         let entry = entry?;

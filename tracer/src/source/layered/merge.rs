@@ -339,14 +339,11 @@ fn read_verified(layer: &LayerBlob) -> Result<(Region, Vec<Raw>), SourceError> {
         .region
         .read_exact_at(0, 512.min(layer.region.len() as usize))
         .map_err(SourceError::io(origin))?;
-    let how = Compression::detect(&magic).map_err(|what| SourceError::UnsupportedCompression {
-        layer: layer.label.to_string(),
-        what,
-    });
+    let how = Compression::detect(&magic);
     // A plain tar is its own uncompressed form: its diff_id is checked on
     // the same bytes (a compressed layer's is checked as it is decompressed).
     let mut digests: Vec<&String> = layer.blob_sha.iter().collect();
-    if matches!(how, Ok(Compression::None))
+    if how == Compression::None
         && let Some(diff) = &layer.diff_sha
         && !digests.contains(&diff)
     {
@@ -368,15 +365,14 @@ fn read_verified(layer: &LayerBlob) -> Result<(Region, Vec<Raw>), SourceError> {
                 })
             })
             .collect();
-        let read = how
-            .and_then(|how| match how {
-                Compression::None => Ok(layer.region.clone()),
-                _ => decompress(layer, how, &tampered),
-            })
-            .and_then(|tar| {
-                let raws = read_entries(&tar, &layer.label)?;
-                Ok((tar, raws))
-            });
+        let read = match how {
+            Compression::None => Ok(layer.region.clone()),
+            _ => decompress(layer, how, &tampered),
+        }
+        .and_then(|tar| {
+            let raws = read_entries(&tar, &layer.label)?;
+            Ok((tar, raws))
+        });
         for check in checks {
             check.join().map_err(|_| SourceError::Io {
                 path: origin.clone(),
@@ -514,11 +510,11 @@ mod tests {
         z[mid] ^= 0x55;
         z[mid + 1] ^= 0x55;
         assert!(mismatch(apply(&blob(&z, Some(sha(&gzip(&good))), None))));
-        // xz magic: refused as unsupported, unless the digest is wrong.
+        // Corrupt xz, unless the digest is wrong.
         let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
         assert!(matches!(
             apply(&blob(&xz, Some(sha(&xz)), None)),
-            Err(SourceError::UnsupportedCompression { what: "xz", .. })
+            Err(SourceError::Corrupt { what: "xz", .. })
         ));
         assert!(mismatch(apply(&blob(&xz, Some(sha(&good)), None))));
         // Corrupt zstd (a frame header cut short), and a zstd layer whose
