@@ -16,6 +16,13 @@ fn json(p: &std::path::Path) -> Value {
     serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
 }
 
+/// The manifest an OCI layout's index names first.
+fn first_manifest(layout: &std::path::Path) -> Value {
+    let index = json(&layout.join("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    json(&layout.join("blobs/sha256").join(&digest[7..]))
+}
+
 #[test]
 fn every_file_transport_names_the_same_image() {
     let work = tempdir();
@@ -173,11 +180,8 @@ fn zstd_layers_run_and_build_like_gzip_ones() {
         .arg(format!("oci:{}:full", zstd.display()))
         .run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let index = json(&zstd.join("index.json"));
-    let digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest = json(&zstd.join("blobs/sha256").join(&digest[7..]));
     assert_eq!(
-        manifest["layers"][0]["mediaType"],
+        first_manifest(&zstd)["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
     // A cache of its own, empty: the layer is decompressed, not found
@@ -219,10 +223,7 @@ fn zstd_layers_run_and_build_like_gzip_ones() {
             "{src}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let index = json(&out.join("index.json"));
-        let digest = index["manifests"][0]["digest"].as_str().unwrap();
-        let manifest = json(&out.join("blobs/sha256").join(&digest[7..]));
-        layers.push(manifest["layers"].clone());
+        layers.push(first_manifest(&out)["layers"].clone());
     }
     assert_eq!(layers[0], layers[1]);
 }

@@ -306,7 +306,6 @@ pub fn compute(fs: &dyn Rootfs, traces: &[Trace], rules: &Rules) -> Result<Kept,
     compute_with(fs, traces, rules, &Options::default())
 }
 
-/// Computes the kept set for `traces` over the source `fs`.
 /// Every symlink the traced runs made, with each target it was given.
 fn symlinks_made(traces: &[Trace]) -> Vec<(PathBuf, PathBuf)> {
     let mut made = Vec::new();
@@ -356,10 +355,12 @@ impl Renamed {
         }
         let mut dirs = Vec::new();
         if !targets.is_empty() {
+            sources.sort();
+            sources.dedup();
             for s in sources {
-                let is_dir = matches!(resolve(fs, &s, false)?, Some(r)
-                    if matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Dir));
-                if is_dir && !dirs.contains(&s) {
+                if matches!(resolve(fs, &s, false)?, Some(r)
+                    if matches!(fs.meta(&r.path), Ok(Some(m)) if m.kind == Kind::Dir))
+                {
                     dirs.push(s);
                 }
             }
@@ -376,16 +377,13 @@ impl Renamed {
     fn alternatives(&self, name: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for t in &self.targets {
-            let Ok(rest) = name.strip_prefix(t) else {
-                continue;
-            };
-            if rest.as_os_str().is_empty() {
-                continue;
-            }
-            for s in &self.sources {
-                if s != t {
-                    out.push(s.join(rest));
-                }
+            if let Some(rest) = strictly_below(name, t) {
+                out.extend(
+                    self.sources
+                        .iter()
+                        .filter(|s| *s != t)
+                        .map(|s| s.join(rest)),
+                );
             }
         }
         out
@@ -397,16 +395,21 @@ impl Renamed {
 fn through_made_links(made: &[(PathBuf, PathBuf)], name: &Path) -> Vec<PathBuf> {
     made.iter()
         .filter_map(|(link, target)| {
-            let rest = name.strip_prefix(link).ok()?;
-            if rest.as_os_str().is_empty() {
-                return None;
-            }
+            let rest = strictly_below(name, link)?;
             let dir = link.parent().unwrap_or(Path::new("/"));
             Some(dir.join(target).join(rest))
         })
         .collect()
 }
 
+/// What follows `top` in `name`, when `name` lies below it.
+fn strictly_below<'n>(name: &'n Path, top: &Path) -> Option<&'n Path> {
+    name.strip_prefix(top)
+        .ok()
+        .filter(|rest| !rest.as_os_str().is_empty())
+}
+
+/// Computes the kept set for `traces` over the source `fs`.
 pub fn compute_with(
     fs: &dyn Rootfs,
     traces: &[Trace],

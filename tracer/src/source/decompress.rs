@@ -69,8 +69,8 @@ impl Compression {
         }
     }
 
-    /// A reader of the decompressed stream. Concatenated gzip members and
-    /// zstd frames are all read, as `gzip -d` and `zstd -d` do.
+    /// A reader of the decompressed stream. Concatenated gzip members, zstd
+    /// frames, xz streams and bzip2 streams are all read, as the CLIs do.
     pub fn reader<'a, R: Read + 'a>(self, r: R) -> Box<dyn Read + 'a> {
         match self {
             Compression::None => Box::new(r),

@@ -761,12 +761,10 @@ mod tests {
         let mut descs = Vec::new();
         for l in layers {
             let d = put_blob(dir, &l.blob);
-            let mt = if l.blob.starts_with(&[0x1f, 0x8b]) {
-                "application/vnd.oci.image.layer.v1.tar+gzip"
-            } else if l.blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                "application/vnd.oci.image.layer.v1.tar+zstd"
-            } else {
-                "application/vnd.oci.image.layer.v1.tar"
+            let mt = match Compression::detect(&l.blob) {
+                Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+                Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+                _ => "application/vnd.oci.image.layer.v1.tar",
             };
             descs.push(serde_json::json!({"mediaType": mt, "digest": d, "size": l.blob.len()}));
             digests.push(d);
